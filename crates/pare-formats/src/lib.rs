@@ -1,0 +1,50 @@
+//! pare-formats: reading model directories (safetensors through mmap, config.json, tokenizer.json,
+//! the sentence-transformers files) and obtaining models from the zoo.
+
+pub mod config;
+pub mod error;
+pub mod sentence;
+pub mod tensors;
+pub mod tokenizer;
+pub mod writer;
+pub mod zoo;
+
+pub use config::BertConfig;
+pub use error::{FormatError, Result};
+pub use safetensors::Dtype;
+pub use tensors::{TensorFile, TensorInfo};
+
+use std::path::{Path, PathBuf};
+
+/// The files of a Hugging Face model directory that pare reads.
+#[derive(Clone, Debug)]
+pub struct ModelDir {
+    /// The directory.
+    pub root: PathBuf,
+}
+
+impl ModelDir {
+    /// Checks that `root` is a directory holding `config.json` and `model.safetensors`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        if !root.exists() {
+            return Err(FormatError::NotFound(root));
+        }
+        if !root.is_dir() {
+            return Err(FormatError::NotADirectory(root));
+        }
+        let dir = ModelDir { root };
+        for f in ["config.json", "model.safetensors"] {
+            let p = dir.root.join(f);
+            if !p.is_file() {
+                return Err(FormatError::MissingFile { dir: dir.root.clone(), file: f.to_string() });
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Path of a file inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}

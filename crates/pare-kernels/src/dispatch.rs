@@ -1,0 +1,67 @@
+//! The kernel table: one function pointer per kernel family, filled once. It starts from the scalar
+//! references; each ISA tier the CPU offers (up to the `PARE_ISA` cap) overwrites the slots it improves.
+
+use crate::gemm_f32::GemmF32Kernel;
+use crate::isa::{self, Isa};
+use crate::{norm, reference};
+use std::sync::OnceLock;
+
+/// Kernels of one tier, with the name of each (`{op}_{types}_{tile}_{isa}`).
+#[derive(Clone, Copy)]
+pub struct Table {
+    /// Tier this table was built for.
+    pub isa: Isa,
+    pub(crate) gemm_f32: GemmF32Kernel,
+    /// Name of the f32 GEMM kernel.
+    pub gemm_f32_name: &'static str,
+    pub(crate) layer_norm: norm::LayerNormKernel,
+    /// Name of the layer-norm kernel.
+    pub layer_norm_name: &'static str,
+    pub(crate) softmax: norm::SoftmaxKernel,
+    /// Name of the softmax kernel.
+    pub softmax_name: &'static str,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("isa", &self.isa)
+            .field("gemm_f32", &self.gemm_f32_name)
+            .field("layer_norm", &self.layer_norm_name)
+            .field("softmax", &self.softmax_name)
+            .finish()
+    }
+}
+
+impl Table {
+    /// The scalar reference kernels.
+    pub fn reference() -> Self {
+        Table {
+            isa: Isa::Scalar,
+            gemm_f32: reference::gemm_f32_kernel,
+            gemm_f32_name: "gemm_f32_ref_scalar",
+            layer_norm: reference::layer_norm_kernel,
+            layer_norm_name: "layernorm_f32_ref_scalar",
+            softmax: reference::softmax_kernel,
+            softmax_name: "softmax_f32_ref_scalar",
+        }
+    }
+
+    /// The best kernels up to tier `cap`, or `None` when this CPU lacks `cap`.
+    pub fn for_isa(cap: Isa) -> Option<Self> {
+        if !cap.is_available() {
+            return None;
+        }
+        let mut t = Table::reference();
+        #[cfg(target_arch = "x86_64")]
+        crate::x86_64::install(&mut t, cap);
+        t.isa = cap;
+        Some(t)
+    }
+}
+
+/// The table for [`isa::active`], built on first use.
+pub fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| Table::for_isa(isa::active()).unwrap_or_else(Table::reference))
+}

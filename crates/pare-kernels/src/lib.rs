@@ -1,0 +1,21 @@
+//! pare-kernels: the CPU kernels of pare. Every optimised kernel has a scalar twin in
+//! [`reference`]; [`dispatch`] picks the best tier the CPU offers (capped by `PARE_ISA`) once.
+//!
+//! This is the only crate of pare with `unsafe` code and `core::arch` intrinsics.
+
+pub mod aligned;
+pub mod attention;
+pub mod dispatch;
+pub mod gemm_f32;
+pub mod isa;
+pub mod norm;
+pub mod par;
+pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+pub use aligned::AlignedVec;
+pub use attention::{AttentionShape, attention_f32};
+pub use gemm_f32::{Activation, Epilogue, PackedF32, gemm_f32};
+pub use isa::Isa;
+pub use norm::layer_norm;

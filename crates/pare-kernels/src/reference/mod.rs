@@ -1,0 +1,80 @@
+//! Scalar reference kernels: short, obviously correct, the specification and the test oracle of
+//! every SIMD kernel. They also serve as the `scalar` tier.
+
+use crate::gemm_f32::{GemmF32Args, NR};
+use std::ops::Range;
+
+/// Exact GELU, `x/2 · (1 + erf(x/√2))`.
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Reference GEMM over the panels `panels` of `C` (see [`crate::gemm_f32`]).
+///
+/// # Safety
+/// `args` were checked by `gemm_f32::check`; no other thread writes these panels of `C`.
+pub(crate) unsafe fn gemm_f32_kernel(args: &GemmF32Args<'_>, panels: Range<usize>) {
+    let (k, n) = (args.b.k(), args.b.n());
+    for j in panels.start * NR..(panels.end * NR).min(n) {
+        for i in 0..args.m {
+            let mut s = 0.0f32;
+            for kk in 0..k {
+                s += args.a[i * args.lda + kk] * args.b.get(kk, j);
+            }
+            // SAFETY: (i, j) lies inside the m × n block of C that `check` validated.
+            unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(s, i, j) };
+        }
+    }
+}
+
+/// Reference LayerNorm over whole rows.
+///
+/// # Safety
+/// None beyond the shape contract of [`crate::norm::LayerNormKernel`]; `unsafe` only to share its type.
+pub(crate) unsafe fn layer_norm_kernel(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    layer_norm(x, gamma, beta, eps)
+}
+
+/// Reference LayerNorm (safe form).
+pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let cols = gamma.len();
+    for row in x.chunks_exact_mut(cols) {
+        let mean = row.iter().sum::<f32>() / cols as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / cols as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (*v - mean) * inv * gamma[j] + beta[j];
+        }
+    }
+}
+
+/// Reference softmax of one row.
+///
+/// # Safety
+/// None beyond the shape contract of [`crate::norm::SoftmaxKernel`]; `unsafe` only to share its type.
+pub(crate) unsafe fn softmax_kernel(row: &mut [f32], bias: Option<&[f32]>) {
+    softmax(row, bias)
+}
+
+/// Reference softmax (safe form).
+pub fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for (v, b) in row.iter_mut().zip(b) {
+            *v += b;
+        }
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}

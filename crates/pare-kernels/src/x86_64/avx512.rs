@@ -1,0 +1,258 @@
+//! AVX-512 f32 kernels: an 8×32 register-blocked GEMM, LayerNorm, softmax, and the vector exp / erf
+//! they need.
+
+use crate::gemm_f32::{Activation, GemmF32Args, NR};
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+/// Rows per GEMM tile: 8 rows × 2 vectors = 16 accumulators.
+const MR: usize = 8;
+
+/// `e^x`, Cephes polynomial after range reduction by ln 2 (≤ 2 ulp); 0 below −87.3.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp(x: __m512) -> __m512 {
+    let underflow = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(-87.336_54));
+    let x = _mm512_min_ps(x, _mm512_set1_ps(88.376_26));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+        x,
+        _mm512_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm512_set1_ps(1.987_569_1e-4);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.398_199_9e-3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333_452e-3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166_579_6e-2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666_666_5e-1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.000_000_1e-1));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+    _mm512_maskz_mov_ps(!underflow, _mm512_scalef_ps(p, n))
+}
+
+/// `erf(x)`, the rational approximation of Eigen (`x·P(x²)/Q(x²)` on [−4, 4]).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn erf(x: __m512) -> __m512 {
+    let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
+    let x2 = _mm512_mul_ps(x, x);
+    let mut p = _mm512_set1_ps(-2.726_142_3e-10);
+    for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
+        p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(c));
+    }
+    let mut q = _mm512_set1_ps(-1.456_607_2e-5);
+    for c in [-2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_474e-2] {
+        q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(c));
+    }
+    _mm512_div_ps(_mm512_mul_ps(x, p), q)
+}
+
+/// Exact-form GELU, `x/2 · (1 + erf(x/√2))`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gelu(x: __m512) -> __m512 {
+    let e = erf(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
+    _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5)), _mm512_add_ps(e, _mm512_set1_ps(1.0)))
+}
+
+/// Mask of the first `w` lanes (w ≤ 16).
+#[inline]
+fn lanes(w: usize) -> __mmask16 {
+    if w >= 16 { 0xffff } else { ((1u32 << w) - 1) as __mmask16 }
+}
+
+/// AVX-512 GEMM over the column panels `panels`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `args` passed `gemm_f32::check`; no other thread writes these panels of C.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>) {
+    for p in panels {
+        let mut i = 0;
+        while i + MR <= args.m {
+            // SAFETY: rows i..i+MR lie inside A and C (checked shapes), panel p inside B.
+            unsafe { tile::<MR>(args, i, p) };
+            i += MR;
+        }
+        // SAFETY: as above for the remaining m − i < MR rows.
+        unsafe {
+            match args.m - i {
+                0 => {}
+                1 => tile::<1>(args, i, p),
+                2 => tile::<2>(args, i, p),
+                3 => tile::<3>(args, i, p),
+                4 => tile::<4>(args, i, p),
+                5 => tile::<5>(args, i, p),
+                6 => tile::<6>(args, i, p),
+                _ => tile::<7>(args, i, p),
+            }
+        }
+    }
+}
+
+/// Rows `i0 .. i0+R` × panel `p` of C: the full-k dot products in 2R registers, then the epilogue.
+///
+/// # Safety
+/// As [`gemm_f32`], with `i0 + R ≤ m` and `p` a panel of B.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[inline]
+unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
+    let k = args.b.k();
+    let b = args.b.panel(p).as_ptr();
+    let lda = args.lda;
+    // SAFETY: row i0 exists in A.
+    let a = unsafe { args.a.as_ptr().add(i0 * lda) };
+    let mut c0 = [_mm512_setzero_ps(); R];
+    let mut c1 = [_mm512_setzero_ps(); R];
+    for kk in 0..k {
+        // SAFETY: the panel holds k rows of NR = 32 floats, 64-byte aligned.
+        let (b0, b1) = unsafe { (_mm512_load_ps(b.add(kk * NR)), _mm512_load_ps(b.add(kk * NR + 16))) };
+        for r in 0..R {
+            // SAFETY: A[i0 + r][kk] is inside A (checked shapes).
+            let av = _mm512_set1_ps(unsafe { *a.add(r * lda + kk) });
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+
+    let epi = &args.epi;
+    let j0 = p * NR;
+    let w = NR.min(args.b.n() - j0);
+    let (m0, m1) = (lanes(w), lanes(w.saturating_sub(16)));
+    let alpha = _mm512_set1_ps(epi.alpha);
+    let (bias0, bias1) = match epi.bias {
+        // SAFETY: masked loads touch only columns < n of the n-long bias.
+        Some(bias) => unsafe {
+            let bp = bias.as_ptr().add(j0);
+            (_mm512_maskz_loadu_ps(m0, bp), _mm512_maskz_loadu_ps(m1, bp.add(16)))
+        },
+        None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+    };
+    for r in 0..R {
+        let (mut v0, mut v1) = (c0[r], c1[r]);
+        if epi.alpha != 1.0 {
+            v0 = _mm512_mul_ps(v0, alpha);
+            v1 = _mm512_mul_ps(v1, alpha);
+        }
+        v0 = _mm512_add_ps(v0, bias0);
+        v1 = _mm512_add_ps(v1, bias1);
+        if epi.act == Activation::Gelu {
+            v0 = gelu(v0);
+            v1 = gelu(v1);
+        }
+        if let Some((res, ld)) = epi.residual {
+            // SAFETY: masked loads of row i0 + r, columns < n, of the checked residual.
+            unsafe {
+                let rp = res.as_ptr().add((i0 + r) * ld + j0);
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
+            }
+        }
+        // SAFETY: masked stores to row i0 + r, columns j0 .. j0 + w < n, of C; this panel is ours.
+        unsafe {
+            let cp = args.c.get().add((i0 + r) * args.ldc + j0);
+            _mm512_mask_storeu_ps(cp, m0, v0);
+            _mm512_mask_storeu_ps(cp.add(16), m1, v1);
+        }
+    }
+}
+
+/// Horizontal sum.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn hsum(v: __m512) -> f32 {
+    _mm512_reduce_add_ps(v)
+}
+
+/// LayerNorm over whole rows (two-pass variance).
+///
+/// # Safety
+/// The CPU has AVX-512F; `x.len()` is a multiple of `gamma.len() == beta.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let cols = gamma.len();
+    let full = cols / 16 * 16;
+    let tail = lanes(cols - full);
+    let inv_n = 1.0 / cols as f32;
+    for row in x.chunks_exact_mut(cols) {
+        let p = row.as_mut_ptr();
+        // SAFETY (all blocks below): offsets j < full are whole vectors inside the row; the tail is
+        // masked to the cols − full remaining lanes; gamma and beta have `cols` values.
+        let mut s = _mm512_setzero_ps();
+        for j in (0..full).step_by(16) {
+            s = _mm512_add_ps(s, unsafe { _mm512_loadu_ps(p.add(j)) });
+        }
+        s = _mm512_add_ps(s, unsafe { _mm512_maskz_loadu_ps(tail, p.add(full)) });
+        let mean = _mm512_set1_ps(hsum(s) * inv_n);
+        let mut q = _mm512_setzero_ps();
+        for j in (0..full).step_by(16) {
+            let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(p.add(j)) }, mean);
+            q = _mm512_fmadd_ps(d, d, q);
+        }
+        let d = _mm512_maskz_sub_ps(tail, unsafe { _mm512_maskz_loadu_ps(tail, p.add(full)) }, mean);
+        q = _mm512_fmadd_ps(d, d, q);
+        let inv = _mm512_set1_ps(1.0 / (hsum(q) * inv_n + eps).sqrt());
+        let mut j = 0;
+        while j < cols {
+            let m = lanes(cols - j);
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, p.add(j));
+                let g = _mm512_maskz_loadu_ps(m, gamma.as_ptr().add(j));
+                let b = _mm512_maskz_loadu_ps(m, beta.as_ptr().add(j));
+                let y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean), inv), g, b);
+                _mm512_mask_storeu_ps(p.add(j), m, y);
+            }
+            j += 16;
+        }
+    }
+}
+
+/// Softmax of one row, after adding the optional bias.
+///
+/// # Safety
+/// The CPU has AVX-512F; `bias`, when given, has `row.len()` values.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
+    let n = row.len();
+    let p = row.as_mut_ptr();
+    // SAFETY (all blocks below): every access is masked to lanes j .. min(j + 16, n) of the row
+    // (and of the bias, which has n values).
+    let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut j = 0;
+    while j < n {
+        let m = lanes(n - j);
+        unsafe {
+            let mut v = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), m, p.add(j));
+            if let Some(b) = bias {
+                v = _mm512_add_ps(v, _mm512_mask_loadu_ps(_mm512_setzero_ps(), m, b.as_ptr().add(j)));
+                _mm512_mask_storeu_ps(p.add(j), m, v);
+            }
+            mx = _mm512_max_ps(mx, v);
+        }
+        j += 16;
+    }
+    let max = _mm512_reduce_max_ps(mx);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let maxv = _mm512_set1_ps(max);
+    let mut sum = _mm512_setzero_ps();
+    let mut j = 0;
+    while j < n {
+        let m = lanes(n - j);
+        unsafe {
+            let e = _mm512_maskz_mov_ps(m, exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(j)), maxv)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_mask_storeu_ps(p.add(j), m, e);
+        }
+        j += 16;
+    }
+    let inv = _mm512_set1_ps(1.0 / hsum(sum));
+    let mut j = 0;
+    while j < n {
+        let m = lanes(n - j);
+        unsafe { _mm512_mask_storeu_ps(p.add(j), m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(j)), inv)) };
+        j += 16;
+    }
+}

@@ -1,0 +1,29 @@
+//! x86-64 kernels, one module per tier, and their installation into the dispatch table.
+
+pub(crate) mod amx;
+mod avx2;
+mod avx512;
+
+use crate::dispatch::Table;
+use crate::isa::Isa;
+
+/// Overwrites the slots of `t` that tiers up to `cap` improve. The caller has checked that the CPU
+/// offers `cap`.
+pub(crate) fn install(t: &mut Table, cap: Isa) {
+    if cap >= Isa::Avx2 {
+        t.gemm_f32 = avx2::gemm_f32;
+        t.gemm_f32_name = "gemm_f32_6x16_avx2";
+        t.layer_norm = avx2::layer_norm;
+        t.layer_norm_name = "layernorm_f32_avx2";
+        t.softmax = avx2::softmax;
+        t.softmax_name = "softmax_f32_avx2";
+    }
+    if cap >= Isa::Avx512 {
+        t.gemm_f32 = avx512::gemm_f32;
+        t.gemm_f32_name = "gemm_f32_8x32_avx512";
+        t.layer_norm = avx512::layer_norm;
+        t.layer_norm_name = "layernorm_f32_avx512";
+        t.softmax = avx512::softmax;
+        t.softmax_name = "softmax_f32_avx512";
+    }
+}

@@ -1,0 +1,286 @@
+//! BERT encoder (Devlin et al. 2019) in the Hugging Face `BertModel` layout: embeddings + LayerNorm,
+//! then post-LN transformer layers (self-attention, residual, LayerNorm, GELU feed-forward, residual,
+//! LayerNorm). Output: the last hidden state of every token.
+
+use crate::error::{ModelError, Result};
+use crate::weight::{Linear, Weight};
+use pare_formats::{BertConfig, TensorFile};
+use pare_kernels::{Activation, AttentionShape, attention_f32, layer_norm};
+
+/// LayerNorm parameters.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// Scale.
+    pub gamma: Vec<f32>,
+    /// Shift.
+    pub beta: Vec<f32>,
+    /// Epsilon.
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// Normalises every row of `x` in place.
+    pub fn apply(&self, x: &mut [f32]) {
+        layer_norm(x, &self.gamma, &self.beta, self.eps);
+    }
+}
+
+/// Word, position and token-type embeddings, then LayerNorm.
+#[derive(Clone, Debug)]
+pub struct Embeddings {
+    /// `[vocab][hidden]`.
+    pub word: Vec<f32>,
+    /// `[max_positions][hidden]`.
+    pub position: Vec<f32>,
+    /// `[type_vocab][hidden]`.
+    pub token_type: Vec<f32>,
+    /// LayerNorm after the sum.
+    pub norm: LayerNorm,
+}
+
+/// One transformer layer.
+#[derive(Clone, Debug)]
+pub struct BertLayer {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    /// Attention output projection.
+    pub attn_out: Linear,
+    /// LayerNorm after attention + residual.
+    pub attn_norm: LayerNorm,
+    /// Feed-forward up projection (GELU after it).
+    pub ffn_up: Linear,
+    /// Feed-forward down projection.
+    pub ffn_down: Linear,
+    /// LayerNorm after feed-forward + residual.
+    pub ffn_norm: LayerNorm,
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of each head.
+    pub head_dim: usize,
+}
+
+/// A batch of token sequences, padded to a common length.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Sequences.
+    pub batch: usize,
+    /// Padded length.
+    pub seq: usize,
+    /// Token ids, `batch · seq`.
+    pub ids: Vec<u32>,
+    /// Token type ids, `batch · seq`.
+    pub type_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding, `batch · seq`.
+    pub mask: Vec<u8>,
+}
+
+impl Batch {
+    /// Pads `seqs` on the right to the longest one (mask 0 on padding, token id `pad_id`).
+    pub fn pad(seqs: &[Vec<u32>], pad_id: u32) -> Self {
+        let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        let mut b =
+            Batch { batch: seqs.len(), seq, ids: Vec::new(), type_ids: vec![0; seqs.len() * seq], mask: Vec::new() };
+        for s in seqs {
+            b.ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad_id, seq - s.len())));
+            b.mask.extend(std::iter::repeat_n(1u8, s.len()).chain(std::iter::repeat_n(0, seq - s.len())));
+        }
+        b
+    }
+
+    /// `batch` copies of one sequence, mask all ones.
+    pub fn repeat(ids: &[u32], batch: usize) -> Self {
+        let seq = ids.len();
+        Batch { batch, seq, ids: ids.repeat(batch), type_ids: vec![0; batch * seq], mask: vec![1; batch * seq] }
+    }
+
+    /// Tokens (rows), padding included.
+    pub fn tokens(&self) -> usize {
+        self.batch * self.seq
+    }
+}
+
+/// Buffers of one forward pass, reused across calls to avoid page faults on every batch.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    ffn: Vec<f32>,
+}
+
+impl Workspace {
+    /// The hidden-state buffer: the input of the next layer and, after [`Bert::forward`], its output.
+    pub fn hidden_mut(&mut self) -> &mut [f32] {
+        &mut self.x
+    }
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// A BERT encoder.
+#[derive(Clone, Debug)]
+pub struct Bert {
+    /// Configuration.
+    pub config: BertConfig,
+    /// Embeddings.
+    pub embeddings: Embeddings,
+    /// Transformer layers.
+    pub layers: Vec<BertLayer>,
+}
+
+/// Reads tensors under an optional name prefix (`bert.` in checkpoints saved with a task head).
+struct Reader<'a> {
+    file: &'a TensorFile,
+    prefix: &'static str,
+}
+
+impl Reader<'_> {
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.file.f32(&format!("{}{name}", self.prefix), shape)?)
+    }
+
+    fn norm(&self, name: &str, h: usize, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            gamma: self.f32(&format!("{name}.weight"), &[h])?,
+            beta: self.f32(&format!("{name}.bias"), &[h])?,
+            eps,
+        })
+    }
+
+    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        let w = self.f32(&format!("{name}.weight"), &[out, inp])?;
+        Ok(Linear { weight: Weight::dense_f32(&w, out, inp), bias: self.f32(&format!("{name}.bias"), &[out])? })
+    }
+}
+
+impl Bert {
+    /// Loads a dense float checkpoint. Every tensor is checked for presence, shape and finiteness.
+    pub fn load(file: &TensorFile, config: &BertConfig) -> Result<Self> {
+        let prefix = if !file.contains("embeddings.word_embeddings.weight")
+            && file.contains("bert.embeddings.word_embeddings.weight")
+        {
+            "bert."
+        } else {
+            ""
+        };
+        let r = Reader { file, prefix };
+        let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        let embeddings = Embeddings {
+            word: r.f32("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position: r.f32("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?,
+            token_type: r.f32("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?,
+            norm: r.norm("embeddings.LayerNorm", h, eps)?,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            layers.push(BertLayer {
+                query: r.linear(&format!("{p}.attention.self.query"), h, h)?,
+                key: r.linear(&format!("{p}.attention.self.key"), h, h)?,
+                value: r.linear(&format!("{p}.attention.self.value"), h, h)?,
+                attn_out: r.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: r.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                ffn_up: r.linear(&format!("{p}.intermediate.dense"), i, h)?,
+                ffn_down: r.linear(&format!("{p}.output.dense"), h, i)?,
+                ffn_norm: r.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                heads: config.num_attention_heads,
+                head_dim: config.head_dim(),
+            });
+        }
+        Ok(Bert { config: config.clone(), embeddings, layers })
+    }
+
+    /// Hidden width.
+    pub fn hidden(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Checks token ids, type ids and length against the tables.
+    pub fn check_batch(&self, b: &Batch) -> Result<()> {
+        let c = &self.config;
+        if b.ids.len() != b.tokens() || b.type_ids.len() != b.tokens() || b.mask.len() != b.tokens() {
+            return Err(ModelError::Input("batch arrays do not hold batch × seq entries".into()));
+        }
+        if b.seq > c.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "sequence of {} tokens is longer than the model's {} positions",
+                b.seq, c.max_position_embeddings
+            )));
+        }
+        if let Some(&id) = b.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::Input(format!("token id {id} is outside the vocabulary of {}", c.vocab_size)));
+        }
+        if let Some(&t) = b.type_ids.iter().find(|&&t| t as usize >= c.type_vocab_size) {
+            return Err(ModelError::Input(format!("token type {t} is outside the {} types", c.type_vocab_size)));
+        }
+        Ok(())
+    }
+
+    /// Sum of the three embeddings for every token, then LayerNorm, into `x[tokens][hidden]`.
+    pub fn embed(&self, b: &Batch, x: &mut [f32]) {
+        let h = self.hidden();
+        let e = &self.embeddings;
+        for (t, row) in x[..b.tokens() * h].chunks_exact_mut(h).enumerate() {
+            let (id, ty, pos) = (b.ids[t] as usize, b.type_ids[t] as usize, t % b.seq);
+            let w = &e.word[id * h..(id + 1) * h];
+            let ty = &e.token_type[ty * h..(ty + 1) * h];
+            let p = &e.position[pos * h..(pos + 1) * h];
+            for j in 0..h {
+                row[j] = (w[j] + ty[j]) + p[j];
+            }
+        }
+        e.norm.apply(&mut x[..b.tokens() * h]);
+    }
+
+    /// The last hidden state, `[batch · seq][hidden]`, inside `ws`. Runs on the current rayon pool.
+    pub fn forward<'w>(&self, b: &Batch, ws: &'w mut Workspace) -> Result<&'w [f32]> {
+        self.check_batch(b)?;
+        let (t, h) = (b.tokens(), self.hidden());
+        let inter = self.layers.iter().map(|l| l.ffn_up.out_features()).max().unwrap_or(0);
+        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx, &mut ws.tmp] {
+            resize(v, t * h);
+        }
+        resize(&mut ws.ffn, t * inter);
+        self.embed(b, &mut ws.x);
+        for layer in &self.layers {
+            layer.forward(b, ws);
+        }
+        Ok(&ws.x[..t * h])
+    }
+}
+
+impl BertLayer {
+    /// One layer on `ws.x` (in place), using the other buffers of `ws` as scratch.
+    pub fn forward(&self, b: &Batch, ws: &mut Workspace) {
+        let t = b.tokens();
+        let h = self.query.in_features();
+        let x = &ws.x[..t * h];
+        self.query.forward(x, t, &mut ws.q, Activation::None, None);
+        self.key.forward(x, t, &mut ws.k, Activation::None, None);
+        self.value.forward(x, t, &mut ws.v, Activation::None, None);
+        let width = self.heads * self.head_dim;
+        let shape = AttentionShape { batch: b.batch, seq: b.seq, heads: self.heads, head_dim: self.head_dim };
+        let all_ones = b.mask.iter().all(|&m| m != 0);
+        let mask = if all_ones { None } else { Some(&b.mask[..]) };
+        attention_f32(&ws.q, &ws.k, &ws.v, width, mask, shape, &mut ws.ctx, width);
+        self.attn_out.forward(&ws.ctx, t, &mut ws.tmp, Activation::None, Some(x));
+        self.attn_norm.apply(&mut ws.tmp[..t * h]);
+        std::mem::swap(&mut ws.x, &mut ws.tmp);
+        let x = &ws.x[..t * h];
+        self.ffn_up.forward(x, t, &mut ws.ffn, Activation::Gelu, None);
+        self.ffn_down.forward(&ws.ffn, t, &mut ws.tmp, Activation::None, Some(x));
+        self.ffn_norm.apply(&mut ws.tmp[..t * h]);
+        std::mem::swap(&mut ws.x, &mut ws.tmp);
+    }
+}

@@ -1,0 +1,13 @@
+//! pare-models: model architectures written once, with every matmul going through a [`Weight`], so
+//! that compressed weight formats plug in without touching the model code.
+
+pub mod bert;
+pub mod error;
+pub mod sentence;
+pub mod testing;
+pub mod weight;
+
+pub use bert::{Batch, Bert, Workspace};
+pub use error::{ModelError, Result};
+pub use sentence::SentenceEncoder;
+pub use weight::{Linear, Weight};
