@@ -201,6 +201,32 @@ impl Bert {
         Ok(Bert { config: config.clone(), embeddings, layers })
     }
 
+    /// Every Linear layer with its checkpoint name (without the `.weight` suffix), in execution order.
+    pub fn linears(&self) -> Vec<(String, &Linear)> {
+        let mut v = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            for (name, lin) in layer.named_linears() {
+                v.push((format!("encoder.layer.{l}.{name}"), lin));
+            }
+        }
+        v
+    }
+
+    /// Mutable access to every Linear layer with its checkpoint name.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut v = Vec::new();
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            let p = format!("encoder.layer.{l}");
+            v.push((format!("{p}.{}", LINEAR_NAMES[0]), &mut layer.query));
+            v.push((format!("{p}.{}", LINEAR_NAMES[1]), &mut layer.key));
+            v.push((format!("{p}.{}", LINEAR_NAMES[2]), &mut layer.value));
+            v.push((format!("{p}.{}", LINEAR_NAMES[3]), &mut layer.attn_out));
+            v.push((format!("{p}.{}", LINEAR_NAMES[4]), &mut layer.ffn_up));
+            v.push((format!("{p}.{}", LINEAR_NAMES[5]), &mut layer.ffn_down));
+        }
+        v
+    }
+
     /// Hidden width.
     pub fn hidden(&self) -> usize {
         self.config.hidden_size
@@ -260,7 +286,29 @@ impl Bert {
     }
 }
 
+/// Checkpoint names of a layer's Linears, in execution order.
+pub const LINEAR_NAMES: [&str; 6] = [
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
+
 impl BertLayer {
+    /// The layer's Linears with their checkpoint names (relative to the layer).
+    pub fn named_linears(&self) -> [(&'static str, &Linear); 6] {
+        [
+            (LINEAR_NAMES[0], &self.query),
+            (LINEAR_NAMES[1], &self.key),
+            (LINEAR_NAMES[2], &self.value),
+            (LINEAR_NAMES[3], &self.attn_out),
+            (LINEAR_NAMES[4], &self.ffn_up),
+            (LINEAR_NAMES[5], &self.ffn_down),
+        ]
+    }
+
     /// One layer on `ws.x` (in place), using the other buffers of `ws` as scratch.
     pub fn forward(&self, b: &Batch, ws: &mut Workspace) {
         let t = b.tokens();

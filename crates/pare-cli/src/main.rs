@@ -1,0 +1,75 @@
+//! `pare`: compress neural networks and measure what it costs. This binary parses arguments, wires the
+//! library crates together, reports progress on stderr and turns errors into one line and exit code 1.
+
+mod bench;
+mod common;
+mod embed;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pare", version, about = "Model compression that really shrinks and speeds up, measured")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a zoo model into the cache (pinned version, sha256-checked); prints its directory.
+    Fetch {
+        /// Zoo name, e.g. all-minilm-l6-v2.
+        name: String,
+    },
+    /// Sentence embeddings, one text per input line, as JSON Lines.
+    Embed {
+        /// Model directory or zoo name.
+        model: String,
+        /// Input text file, one text per line (default: stdin).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Output file (default: stdout); written atomically.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: u16,
+    },
+    /// Tensors (name, shape, dtype, bytes), totals, and how each layer is stored and run.
+    Inspect {
+        /// Model directory or zoo name.
+        model: String,
+        /// One JSON object on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time the forward pass on `batch` copies of a fixed English text cut to `seq` tokens.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = pare_kernels::isa::cap_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Fetch { name } => common::fetch(&name),
+        Command::Embed { model, input, output, threads } => {
+            embed::run(&model, input.as_deref(), output.as_deref(), threads.into())
+        }
+        Command::Inspect { model, json } => inspect::run(&model, json),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
