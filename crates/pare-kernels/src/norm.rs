@@ -19,7 +19,7 @@ pub(crate) type SoftmaxKernel = unsafe fn(row: &mut [f32], bias: Option<&[f32]>)
 /// LayerNorm over the rows of `x` (`x.len() / gamma.len()` rows), split across the current pool.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let cols = gamma.len();
-    assert!(cols > 0 && beta.len() == cols && x.len() % cols == 0, "layer_norm: shapes do not match");
+    assert!(cols > 0 && beta.len() == cols && x.len().is_multiple_of(cols), "layer_norm: shapes do not match");
     let rows = x.len() / cols;
     let kernel = dispatch::table().layer_norm;
     // Small problems are not worth a second thread.
@@ -40,7 +40,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 /// LayerNorm with the kernel of a given table, single-threaded.
 pub fn layer_norm_with(table: &dispatch::Table, x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let cols = gamma.len();
-    assert!(cols > 0 && beta.len() == cols && x.len() % cols == 0, "layer_norm: shapes do not match");
+    assert!(cols > 0 && beta.len() == cols && x.len().is_multiple_of(cols), "layer_norm: shapes do not match");
     // SAFETY: tables are only built for tiers this CPU has; shapes checked above.
     unsafe { (table.layer_norm)(x, gamma, beta, eps) }
 }

@@ -24,7 +24,7 @@ fn exp(x: __m256) -> __m256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.000_000_1e-1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
     // 2^n through the exponent field; n ∈ [−126, 127] after the clamps above.
     let pow2 =
@@ -39,7 +39,7 @@ fn erf(x: __m256) -> __m256 {
     let x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(4.0)), _mm256_set1_ps(-4.0));
     let x2 = _mm256_mul_ps(x, x);
     let mut p = _mm256_set1_ps(-2.726_142_3e-10);
-    for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
+    for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_6e-3, -1.609_603_3e-2] {
         p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(c));
     }
     let mut q = _mm256_set1_ps(-1.456_607_2e-5);

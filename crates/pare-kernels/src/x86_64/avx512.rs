@@ -25,7 +25,7 @@ fn exp(x: __m512) -> __m512 {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333_452e-3));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166_579_6e-2));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666_666_5e-1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.000_000_1e-1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0)));
     _mm512_maskz_mov_ps(!underflow, _mm512_scalef_ps(p, n))
 }
@@ -37,7 +37,7 @@ fn erf(x: __m512) -> __m512 {
     let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
     let x2 = _mm512_mul_ps(x, x);
     let mut p = _mm512_set1_ps(-2.726_142_3e-10);
-    for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
+    for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_6e-3, -1.609_603_3e-2] {
         p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(c));
     }
     let mut q = _mm512_set1_ps(-1.456_607_2e-5);
@@ -157,11 +157,22 @@ unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
     }
 }
 
-/// Horizontal sum.
+/// Lanes `j ..` of `s` (16, or fewer at its end; zeros past it). Requires `j < s.len()`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn hsum(v: __m512) -> f32 {
-    _mm512_reduce_add_ps(v)
+fn load(s: &[f32], j: usize) -> __m512 {
+    assert!(j < s.len());
+    // SAFETY: the mask covers only the s.len() − j values from j on.
+    unsafe { _mm512_maskz_loadu_ps(lanes(s.len() - j), s.as_ptr().add(j)) }
+}
+
+/// Stores the lanes of `v` that fall inside `s` from `j` on. Requires `j < s.len()`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store(s: &mut [f32], j: usize, v: __m512) {
+    assert!(j < s.len());
+    // SAFETY: the mask covers only the s.len() − j values from j on.
+    unsafe { _mm512_mask_storeu_ps(s.as_mut_ptr().add(j), lanes(s.len() - j), v) }
 }
 
 /// LayerNorm over whole rows (two-pass variance).
@@ -171,38 +182,25 @@ fn hsum(v: __m512) -> f32 {
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 pub(crate) unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let cols = gamma.len();
-    let full = cols / 16 * 16;
-    let tail = lanes(cols - full);
     let inv_n = 1.0 / cols as f32;
     for row in x.chunks_exact_mut(cols) {
-        let p = row.as_mut_ptr();
-        // SAFETY (all blocks below): offsets j < full are whole vectors inside the row; the tail is
-        // masked to the cols − full remaining lanes; gamma and beta have `cols` values.
         let mut s = _mm512_setzero_ps();
-        for j in (0..full).step_by(16) {
-            s = _mm512_add_ps(s, unsafe { _mm512_loadu_ps(p.add(j)) });
+        for j in (0..cols).step_by(16) {
+            s = _mm512_add_ps(s, load(row, j));
         }
-        s = _mm512_add_ps(s, unsafe { _mm512_maskz_loadu_ps(tail, p.add(full)) });
-        let mean = _mm512_set1_ps(hsum(s) * inv_n);
+        let mean = _mm512_reduce_add_ps(s) * inv_n;
         let mut q = _mm512_setzero_ps();
-        for j in (0..full).step_by(16) {
-            let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(p.add(j)) }, mean);
+        for j in (0..cols).step_by(16) {
+            // Lanes past the row are zero in `load` and must not count: mask the difference.
+            let d = _mm512_maskz_sub_ps(lanes(cols - j), load(row, j), _mm512_set1_ps(mean));
             q = _mm512_fmadd_ps(d, d, q);
         }
-        let d = _mm512_maskz_sub_ps(tail, unsafe { _mm512_maskz_loadu_ps(tail, p.add(full)) }, mean);
-        q = _mm512_fmadd_ps(d, d, q);
-        let inv = _mm512_set1_ps(1.0 / (hsum(q) * inv_n + eps).sqrt());
-        let mut j = 0;
-        while j < cols {
-            let m = lanes(cols - j);
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(m, p.add(j));
-                let g = _mm512_maskz_loadu_ps(m, gamma.as_ptr().add(j));
-                let b = _mm512_maskz_loadu_ps(m, beta.as_ptr().add(j));
-                let y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean), inv), g, b);
-                _mm512_mask_storeu_ps(p.add(j), m, y);
-            }
-            j += 16;
+        let inv = _mm512_set1_ps(1.0 / (_mm512_reduce_add_ps(q) * inv_n + eps).sqrt());
+        let meanv = _mm512_set1_ps(mean);
+        for j in (0..cols).step_by(16) {
+            let y =
+                _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(load(row, j), meanv), inv), load(gamma, j), load(beta, j));
+            store(row, j, y);
         }
     }
 }
@@ -214,22 +212,16 @@ pub(crate) unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps:
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     let n = row.len();
-    let p = row.as_mut_ptr();
-    // SAFETY (all blocks below): every access is masked to lanes j .. min(j + 16, n) of the row
-    // (and of the bias, which has n values).
-    let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut j = 0;
-    while j < n {
-        let m = lanes(n - j);
-        unsafe {
-            let mut v = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), m, p.add(j));
-            if let Some(b) = bias {
-                v = _mm512_add_ps(v, _mm512_mask_loadu_ps(_mm512_setzero_ps(), m, b.as_ptr().add(j)));
-                _mm512_mask_storeu_ps(p.add(j), m, v);
-            }
-            mx = _mm512_max_ps(mx, v);
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut mx = neg_inf;
+    for j in (0..n).step_by(16) {
+        let mut v = load(row, j);
+        if let Some(b) = bias {
+            v = _mm512_add_ps(v, load(b, j));
+            store(row, j, v);
         }
-        j += 16;
+        // Lanes past the row must not raise the maximum.
+        mx = _mm512_mask_max_ps(mx, lanes(n - j), mx, v);
     }
     let max = _mm512_reduce_max_ps(mx);
     if max == f32::NEG_INFINITY {
@@ -238,21 +230,13 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     }
     let maxv = _mm512_set1_ps(max);
     let mut sum = _mm512_setzero_ps();
-    let mut j = 0;
-    while j < n {
-        let m = lanes(n - j);
-        unsafe {
-            let e = _mm512_maskz_mov_ps(m, exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(j)), maxv)));
-            sum = _mm512_add_ps(sum, e);
-            _mm512_mask_storeu_ps(p.add(j), m, e);
-        }
-        j += 16;
+    for j in (0..n).step_by(16) {
+        let e = _mm512_maskz_mov_ps(lanes(n - j), exp(_mm512_sub_ps(load(row, j), maxv)));
+        sum = _mm512_add_ps(sum, e);
+        store(row, j, e);
     }
-    let inv = _mm512_set1_ps(1.0 / hsum(sum));
-    let mut j = 0;
-    while j < n {
-        let m = lanes(n - j);
-        unsafe { _mm512_mask_storeu_ps(p.add(j), m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(j)), inv)) };
-        j += 16;
+    let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+    for j in (0..n).step_by(16) {
+        store(row, j, _mm512_mul_ps(load(row, j), inv));
     }
 }
