@@ -48,7 +48,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         bail!("--seq {seq} is longer than the model's {max_pos} positions");
     }
     let input = Batch::repeat(&ids[..seq], batch);
-    let pool = common::pool(a.threads.into())?;
+    common::threads(a.threads.into());
     let table = pare_kernels::dispatch::table();
     eprintln!(
         "bench {} · batch {batch} × {seq} tokens · {} threads · {} warm-up + {} runs · kernels {} ({})",
@@ -60,9 +60,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         table.gemm_f32_name
     );
     let mut ws = Workspace::default();
-    let stats = pool.install(|| {
-        time_runs(a.warmup as usize, a.runs as usize, || enc.model.forward(&input, &mut ws).map(|_| ()), |_| {})
-    })?;
+    let stats =
+        time_runs(a.warmup as usize, a.runs as usize, || enc.model.forward(&input, &mut ws).map(|_| ()), |_| {})?;
     let per_s = batch as f64 * 1e3 / stats.median_ms;
     if a.json {
         let v = json!({

@@ -30,13 +30,9 @@ pub fn fetch(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A rayon pool of `threads` workers.
-pub fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("pare-worker-{i}"))
-        .build()
-        .context("cannot start worker threads")
+/// Sets the number of threads the kernels use.
+pub fn threads(threads: usize) {
+    pare_kernels::par::set_threads(threads);
 }
 
 /// Output to a file (through a temporary name, renamed on [`Output::finish`]) or to stdout.

@@ -21,8 +21,8 @@ pub fn run(model: &str, input: Option<&Path>, output: Option<&Path>, threads: us
     let texts: Vec<String> = text.lines().map(str::to_string).collect();
     let (_dir, enc) = common::load(model)?;
     let mut out = Output::open(output)?;
-    let pool = common::pool(threads)?;
-    let embeddings = pool.install(|| enc.embed(&texts))?;
+    common::threads(threads);
+    let embeddings = enc.embed(&texts)?;
     let w = out.writer();
     for (t, e) in texts.iter().zip(&embeddings) {
         serde_json::to_writer(&mut *w, &serde_json::json!({ "text": t, "embedding": e }))?;

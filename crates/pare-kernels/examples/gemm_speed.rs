@@ -4,7 +4,7 @@ use std::time::Instant;
 
 fn main() {
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pare_kernels::par::set_threads(threads);
         for &(m, n, k) in &[(128, 384, 384), (128, 1536, 384), (128, 384, 1536), (1024, 1024, 1024), (1024, 1536, 384)]
         {
             let a = vec![0.5f32; m * k];
@@ -15,7 +15,7 @@ fn main() {
             let epi = Epilogue::bias(&bias);
             let reps = (2e9 / (2.0 * (m * n * k) as f64)).max(3.0) as usize;
             let mut best = f64::MAX;
-            pool.install(|| {
+            (|| {
                 for _ in 0..5 {
                     let t = Instant::now();
                     for _ in 0..reps {
@@ -23,7 +23,7 @@ fn main() {
                     }
                     best = best.min(t.elapsed().as_secs_f64() / reps as f64);
                 }
-            });
+            })();
             println!(
                 "threads {threads} {m}x{n}x{k}: {:.1} GFLOP/s ({:.1} us)",
                 2.0 * (m * n * k) as f64 / best / 1e9,

@@ -1,11 +1,19 @@
-//! Splitting work across the threads of the current rayon pool, in contiguous balanced chunks.
+//! Splitting work across threads: a small broadcast pool whose workers spin briefly between jobs, so
+//! that the dozens of parallel regions of one forward pass start in well under a microsecond instead of
+//! paying a futex wake-up each. Every job is split into contiguous balanced chunks, chunk `i` on
+//! thread `i`; the caller runs chunk 0.
+//!
+//! One caller at a time uses the pool; a concurrent or nested call runs its chunks on the calling
+//! thread (same results, no deadlock).
 
+use std::cell::UnsafeCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
-/// Threads of the current rayon pool (the caller's `ThreadPool::install`, or the global pool).
-pub fn threads() -> usize {
-    rayon::current_num_threads()
-}
+/// How long an idle worker spins before it sleeps.
+const SPIN: Duration = Duration::from_micros(300);
 
 /// The `i`-th of `parts` contiguous, balanced sub-ranges of `0..n` (sizes differ by at most one).
 pub fn chunk(n: usize, parts: usize, i: usize) -> Range<usize> {
@@ -14,21 +22,185 @@ pub fn chunk(n: usize, parts: usize, i: usize) -> Range<usize> {
     start..start + q + usize::from(i < r)
 }
 
-/// Runs `f` on contiguous chunks of `0..n`, one chunk per thread (fewer when `n` is small),
-/// on the current rayon pool. Chunk 0 runs on the calling thread.
+type Job<'a> = &'a (dyn Fn(usize) + Sync);
+
+struct Shared {
+    epoch: AtomicU64,
+    /// The current job with its lifetime erased; valid while `remaining > 0` for that epoch.
+    job: UnsafeCell<Option<(Job<'static>, usize)>>,
+    remaining: AtomicUsize,
+    panicked: AtomicBool,
+    sleepers: AtomicUsize,
+    shutdown: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the caller holding `Pool::busy` before it publishes a new epoch
+// (SeqCst), and read by workers only after they observe that epoch; it is not written again until all
+// workers have reported completion through `remaining`.
+unsafe impl Sync for Shared {}
+
+/// A pool of `threads − 1` workers plus the calling thread.
+pub struct Pool {
+    threads: usize,
+    shared: Arc<Shared>,
+    busy: Mutex<()>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} threads)", self.threads)
+    }
+}
+
+impl Pool {
+    /// Starts `threads − 1` workers (`threads ≥ 1`).
+    pub fn new(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            remaining: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let handles = (1..threads)
+            .map(|i| {
+                let s = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("pare-worker-{i}"))
+                    .spawn(move || worker(&s, i))
+                    .expect("cannot start a worker thread")
+            })
+            .collect();
+        Pool { threads, shared, busy: Mutex::new(()), handles }
+    }
+
+    /// Threads, the caller included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(i)` for `i in 0..parts` (`parts ≤ threads`), part `i` on thread `i`, and returns when
+    /// all are done. Runs serially when the pool is in use by another caller.
+    pub fn broadcast(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        let parts = parts.min(self.threads);
+        let guard = if parts > 1 { self.busy.try_lock().ok() } else { None };
+        let Some(_guard) = guard else {
+            (0..parts).for_each(f);
+            return;
+        };
+        let s = &*self.shared;
+        // SAFETY: erasing the lifetime is sound because this function does not return before every
+        // worker has finished with `f` (the wait on `remaining` below), and we hold `busy`.
+        let job: Job<'static> = unsafe { std::mem::transmute::<Job<'_>, Job<'static>>(f) };
+        // SAFETY: workers read `job` only after the epoch bump below; see `Shared`.
+        unsafe { *s.job.get() = Some((job, parts)) };
+        s.remaining.store(self.threads - 1, SeqCst);
+        s.epoch.fetch_add(1, SeqCst);
+        if s.sleepers.load(SeqCst) > 0 {
+            let _l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
+        let start = Instant::now();
+        while s.remaining.load(SeqCst) != 0 {
+            if start.elapsed() < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        if let Err(p) = mine {
+            std::panic::resume_unwind(p);
+        }
+        if s.panicked.swap(false, SeqCst) {
+            panic!("a pare worker thread panicked");
+        }
+    }
+}
+
+fn worker(s: &Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
+            std::hint::spin_loop();
+            spins += 1;
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+                let mut g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+                s.sleepers.fetch_add(1, SeqCst);
+                while s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
+                    g = s.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                s.sleepers.fetch_sub(1, SeqCst);
+            }
+        }
+        if s.shutdown.load(SeqCst) {
+            return;
+        }
+        seen = s.epoch.load(SeqCst);
+        // SAFETY: the caller published this job before bumping the epoch we observed, and keeps it
+        // alive until `remaining` reaches zero.
+        let (job, parts) = unsafe { (*s.job.get()).expect("a published job") };
+        if index < parts && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(index))).is_err() {
+            s.panicked.store(true, SeqCst);
+        }
+        s.remaining.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, SeqCst);
+        {
+            let _l = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_all();
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+static POOL: OnceLock<RwLock<Arc<Pool>>> = OnceLock::new();
+
+fn global() -> &'static RwLock<Arc<Pool>> {
+    POOL.get_or_init(|| {
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        RwLock::new(Arc::new(Pool::new(n)))
+    })
+}
+
+/// Sets the number of threads kernels use (default: all available cores).
+pub fn set_threads(threads: usize) {
+    let mut g = global().write().unwrap_or_else(|e| e.into_inner());
+    if g.threads() != threads.max(1) {
+        *g = Arc::new(Pool::new(threads));
+    }
+}
+
+/// Threads kernels use.
+pub fn threads() -> usize {
+    global().read().unwrap_or_else(|e| e.into_inner()).threads()
+}
+
+/// Runs `f` on contiguous balanced chunks of `0..n`, one chunk per thread (fewer when `n` is
+/// small). Chunk 0 runs on the calling thread.
 pub fn for_each_chunk(n: usize, f: impl Fn(Range<usize>) + Sync) {
-    let parts = threads().min(n).max(1);
+    let pool = Arc::clone(&global().read().unwrap_or_else(|e| e.into_inner()));
+    let parts = pool.threads().min(n).max(1);
     if parts == 1 {
         f(0..n);
         return;
     }
-    let f = &f;
-    rayon::scope(|s| {
-        for i in 1..parts {
-            s.spawn(move |_| f(chunk(n, parts, i)));
-        }
-        f(chunk(n, parts, 0));
-    });
+    pool.broadcast(parts, &|i| f(chunk(n, parts, i)));
 }
 
 /// A raw pointer that may cross threads. Users guarantee that concurrent accesses are disjoint.
@@ -50,6 +222,7 @@ impl<T> SendPtr<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
     #[test]
     fn chunks_cover_exactly() {
@@ -65,5 +238,56 @@ mod tests {
                 assert_eq!(next, n);
             }
         }
+    }
+
+    #[test]
+    fn pool_runs_every_part_once() {
+        for threads in 1..5 {
+            let pool = Pool::new(threads);
+            for round in 0..200 {
+                let hits: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+                let parts = 1 + round % threads;
+                pool.broadcast(parts, &|i| {
+                    hits[i].fetch_add(1, SeqCst);
+                });
+                for (i, h) in hits.iter().enumerate() {
+                    assert_eq!(h.load(SeqCst), usize::from(i < parts));
+                }
+                if round % 50 == 0 {
+                    // Let workers fall asleep, then wake them.
+                    std::thread::sleep(SPIN * 3);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_and_worker_panics() {
+        let pool = Arc::new(Pool::new(3));
+        let total = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let (pool, total) = (Arc::clone(&pool), Arc::clone(&total));
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        pool.broadcast(3, &|_| {
+                            total.fetch_add(1, SeqCst);
+                        });
+                    }
+                })
+            })
+            .collect();
+        callers.into_iter().for_each(|c| c.join().unwrap());
+        assert_eq!(total.load(SeqCst), 4 * 100 * 3);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.broadcast(3, &|i| assert!(i != 2, "boom"));
+        }));
+        assert!(r.is_err());
+        // The pool still works afterwards.
+        let n = AtomicUsize::new(0);
+        pool.broadcast(3, &|_| {
+            n.fetch_add(1, SeqCst);
+        });
+        assert_eq!(n.load(SeqCst), 3);
     }
 }

@@ -174,14 +174,14 @@ fn padding_does_not_change_real_tokens() {
     let short: Vec<u32> = IDS[..4].to_vec();
     let long: Vec<u32> = IDS.to_vec();
     let h = spec.hidden;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    let (alone_s, alone_l, batched) = pool.install(|| {
+    pare_kernels::par::set_threads(2);
+    let (alone_s, alone_l, batched) = (|| {
         let mut ws = Workspace::default();
         let s = bert.forward(&Batch::repeat(&short, 1), &mut ws).unwrap().to_vec();
         let l = bert.forward(&Batch::repeat(&long, 1), &mut ws).unwrap().to_vec();
         let b = bert.forward(&Batch::pad(&[short.clone(), long.clone()], 0), &mut ws).unwrap().to_vec();
         (s, l, b)
-    });
+    })();
     let seq = long.len();
     for i in 0..short.len() * h {
         assert!((batched[i] - alone_s[i]).abs() < 1e-5, "short sequence, element {i}");

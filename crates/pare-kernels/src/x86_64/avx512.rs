@@ -67,8 +67,16 @@ fn lanes(w: usize) -> __mmask16 {
 /// The CPU has AVX-512F; `args` passed `gemm_f32::check`; no other thread writes these panels of C.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>) {
+    let last = panels.end;
     for p in panels {
         let mut i = 0;
+        // The first row tile of each panel also pulls the next panel of B towards L2: weights are
+        // streamed from memory once per call, and the hardware prefetcher alone leaves gaps.
+        if i + MR <= args.m && p + 1 < last {
+            // SAFETY: rows 0..MR lie inside A and C, panels p and p + 1 inside B.
+            unsafe { tile_prefetch::<MR, true>(args, i, p) };
+            i += MR;
+        }
         while i + MR <= args.m {
             // SAFETY: rows i..i+MR lie inside A and C (checked shapes), panel p inside B.
             unsafe { tile::<MR>(args, i, p) };
@@ -97,7 +105,19 @@ pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>) {
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 #[inline]
 unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { tile_prefetch::<R, false>(args, i0, p) }
+}
+
+/// [`tile`], optionally prefetching panel `p + 1` of B (which must then exist).
+///
+/// # Safety
+/// As [`tile`]; with `PREFETCH`, `p + 1` is a panel of B.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[inline]
+unsafe fn tile_prefetch<const R: usize, const PREFETCH: bool>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
     let k = args.b.k();
+    let next = if PREFETCH { args.b.panel(p + 1).as_ptr() } else { std::ptr::null() };
     let b = args.b.panel(p).as_ptr();
     let lda = args.lda;
     // SAFETY: row i0 exists in A.
@@ -107,6 +127,13 @@ unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
     for kk in 0..k {
         // SAFETY: the panel holds k rows of NR = 32 floats, 64-byte aligned.
         let (b0, b1) = unsafe { (_mm512_load_ps(b.add(kk * NR)), _mm512_load_ps(b.add(kk * NR + 16))) };
+        if PREFETCH {
+            // SAFETY: prefetches never fault; the address is inside panel p + 1 anyway.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>(next.add(kk * NR).cast());
+                _mm_prefetch::<_MM_HINT_T1>(next.add(kk * NR + 16).cast());
+            }
+        }
         for r in 0..R {
             // SAFETY: A[i0 + r][kk] is inside A (checked shapes).
             let av = _mm512_set1_ps(unsafe { *a.add(r * lda + kk) });
