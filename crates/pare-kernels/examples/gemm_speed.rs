@@ -15,15 +15,13 @@ fn main() {
             let epi = Epilogue::bias(&bias);
             let reps = (2e9 / (2.0 * (m * n * k) as f64)).max(3.0) as usize;
             let mut best = f64::MAX;
-            (|| {
-                for _ in 0..5 {
-                    let t = Instant::now();
-                    for _ in 0..reps {
-                        gemm_f32(&a, k, m, &b, &mut c, n, &epi);
-                    }
-                    best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            for _ in 0..5 {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    gemm_f32(&a, k, m, &b, &mut c, n, &epi);
                 }
-            })();
+                best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
             println!(
                 "threads {threads} {m}x{n}x{k}: {:.1} GFLOP/s ({:.1} us)",
                 2.0 * (m * n * k) as f64 / best / 1e9,

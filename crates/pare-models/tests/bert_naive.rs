@@ -175,13 +175,10 @@ fn padding_does_not_change_real_tokens() {
     let long: Vec<u32> = IDS.to_vec();
     let h = spec.hidden;
     pare_kernels::par::set_threads(2);
-    let (alone_s, alone_l, batched) = (|| {
-        let mut ws = Workspace::default();
-        let s = bert.forward(&Batch::repeat(&short, 1), &mut ws).unwrap().to_vec();
-        let l = bert.forward(&Batch::repeat(&long, 1), &mut ws).unwrap().to_vec();
-        let b = bert.forward(&Batch::pad(&[short.clone(), long.clone()], 0), &mut ws).unwrap().to_vec();
-        (s, l, b)
-    })();
+    let mut ws = Workspace::default();
+    let alone_s = bert.forward(&Batch::repeat(&short, 1), &mut ws).unwrap().to_vec();
+    let alone_l = bert.forward(&Batch::repeat(&long, 1), &mut ws).unwrap().to_vec();
+    let batched = bert.forward(&Batch::pad(&[short.clone(), long.clone()], 0), &mut ws).unwrap().to_vec();
     let seq = long.len();
     for i in 0..short.len() * h {
         assert!((batched[i] - alone_s[i]).abs() < 1e-5, "short sequence, element {i}");
