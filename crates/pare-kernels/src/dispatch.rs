@@ -2,7 +2,9 @@
 //! references; each ISA tier the CPU offers (up to the `PARE_ISA` cap) overwrites the slots it improves.
 
 use crate::gemm_f32::GemmF32Kernel;
+use crate::gemm_i8::GemmI8Kernel;
 use crate::isa::{self, Isa};
+use crate::quant::QuantizeRowKernel;
 use crate::{norm, reference};
 use std::sync::OnceLock;
 
@@ -14,6 +16,12 @@ pub struct Table {
     pub(crate) gemm_f32: GemmF32Kernel,
     /// Name of the f32 GEMM kernel.
     pub gemm_f32_name: &'static str,
+    pub(crate) gemm_u8s8: GemmI8Kernel,
+    /// Name of the integer GEMM kernel.
+    pub gemm_u8s8_name: &'static str,
+    pub(crate) quantize_row: QuantizeRowKernel,
+    /// Name of the activation quantizer.
+    pub quantize_row_name: &'static str,
     pub(crate) layer_norm: norm::LayerNormKernel,
     /// Name of the layer-norm kernel.
     pub layer_norm_name: &'static str,
@@ -27,6 +35,8 @@ impl std::fmt::Debug for Table {
         f.debug_struct("Table")
             .field("isa", &self.isa)
             .field("gemm_f32", &self.gemm_f32_name)
+            .field("gemm_u8s8", &self.gemm_u8s8_name)
+            .field("quantize_row", &self.quantize_row_name)
             .field("layer_norm", &self.layer_norm_name)
             .field("softmax", &self.softmax_name)
             .finish()
@@ -40,6 +50,10 @@ impl Table {
             isa: Isa::Scalar,
             gemm_f32: reference::gemm_f32_kernel,
             gemm_f32_name: "gemm_f32_ref_scalar",
+            gemm_u8s8: reference::gemm_u8s8_kernel,
+            gemm_u8s8_name: "gemm_u8s8_ref_scalar",
+            quantize_row: reference::quantize_row_kernel,
+            quantize_row_name: "quantize_u8_ref_scalar",
             layer_norm: reference::layer_norm_kernel,
             layer_norm_name: "layernorm_f32_ref_scalar",
             softmax: reference::softmax_kernel,

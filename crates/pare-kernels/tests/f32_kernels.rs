@@ -192,7 +192,8 @@ fn softmax_matches_reference() {
 
 #[test]
 fn gelu_vector_matches_erf() {
-    let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+    let mut xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+    xs.extend([-5.7, -6.0, -30.0, -1e4, -3e38, 1e4, 3e38]);
     let zero = vec![0.0; xs.len()];
     let w = vec![1.0f32];
     let epi = Epilogue { act: Activation::Gelu, residual: Some((&xs, 1)), ..Epilogue::default() };

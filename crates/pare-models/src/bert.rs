@@ -3,9 +3,12 @@
 //! LayerNorm). Output: the last hidden state of every token.
 
 use crate::error::{ModelError, Result};
-use crate::weight::{Linear, Weight};
+use crate::weight::{Embedding, Input, Linear, QuantCache, Weight};
+use pare_formats::quant_config::{ModuleKind, QuantizationConfig};
 use pare_formats::{BertConfig, TensorFile};
+use pare_kernels::ActQuant;
 use pare_kernels::{Activation, AttentionShape, attention_f32, layer_norm};
+use std::cell::RefCell;
 
 /// LayerNorm parameters.
 #[derive(Clone, Debug)]
@@ -29,14 +32,18 @@ impl LayerNorm {
 #[derive(Clone, Debug)]
 pub struct Embeddings {
     /// `[vocab][hidden]`.
-    pub word: Vec<f32>,
+    pub word: Embedding,
     /// `[max_positions][hidden]`.
-    pub position: Vec<f32>,
+    pub position: Embedding,
     /// `[type_vocab][hidden]`.
-    pub token_type: Vec<f32>,
+    pub token_type: Embedding,
     /// LayerNorm after the sum.
     pub norm: LayerNorm,
 }
+
+/// Checkpoint names of the embedding tables.
+pub const EMBEDDING_NAMES: [&str; 3] =
+    ["embeddings.word_embeddings", "embeddings.position_embeddings", "embeddings.token_type_embeddings"];
 
 /// One transformer layer.
 #[derive(Clone, Debug)]
@@ -113,7 +120,12 @@ pub struct Workspace {
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     ffn: Vec<f32>,
+    quant: RefCell<QuantCache>,
 }
+
+/// Observes the input of every Linear during a forward pass (calibration): called with the Linear's
+/// checkpoint name and its input, `rows × cols` row-major.
+pub type LinearHook<'h> = &'h mut dyn FnMut(&str, &[f32], usize, usize);
 
 impl Workspace {
     /// The hidden-state buffer: the input of the next layer and, after [`Bert::forward`], its output.
@@ -139,15 +151,40 @@ pub struct Bert {
     pub layers: Vec<BertLayer>,
 }
 
-/// Reads tensors under an optional name prefix (`bert.` in checkpoints saved with a task head).
+/// Reads tensors under an optional name prefix (`bert.` in checkpoints saved with a task head),
+/// following the checkpoint's quantization config for int8 tensors.
 struct Reader<'a> {
     file: &'a TensorFile,
     prefix: &'static str,
+    quant: Option<&'a QuantizationConfig>,
 }
 
 impl Reader<'_> {
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        Ok(self.file.f32(&format!("{}{name}", self.prefix), shape)?)
+        Ok(self.file.f32(&self.name(name), shape)?)
+    }
+
+    fn dtype(&self, name: &str) -> Result<String> {
+        Ok(self.file.shape(&self.name(name))?.1)
+    }
+
+    fn error(&self, msg: String) -> ModelError {
+        ModelError::Format(pare_formats::FormatError::Config { path: self.file.path().to_path_buf(), msg })
+    }
+
+    /// Per-row (per-output-channel) scales stored as `[rows, 1]` or `[rows]`.
+    fn scales(&self, name: &str, rows: usize) -> Result<Vec<f32>> {
+        let full = self.name(name);
+        let shape = self.file.shape(&full)?.0;
+        let v = if shape == [rows] { self.f32(name, &[rows])? } else { self.f32(name, &[rows, 1])? };
+        if let Some(i) = v.iter().position(|s| *s < 0.0) {
+            return Err(self.error(format!("tensor {full} has a negative scale at row {i}")));
+        }
+        Ok(v)
     }
 
     fn norm(&self, name: &str, h: usize, eps: f32) -> Result<LayerNorm> {
@@ -158,15 +195,95 @@ impl Reader<'_> {
         })
     }
 
+    fn embedding(&self, name: &str, rows: usize, dim: usize) -> Result<Embedding> {
+        let w = format!("{name}.weight");
+        if self.dtype(&w)? != "I8" {
+            return Ok(Embedding::F32 { table: self.f32(&w, &[rows, dim])?, dim });
+        }
+        let scheme = self.quant.and_then(|q| q.scheme_for(name, ModuleKind::Embedding));
+        let ok =
+            scheme.and_then(|s| s.weights.as_ref()).is_some_and(|a| a.num_bits == 8 && a.symmetric && a.kind == "int");
+        if !ok {
+            return Err(
+                self.error(format!("{w} is int8 but no symmetric 8-bit int scheme of quantization_config covers it"))
+            );
+        }
+        Ok(Embedding::Int8 {
+            table: self.file.i8(&self.name(&w), &[rows, dim])?,
+            scales: self.scales(&format!("{name}.weight_scale"), rows)?,
+            dim,
+        })
+    }
+
     fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        let w = self.f32(&format!("{name}.weight"), &[out, inp])?;
-        Ok(Linear { weight: Weight::dense_f32(&w, out, inp), bias: self.f32(&format!("{name}.bias"), &[out])? })
+        let w = format!("{name}.weight");
+        let bias = self.f32(&format!("{name}.bias"), &[out])?;
+        if self.dtype(&w)? != "I8" {
+            let dense = self.f32(&w, &[out, inp])?;
+            return Ok(Linear { weight: Weight::dense_f32(&dense, out, inp), bias });
+        }
+        let scheme = self
+            .quant
+            .and_then(|q| q.scheme_for(name, ModuleKind::Linear))
+            .ok_or_else(|| self.error(format!("{w} is int8 but no group of quantization_config covers {name}")))?;
+        let wa = scheme
+            .weights
+            .as_ref()
+            .ok_or_else(|| self.error(format!("the scheme of {name} has no weight arguments")))?;
+        if !(wa.num_bits == 8 && wa.kind == "int" && wa.symmetric && wa.strategy.as_deref() == Some("channel")) {
+            return Err(self.error(format!(
+                "{name}: pare runs int8 weights quantized symmetrically per channel, not {:?}/{}-bit/{}",
+                wa.strategy,
+                wa.num_bits,
+                if wa.symmetric { "symmetric" } else { "asymmetric" }
+            )));
+        }
+        let q = self.file.i8(&self.name(&w), &[out, inp])?;
+        let scales = self.scales(&format!("{name}.weight_scale"), out)?;
+        let Some(ia) = scheme.input_activations.as_ref() else {
+            // Weight-only int8: dequantize and run in float.
+            let dense: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / inp]).collect();
+            return Ok(Linear { weight: Weight::dense_f32(&dense, out, inp), bias });
+        };
+        if ia.num_bits != 8 || ia.kind != "int" {
+            return Err(
+                self.error(format!("{name}: input activations must be 8-bit int, not {}-bit {}", ia.num_bits, ia.kind))
+            );
+        }
+        let act = match (ia.is_dynamic(), ia.strategy.as_deref(), ia.symmetric) {
+            (true, Some("token"), false) => ActQuant::DynamicAsymmetric,
+            (true, Some("token"), true) => ActQuant::DynamicSymmetric,
+            (false, Some("tensor"), sym) => {
+                let scale = self.f32(&format!("{name}.input_scale"), &[1])?[0];
+                let zp = if sym {
+                    0
+                } else {
+                    self.file.i8(&self.name(&format!("{name}.input_zero_point")), &[1])?[0] as i32
+                };
+                if !(scale > 0.0) {
+                    return Err(self.error(format!("{name}.input_scale must be positive, is {scale}")));
+                }
+                ActQuant::Static { scale, zero: zp + 128 }
+            }
+            (d, s, _) => {
+                return Err(self.error(format!(
+                    "{name}: input activations {} per {} are not supported (dynamic per token, or static per tensor)",
+                    if d { "dynamic" } else { "static" },
+                    s.unwrap_or("?")
+                )));
+            }
+        };
+        Ok(Linear {
+            weight: Weight::Int8 { packed: pare_kernels::PackedI8::from_rows(&q, &scales, out, inp), act },
+            bias,
+        })
     }
 }
 
 impl Bert {
-    /// Loads a dense float checkpoint. Every tensor is checked for presence, shape and finiteness.
-    pub fn load(file: &TensorFile, config: &BertConfig) -> Result<Self> {
+    /// Loads a checkpoint: dense float, or int8 in the compressed-tensors layout described by `quant`.
+    /// Every tensor is checked for presence, shape, dtype and finiteness.
+    pub fn load(file: &TensorFile, config: &BertConfig, quant: Option<&QuantizationConfig>) -> Result<Self> {
         let prefix = if !file.contains("embeddings.word_embeddings.weight")
             && file.contains("bert.embeddings.word_embeddings.weight")
         {
@@ -174,12 +291,17 @@ impl Bert {
         } else {
             ""
         };
-        let r = Reader { file, prefix };
+        let r = Reader { file, prefix, quant };
+        if let Some(t) = quant.map(QuantizationConfig::unsupported_targets).and_then(|t| t.into_iter().next()) {
+            return Err(
+                r.error(format!("quantization_config target {t:?}: regular-expression targets are not supported"))
+            );
+        }
         let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
         let embeddings = Embeddings {
-            word: r.f32("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position: r.f32("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?,
-            token_type: r.f32("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?,
+            word: r.embedding(EMBEDDING_NAMES[0], config.vocab_size, h)?,
+            position: r.embedding(EMBEDDING_NAMES[1], config.max_position_embeddings, h)?,
+            token_type: r.embedding(EMBEDDING_NAMES[2], config.type_vocab_size, h)?,
             norm: r.norm("embeddings.LayerNorm", h, eps)?,
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -258,19 +380,27 @@ impl Bert {
         let h = self.hidden();
         let e = &self.embeddings;
         for (t, row) in x[..b.tokens() * h].chunks_exact_mut(h).enumerate() {
-            let (id, ty, pos) = (b.ids[t] as usize, b.type_ids[t] as usize, t % b.seq);
-            let w = &e.word[id * h..(id + 1) * h];
-            let ty = &e.token_type[ty * h..(ty + 1) * h];
-            let p = &e.position[pos * h..(pos + 1) * h];
-            for j in 0..h {
-                row[j] = (w[j] + ty[j]) + p[j];
-            }
+            // (word + type) + position, the order of Hugging Face's BertEmbeddings.
+            row.fill(0.0);
+            e.word.add_row(b.ids[t] as usize, row);
+            e.token_type.add_row(b.type_ids[t] as usize, row);
+            e.position.add_row(t % b.seq, row);
         }
         e.norm.apply(&mut x[..b.tokens() * h]);
     }
 
-    /// The last hidden state, `[batch · seq][hidden]`, inside `ws`. Runs on the current rayon pool.
+    /// The last hidden state, `[batch · seq][hidden]`, inside `ws`. Runs on the kernel threads.
     pub fn forward<'w>(&self, b: &Batch, ws: &'w mut Workspace) -> Result<&'w [f32]> {
+        self.forward_observed(b, ws, None)
+    }
+
+    /// [`Bert::forward`], calling `hook` with the input of every Linear layer.
+    pub fn forward_observed<'w>(
+        &self,
+        b: &Batch,
+        ws: &'w mut Workspace,
+        mut hook: Option<LinearHook>,
+    ) -> Result<&'w [f32]> {
         self.check_batch(b)?;
         let (t, h) = (b.tokens(), self.hidden());
         let inter = self.layers.iter().map(|l| l.ffn_up.out_features()).max().unwrap_or(0);
@@ -279,8 +409,13 @@ impl Bert {
         }
         resize(&mut ws.ffn, t * inter);
         self.embed(b, &mut ws.x);
-        for layer in &self.layers {
-            layer.forward(b, ws);
+        for (l, layer) in self.layers.iter().enumerate() {
+            match hook.as_mut() {
+                Some(h) => {
+                    layer.forward_observed(b, ws, &mut |name, x, r, c| h(&format!("encoder.layer.{l}.{name}"), x, r, c))
+                }
+                None => layer.forward(b, ws),
+            }
         }
         Ok(&ws.x[..t * h])
     }
@@ -311,23 +446,46 @@ impl BertLayer {
 
     /// One layer on `ws.x` (in place), using the other buffers of `ws` as scratch.
     pub fn forward(&self, b: &Batch, ws: &mut Workspace) {
+        self.run(b, ws, None);
+    }
+
+    /// [`BertLayer::forward`], calling `hook` with the input of each Linear (names relative to the layer).
+    pub fn forward_observed(&self, b: &Batch, ws: &mut Workspace, hook: LinearHook) {
+        self.run(b, ws, Some(hook));
+    }
+
+    fn run(&self, b: &Batch, ws: &mut Workspace, mut hook: Option<LinearHook>) {
         let t = b.tokens();
         let h = self.query.in_features();
-        let x = &ws.x[..t * h];
-        self.query.forward(x, t, &mut ws.q, Activation::None, None);
-        self.key.forward(x, t, &mut ws.k, Activation::None, None);
-        self.value.forward(x, t, &mut ws.v, Activation::None, None);
         let width = self.heads * self.head_dim;
+        let mut observe = |names: &[&str], x: &[f32], cols: usize| {
+            if let Some(hk) = hook.as_mut() {
+                for n in names {
+                    hk(n, &x[..t * cols], t, cols);
+                }
+            }
+        };
+        observe(&LINEAR_NAMES[..3], &ws.x, h);
+        let x = Input::new(&ws.x, t, h, &ws.quant);
+        self.query.forward(&x, &mut ws.q, Activation::None, None);
+        self.key.forward(&x, &mut ws.k, Activation::None, None);
+        self.value.forward(&x, &mut ws.v, Activation::None, None);
         let shape = AttentionShape { batch: b.batch, seq: b.seq, heads: self.heads, head_dim: self.head_dim };
         let all_ones = b.mask.iter().all(|&m| m != 0);
         let mask = if all_ones { None } else { Some(&b.mask[..]) };
         attention_f32(&ws.q, &ws.k, &ws.v, width, mask, shape, &mut ws.ctx, width);
-        self.attn_out.forward(&ws.ctx, t, &mut ws.tmp, Activation::None, Some(x));
+        observe(&LINEAR_NAMES[3..4], &ws.ctx, width);
+        let ctx = Input::new(&ws.ctx, t, width, &ws.quant);
+        self.attn_out.forward(&ctx, &mut ws.tmp, Activation::None, Some(&ws.x[..t * h]));
         self.attn_norm.apply(&mut ws.tmp[..t * h]);
         std::mem::swap(&mut ws.x, &mut ws.tmp);
-        let x = &ws.x[..t * h];
-        self.ffn_up.forward(x, t, &mut ws.ffn, Activation::Gelu, None);
-        self.ffn_down.forward(&ws.ffn, t, &mut ws.tmp, Activation::None, Some(x));
+        observe(&LINEAR_NAMES[4..5], &ws.x, h);
+        let x = Input::new(&ws.x, t, h, &ws.quant);
+        self.ffn_up.forward(&x, &mut ws.ffn, Activation::Gelu, None);
+        let inter = self.ffn_up.out_features();
+        observe(&LINEAR_NAMES[5..6], &ws.ffn, inter);
+        let u = Input::new(&ws.ffn, t, inter, &ws.quant);
+        self.ffn_down.forward(&u, &mut ws.tmp, Activation::None, Some(&ws.x[..t * h]));
         self.ffn_norm.apply(&mut ws.tmp[..t * h]);
         std::mem::swap(&mut ws.x, &mut ws.tmp);
     }

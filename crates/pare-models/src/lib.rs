@@ -10,4 +10,4 @@ pub mod weight;
 pub use bert::{Batch, Bert, Workspace};
 pub use error::{ModelError, Result};
 pub use sentence::SentenceEncoder;
-pub use weight::{Linear, Weight};
+pub use weight::{Embedding, Input, Linear, QuantCache, Weight};

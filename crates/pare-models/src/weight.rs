@@ -1,13 +1,23 @@
 //! `Weight`: the storage of one matmul's right-hand side, and `Linear` (weight + bias). Model code
-//! calls [`Linear::forward`] and never looks at how the weight is stored.
+//! calls [`Linear::forward`] with an [`Input`] and never looks at how the weight is stored.
 
-use pare_kernels::{Activation, Epilogue, PackedF32, gemm_f32};
+use pare_kernels::{
+    ActQuant, Activation, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, gemm_f32, gemm_u8s8, quantize_rows,
+};
+use std::cell::RefCell;
 
 /// The storage format of a Linear layer's weight `W[out][in]`.
 #[derive(Clone, Debug)]
 pub enum Weight {
     /// Dense float32, packed in column panels for the f32 GEMM.
     DenseF32(PackedF32),
+    /// int8, one scale per output channel; inputs quantized to u8 as `act` says.
+    Int8 {
+        /// Packed weights, scales and column sums.
+        packed: PackedI8,
+        /// How this layer's input activations are quantized.
+        act: ActQuant,
+    },
 }
 
 impl Weight {
@@ -20,6 +30,7 @@ impl Weight {
     pub fn out_features(&self) -> usize {
         match self {
             Weight::DenseF32(p) => p.n(),
+            Weight::Int8 { packed, .. } => packed.n(),
         }
     }
 
@@ -27,13 +38,22 @@ impl Weight {
     pub fn in_features(&self) -> usize {
         match self {
             Weight::DenseF32(p) => p.k(),
+            Weight::Int8 { packed, .. } => packed.k(),
         }
     }
 
     /// Short name of the format, for `inspect` and reports.
-    pub fn format(&self) -> &'static str {
+    pub fn format(&self) -> String {
         match self {
-            Weight::DenseF32(_) => "f32 dense",
+            Weight::DenseF32(_) => "f32 dense".into(),
+            Weight::Int8 { act, .. } => format!(
+                "int8 × u8 {}",
+                match act {
+                    ActQuant::DynamicAsymmetric => "dynamic asym/token",
+                    ActQuant::DynamicSymmetric => "dynamic sym/token",
+                    ActQuant::Static { .. } => "static/tensor",
+                }
+            ),
         }
     }
 
@@ -41,6 +61,7 @@ impl Weight {
     pub fn bytes(&self) -> usize {
         match self {
             Weight::DenseF32(p) => p.bytes(),
+            Weight::Int8 { packed, .. } => packed.bytes(),
         }
     }
 
@@ -48,7 +69,52 @@ impl Weight {
     pub fn to_dense(&self) -> Vec<f32> {
         match self {
             Weight::DenseF32(p) => p.to_rows(),
+            Weight::Int8 { packed, .. } => packed.dequantize(),
         }
+    }
+}
+
+/// The input of one or more Linear layers: f32 rows, plus their quantized form computed on first use
+/// and shared by every integer layer that reads the same input (e.g. query, key and value).
+pub struct Input<'a> {
+    x: &'a [f32],
+    rows: usize,
+    cols: usize,
+    cache: &'a RefCell<QuantCache>,
+}
+
+/// Storage for the quantized form of an [`Input`], kept across calls to avoid reallocation.
+#[derive(Debug, Default)]
+pub struct QuantCache {
+    mode: Option<ActQuant>,
+    rows: QuantRows,
+}
+
+impl<'a> Input<'a> {
+    /// `rows × cols` f32 values; `cache` is reset.
+    pub fn new(x: &'a [f32], rows: usize, cols: usize, cache: &'a RefCell<QuantCache>) -> Self {
+        assert!(x.len() >= rows * cols, "Input: {} values for {rows}×{cols}", x.len());
+        cache.borrow_mut().mode = None;
+        Input { x: &x[..rows * cols], rows, cols, cache }
+    }
+
+    /// The f32 values.
+    pub fn values(&self) -> &'a [f32] {
+        self.x
+    }
+
+    /// Rows (tokens).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn quantized(&self, mode: ActQuant) -> std::cell::Ref<'_, QuantRows> {
+        if self.cache.borrow().mode != Some(mode) {
+            let mut c = self.cache.borrow_mut();
+            quantize_rows(self.x, self.rows, self.cols, self.cols, mode, &mut c.rows);
+            c.mode = Some(mode);
+        }
+        std::cell::Ref::map(self.cache.borrow(), |c| &c.rows)
     }
 }
 
@@ -72,12 +138,85 @@ impl Linear {
         self.weight.in_features()
     }
 
-    /// `out[rows][out_features] = act(x[rows][in_features] · Wᵀ + b) + residual`, on the current pool.
-    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], act: Activation, residual: Option<&[f32]>) {
-        let (n, k) = (self.out_features(), self.in_features());
+    /// `out[rows][out_features] = act(x · Wᵀ + b) + residual`, on the kernel threads.
+    pub fn forward(&self, x: &Input, out: &mut [f32], act: Activation, residual: Option<&[f32]>) {
+        let (n, k, rows) = (self.out_features(), self.in_features(), x.rows());
+        assert_eq!(x.cols, k, "Linear: input has {} features, weight {k}", x.cols);
         let epi = Epilogue { bias: Some(&self.bias), act, residual: residual.map(|r| (r, n)), ..Epilogue::default() };
+        let out = &mut out[..rows * n];
         match &self.weight {
-            Weight::DenseF32(p) => gemm_f32(&x[..rows * k], k, rows, p, &mut out[..rows * n], n, &epi),
+            Weight::DenseF32(p) => gemm_f32(x.values(), k, rows, p, out, n, &epi),
+            Weight::Int8 { packed, act: mode } => {
+                let q = x.quantized(*mode);
+                gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi });
+            }
+        }
+    }
+}
+
+/// An embedding table: one row per token id (or position, or token type).
+#[derive(Clone, Debug)]
+pub enum Embedding {
+    /// float32 rows.
+    F32 {
+        /// `[rows][dim]`.
+        table: Vec<f32>,
+        /// Row width.
+        dim: usize,
+    },
+    /// int8 rows, one symmetric scale per row.
+    Int8 {
+        /// `[rows][dim]`.
+        table: Vec<i8>,
+        /// Scale per row.
+        scales: Vec<f32>,
+        /// Row width.
+        dim: usize,
+    },
+}
+
+impl Embedding {
+    /// Row `i` added into `out` (`out += row`).
+    #[inline]
+    pub fn add_row(&self, i: usize, out: &mut [f32]) {
+        match self {
+            Embedding::F32 { table, dim } => {
+                for (o, v) in out.iter_mut().zip(&table[i * dim..(i + 1) * dim]) {
+                    *o += v;
+                }
+            }
+            Embedding::Int8 { table, scales, dim } => {
+                let s = scales[i];
+                for (o, &v) in out.iter_mut().zip(&table[i * dim..(i + 1) * dim]) {
+                    *o += v as f32 * s;
+                }
+            }
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        match self {
+            Embedding::F32 { table, dim } => table.len() / dim,
+            Embedding::Int8 { table, dim, .. } => table.len() / dim,
+        }
+    }
+
+    /// The table as f32 (dequantised when int8).
+    pub fn to_dense(&self) -> Vec<f32> {
+        match self {
+            Embedding::F32 { table, .. } => table.clone(),
+            Embedding::Int8 { table, scales, dim } => {
+                table.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / dim]).collect()
+            }
+        }
+    }
+
+    /// Short name of the format.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Embedding::F32 { .. } => "f32",
+            Embedding::Int8 { .. } => "int8 rows",
         }
     }
 }

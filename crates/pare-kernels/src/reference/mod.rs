@@ -2,6 +2,8 @@
 //! every SIMD kernel. They also serve as the `scalar` tier.
 
 use crate::gemm_f32::{GemmF32Args, NR};
+use crate::gemm_i8::GemmI8Args;
+use crate::quant::{ActQuant, quantize_value, row_params};
 use std::ops::Range;
 
 /// Exact GELU, `x/2 · (1 + erf(x/√2))`.
@@ -77,4 +79,43 @@ pub fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     for v in row.iter_mut() {
         *v *= inv;
     }
+}
+
+/// Reference integer GEMM over the panels `panels`.
+///
+/// # Safety
+/// `args` were checked by `gemm_i8::check`; no other thread writes these panels.
+pub(crate) unsafe fn gemm_u8s8_kernel(args: &GemmI8Args<'_>, panels: Range<usize>) {
+    let (a, b) = (args.a, args.b);
+    for j in panels.start * crate::gemm_i8::NR..(panels.end * crate::gemm_i8::NR).min(b.n()) {
+        for i in 0..a.m {
+            let mut acc = 0i32;
+            for kk in 0..b.k() {
+                acc += a.q[i * a.ld + kk] as i32 * b.get(kk, j) as i32;
+            }
+            // SAFETY: (i, j) inside the checked output, in our panels.
+            unsafe { args.store_scalar(acc, i, j) };
+        }
+    }
+}
+
+/// Reference activation quantizer for one row.
+///
+/// # Safety
+/// None beyond the contract of [`crate::quant::QuantizeRowKernel`]; `unsafe` only to share its type.
+pub(crate) unsafe fn quantize_row_kernel(row: &[f32], q: &mut [u8], mode: ActQuant) -> (f32, i32) {
+    quantize_row(row, q, mode)
+}
+
+/// Reference activation quantizer (safe form).
+pub fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant) -> (f32, i32) {
+    let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (scale, zero) = row_params(lo, hi, mode);
+    let inv = 1.0 / scale;
+    for (o, &x) in q.iter_mut().zip(row) {
+        *o = quantize_value(x, inv, zero);
+    }
+    q[row.len()..].fill(zero as u8);
+    (scale, zero)
 }

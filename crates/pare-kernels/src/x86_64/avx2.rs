@@ -53,7 +53,9 @@ fn erf(x: __m256) -> __m256 {
 #[inline]
 fn gelu(x: __m256) -> __m256 {
     let e = erf(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
-    _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5)), _mm256_add_ps(e, _mm256_set1_ps(1.0)))
+    let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(super::avx512::GELU_ZERO_BELOW));
+    let g = _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5)), _mm256_add_ps(e, _mm256_set1_ps(1.0)));
+    _mm256_and_ps(g, keep)
 }
 
 /// AVX2 GEMM over the column panels `panels`, each done as two halves of 16 columns.
@@ -244,5 +246,67 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     let inv = 1.0 / total;
     for v in row.iter_mut() {
         *v *= inv;
+    }
+}
+
+/// Integer GEMM for AVX2: weights widened to s16, `vpmaddwd` (exact), scalar epilogue; 2 rows ×
+/// 16 columns per tile.
+///
+/// # Safety
+/// The CPU has AVX2; `args` passed `gemm_i8::check`; panels are ours alone.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Range<usize>) {
+    let (m, n) = (args.a.m, args.b.n());
+    for p in panels {
+        for half in 0..2 {
+            if p * NR + 16 * half >= n {
+                break;
+            }
+            let mut i = 0;
+            while i < m {
+                // SAFETY: rows i .. i + R exist, panel p exists.
+                unsafe { if m - i >= 2 { tile_i8::<2>(args, i, p, half) } else { tile_i8::<1>(args, i, p, half) } }
+                i += 2.min(m - i);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`gemm_u8s8`], with `i0 + R ≤ m` and column `32p + 16·half < n`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_i8<const R: usize>(args: &crate::gemm_i8::GemmI8Args<'_>, i0: usize, p: usize, half: usize) {
+    let (a, b) = (args.a, args.b);
+    let bp = b.panel(p).as_ptr();
+    let mut acc = [[_mm256_setzero_si256(); 4]; R];
+    for g in 0..b.k_padded() / 4 {
+        let base = g * 128 + 64 * half;
+        let w: [__m256i; 4] = std::array::from_fn(|q| {
+            // SAFETY: 16 bytes of group g, half `half`, of the panel.
+            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(bp.add(base + 16 * q).cast()) })
+        });
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let at = (i0 + r) * a.ld + 4 * g;
+            let x = u32::from_le_bytes([a.q[at], a.q[at + 1], a.q[at + 2], a.q[at + 3]]);
+            let av = _mm256_set1_epi64x(super::avx512::widen4(x));
+            for q in 0..4 {
+                acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(av, w[q]));
+            }
+        }
+    }
+    let j0 = p * NR + 16 * half;
+    let w = 16.min(b.n() - j0);
+    for (r, acc) in acc.iter().enumerate() {
+        let mut out = [0i32; 16];
+        for h in 0..2 {
+            let s = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(acc[2 * h], acc[2 * h + 1]));
+            // SAFETY: 8 i32 into `out`.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(8 * h).cast(), s) };
+        }
+        for (jj, &v) in out.iter().enumerate().take(w) {
+            // SAFETY: (i0 + r, j0 + jj) inside the checked output, in our panel.
+            unsafe { args.store_scalar(v, i0 + r, j0 + jj) };
+        }
     }
 }

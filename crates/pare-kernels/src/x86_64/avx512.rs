@@ -1,7 +1,8 @@
 //! AVX-512 f32 kernels: an 8×32 register-blocked GEMM, LayerNorm, softmax, and the vector exp / erf
 //! they need.
 
-use crate::gemm_f32::{Activation, GemmF32Args, NR};
+use crate::gemm_f32::{Activation, Epilogue, GemmF32Args, NR};
+use crate::quant::{ActQuant, row_params};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -47,13 +48,18 @@ fn erf(x: __m512) -> __m512 {
     _mm512_div_ps(_mm512_mul_ps(x, p), q)
 }
 
-/// Exact-form GELU, `x/2 · (1 + erf(x/√2))`.
+/// Exact-form GELU, `x/2 · (1 + erf(x/√2))`. Below the clamp of [`erf`] (x < −4√2), where
+/// `1 + erf` is below f32 resolution, the result is 0 (|GELU(x)| < 5e-8 there).
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn gelu(x: __m512) -> __m512 {
     let e = erf(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
-    _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5)), _mm512_add_ps(e, _mm512_set1_ps(1.0)))
+    let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(GELU_ZERO_BELOW));
+    _mm512_maskz_mul_ps(keep, _mm512_mul_ps(x, _mm512_set1_ps(0.5)), _mm512_add_ps(e, _mm512_set1_ps(1.0)))
 }
+
+/// GELU is 0 in f32 below this input (−4√2).
+pub(crate) const GELU_ZERO_BELOW: f32 = -5.656_854;
 
 /// Mask of the first `w` lanes (w ≤ 16).
 #[inline]
@@ -142,46 +148,70 @@ unsafe fn tile_prefetch<const R: usize, const PREFETCH: bool>(args: &GemmF32Args
         }
     }
 
-    let epi = &args.epi;
     let j0 = p * NR;
     let w = NR.min(args.b.n() - j0);
-    let (m0, m1) = (lanes(w), lanes(w.saturating_sub(16)));
-    let alpha = _mm512_set1_ps(epi.alpha);
-    let (bias0, bias1) = match epi.bias {
-        // SAFETY: masked loads touch only columns < n of the n-long bias.
-        Some(bias) => unsafe {
-            let bp = bias.as_ptr().add(j0);
-            (_mm512_maskz_loadu_ps(m0, bp), _mm512_maskz_loadu_ps(m1, bp.add(16)))
-        },
-        None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
-    };
+    let alpha = _mm512_set1_ps(args.epi.alpha);
     for r in 0..R {
         let (mut v0, mut v1) = (c0[r], c1[r]);
-        if epi.alpha != 1.0 {
+        if args.epi.alpha != 1.0 {
             v0 = _mm512_mul_ps(v0, alpha);
             v1 = _mm512_mul_ps(v1, alpha);
         }
-        v0 = _mm512_add_ps(v0, bias0);
-        v1 = _mm512_add_ps(v1, bias1);
-        if epi.act == Activation::Gelu {
-            v0 = gelu(v0);
-            v1 = gelu(v1);
-        }
-        if let Some((res, ld)) = epi.residual {
-            // SAFETY: masked loads of row i0 + r, columns < n, of the checked residual.
-            unsafe {
-                let rp = res.as_ptr().add((i0 + r) * ld + j0);
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
-            }
-        }
-        // SAFETY: masked stores to row i0 + r, columns j0 .. j0 + w < n, of C; this panel is ours.
+        // SAFETY: row i0 + r, columns j0 .. j0 + w of C are ours.
+        unsafe { finish_row(&args.epi, v0, v1, i0 + r, j0, w, args.c.get().add((i0 + r) * args.ldc + j0)) };
+    }
+}
+
+/// Finishes 32 values of row `i` from column `j0` (the first `w` are real): adds the bias, applies the
+/// activation, adds the residual, stores to `cp`. Same operations, in the same order, as
+/// [`Epilogue::apply`] after its scaling.
+///
+/// # Safety
+/// The CPU has AVX-512F; `cp` points at C[i][j0] with `w` writable values; bias and residual (when
+/// set) hold columns `j0 .. j0 + w` (and row `i`).
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[inline]
+pub(crate) unsafe fn finish_row(
+    epi: &Epilogue<'_>,
+    mut v0: __m512,
+    mut v1: __m512,
+    i: usize,
+    j0: usize,
+    w: usize,
+    cp: *mut f32,
+) {
+    let (m0, m1) = (lanes(w), lanes(w.saturating_sub(16)));
+    if let Some(bias) = epi.bias {
+        // SAFETY: masked loads of columns j0 .. j0 + w of the n-long bias.
         unsafe {
-            let cp = args.c.get().add((i0 + r) * args.ldc + j0);
-            _mm512_mask_storeu_ps(cp, m0, v0);
-            _mm512_mask_storeu_ps(cp.add(16), m1, v1);
+            let bp = bias.as_ptr().add(j0);
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bp));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bp.add(16)));
         }
     }
+    if epi.act == Activation::Gelu {
+        v0 = gelu(v0);
+        v1 = gelu(v1);
+    }
+    if let Some((res, ld)) = epi.residual {
+        // SAFETY: masked loads of row i, columns j0 .. j0 + w, of the checked residual.
+        unsafe {
+            let rp = res.as_ptr().add(i * ld + j0);
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
+        }
+    }
+    // SAFETY: masked stores of the w values the caller owns.
+    unsafe {
+        _mm512_mask_storeu_ps(cp, m0, v0);
+        _mm512_mask_storeu_ps(cp.add(16), m1, v1);
+    }
+}
+
+/// Mask of the first `w` lanes (w ≤ 16), for other modules of this tier.
+#[inline]
+pub(crate) fn lane_mask(w: usize) -> __mmask16 {
+    lanes(w)
 }
 
 /// Lanes `j ..` of `s` (16, or fewer at its end; zeros past it). Requires `j < s.len()`.
@@ -265,5 +295,107 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
     for j in (0..n).step_by(16) {
         store(row, j, _mm512_mul_ps(load(row, j), inv));
+    }
+}
+
+/// Activation quantizer for one row (see [`crate::quant`]); bit-identical to the reference.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW; `q.len() ≥ row.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant) -> (f32, i32) {
+    let n = row.len();
+    assert!(q.len() >= n);
+    let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
+    for j in (0..n).step_by(16) {
+        let (m, v) = (lanes(n - j), load(row, j));
+        lo = _mm512_mask_min_ps(lo, m, lo, v);
+        hi = _mm512_mask_max_ps(hi, m, hi, v);
+    }
+    let (scale, zero) = row_params(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), mode);
+    let inv = _mm512_set1_ps(1.0 / scale);
+    let (lim_lo, lim_hi) = (_mm512_set1_ps(-512.0), _mm512_set1_ps(512.0));
+    let (zv, zero_i, max_i) = (_mm512_set1_epi32(zero), _mm512_setzero_si512(), _mm512_set1_epi32(255));
+    for j in (0..n).step_by(16) {
+        let t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(load(row, j), inv), lim_lo), lim_hi);
+        let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+        let r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, zv), zero_i), max_i);
+        // SAFETY: masked to the n − j remaining bytes of q (q.len() ≥ n).
+        unsafe { _mm512_mask_cvtepi32_storeu_epi8(q.as_mut_ptr().add(j).cast(), lanes(n - j), r) };
+    }
+    q[n..].fill(zero as u8);
+    (scale, zero)
+}
+
+/// Four activation bytes widened to four u16 in one u64, for `vpmaddwd` against s16 weights.
+#[inline]
+pub(crate) fn widen4(x: u32) -> i64 {
+    let x = x as u64;
+    ((x & 0xff) | ((x >> 8 & 0xff) << 16) | ((x >> 16 & 0xff) << 32) | ((x >> 24) << 48)) as i64
+}
+
+/// Integer GEMM for AVX-512 without VNNI: weights widened to s16, `vpmaddwd` (exact, no
+/// saturation), scalar epilogue. 4 rows × 32 columns per tile.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW; `args` passed `gemm_i8::check`; panels are ours alone.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Range<usize>) {
+    let m = args.a.m;
+    for p in panels {
+        let mut i = 0;
+        while i < m {
+            // SAFETY: rows i .. i + R exist, panel p exists.
+            unsafe {
+                match m - i {
+                    1 => tile_i8::<1>(args, i, p),
+                    2 => tile_i8::<2>(args, i, p),
+                    3 => tile_i8::<3>(args, i, p),
+                    _ => tile_i8::<4>(args, i, p),
+                }
+            }
+            i += 4.min(m - i);
+        }
+    }
+}
+
+/// # Safety
+/// As [`gemm_u8s8`], with `i0 + R ≤ m`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+unsafe fn tile_i8<const R: usize>(args: &crate::gemm_i8::GemmI8Args<'_>, i0: usize, p: usize) {
+    let (a, b) = (args.a, args.b);
+    let bp = b.panel(p).as_ptr();
+    let mut acc = [[_mm512_setzero_si512(); 4]; R];
+    for g in 0..b.k_padded() / 4 {
+        let w: [__m512i; 4] = std::array::from_fn(|q| {
+            // SAFETY: 32 bytes of group g of the panel (128 bytes per group).
+            _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(bp.add(g * 128 + 32 * q).cast()) })
+        });
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let at = (i0 + r) * a.ld + 4 * g;
+            let x = u32::from_le_bytes([a.q[at], a.q[at + 1], a.q[at + 2], a.q[at + 3]]);
+            let av = _mm512_set1_epi64(widen4(x));
+            for q in 0..4 {
+                acc[q] = _mm512_add_epi32(acc[q], _mm512_madd_epi16(av, w[q]));
+            }
+        }
+    }
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let j0 = p * NR;
+    let w = NR.min(b.n() - j0);
+    for (r, acc) in acc.iter().enumerate() {
+        let mut out = [0i32; 32];
+        for h in 0..2 {
+            let (x, y) = (acc[2 * h], acc[2 * h + 1]);
+            let s = _mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y), _mm512_permutex2var_epi32(x, odd, y));
+            // SAFETY: 16 i32 into `out`.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(16 * h).cast(), s) };
+        }
+        for (jj, &v) in out.iter().enumerate().take(w) {
+            // SAFETY: (i0 + r, j0 + jj) inside the checked output, in our panel.
+            unsafe { args.store_scalar(v, i0 + r, j0 + jj) };
+        }
     }
 }

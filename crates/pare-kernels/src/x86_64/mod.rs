@@ -3,6 +3,7 @@
 pub(crate) mod amx;
 mod avx2;
 mod avx512;
+mod vnni;
 
 use crate::dispatch::Table;
 use crate::isa::Isa;
@@ -17,6 +18,8 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.layer_norm_name = "layernorm_f32_avx2";
         t.softmax = avx2::softmax;
         t.softmax_name = "softmax_f32_avx2";
+        t.gemm_u8s8 = avx2::gemm_u8s8;
+        t.gemm_u8s8_name = "gemm_u8s8_2x16_avx2";
     }
     if cap >= Isa::Avx512 {
         t.gemm_f32 = avx512::gemm_f32;
@@ -25,5 +28,13 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.layer_norm_name = "layernorm_f32_avx512";
         t.softmax = avx512::softmax;
         t.softmax_name = "softmax_f32_avx512";
+        t.gemm_u8s8 = avx512::gemm_u8s8;
+        t.gemm_u8s8_name = "gemm_u8s8_4x32_avx512";
+        t.quantize_row = avx512::quantize_row;
+        t.quantize_row_name = "quantize_u8_avx512";
+    }
+    if cap >= Isa::Vnni {
+        t.gemm_u8s8 = vnni::gemm_u8s8;
+        t.gemm_u8s8_name = "gemm_u8s8_8x32_vnni";
     }
 }

@@ -1,0 +1,145 @@
+//! The `quantization_config` block of config.json in the compressed-tensors layout (the format Hugging
+//! Face transformers and vLLM read): which modules are quantized, how their weights and inputs are
+//! quantized, and which are left in float.
+
+use crate::error::{FormatError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// `quant_method` of compressed-tensors.
+pub const QUANT_METHOD: &str = "compressed-tensors";
+
+/// One side (weights or input activations) of a quantization scheme.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantArgs {
+    /// Bits per value.
+    pub num_bits: u32,
+    /// `int` or `float`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Zero point fixed at 0 (`true`) or stored.
+    pub symmetric: bool,
+    /// `tensor`, `channel`, `group`, `block` or `token`.
+    pub strategy: Option<String>,
+    /// Group size of the `group` strategy.
+    #[serde(default)]
+    pub group_size: Option<usize>,
+    /// Computed at run time (`true`) or stored.
+    #[serde(default)]
+    pub dynamic: serde_json::Value,
+    /// How ranges were observed (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observer: Option<String>,
+}
+
+impl QuantArgs {
+    /// 8-bit integer arguments.
+    pub fn int8(symmetric: bool, strategy: &str, dynamic: bool, observer: Option<&str>) -> Self {
+        QuantArgs {
+            num_bits: 8,
+            kind: "int".into(),
+            symmetric,
+            strategy: Some(strategy.into()),
+            group_size: None,
+            dynamic: serde_json::Value::Bool(dynamic),
+            observer: observer.map(str::to_string),
+        }
+    }
+
+    /// Whether values are quantized at run time.
+    pub fn is_dynamic(&self) -> bool {
+        self.dynamic.as_bool().unwrap_or(false) || self.dynamic.as_str().is_some()
+    }
+}
+
+/// A group of modules and how they are quantized.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantScheme {
+    /// Module class names (`Linear`, `Embedding`) or exact module names.
+    pub targets: Vec<String>,
+    /// Weight quantization.
+    pub weights: Option<QuantArgs>,
+    /// Input activation quantization.
+    pub input_activations: Option<QuantArgs>,
+    /// Output activation quantization.
+    #[serde(default)]
+    pub output_activations: Option<QuantArgs>,
+}
+
+/// The `quantization_config` block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantizationConfig {
+    /// Always `compressed-tensors`.
+    pub quant_method: String,
+    /// On-disk format of the quantized weights, e.g. `int-quantized`.
+    pub format: String,
+    /// `compressed` for files written by pare.
+    #[serde(default)]
+    pub quantization_status: String,
+    /// Groups by name.
+    pub config_groups: BTreeMap<String, QuantScheme>,
+    /// Modules left unquantized even when a group targets them.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Sparsity of the stored weights, when pruned (compressed-tensors `sparsity_config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity_config: Option<serde_json::Value>,
+}
+
+/// The kind of module a name refers to, for matching class targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// `torch.nn.Linear`.
+    Linear,
+    /// `torch.nn.Embedding`.
+    Embedding,
+}
+
+impl QuantizationConfig {
+    /// Reads the block from a config.json, if it has one.
+    pub fn from_config_file(path: &Path) -> Result<Option<Self>> {
+        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| FormatError::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+        let Some(q) = v.get("quantization_config") else { return Ok(None) };
+        let cfg: QuantizationConfig = serde_json::from_value(q.clone()).map_err(|e| FormatError::Config {
+            path: path.to_path_buf(),
+            msg: format!("quantization_config is not a compressed-tensors block: {e}"),
+        })?;
+        if cfg.quant_method != QUANT_METHOD {
+            return Err(FormatError::Config {
+                path: path.to_path_buf(),
+                msg: format!("quant_method {:?} is not supported (pare reads {QUANT_METHOD:?})", cfg.quant_method),
+            });
+        }
+        Ok(Some(cfg))
+    }
+
+    /// The scheme that applies to module `name` of kind `kind`, unless it is ignored.
+    pub fn scheme_for(&self, name: &str, kind: ModuleKind) -> Option<&QuantScheme> {
+        if self.ignore.iter().any(|i| i == name) {
+            return None;
+        }
+        let class = match kind {
+            ModuleKind::Linear => "Linear",
+            ModuleKind::Embedding => "Embedding",
+        };
+        // Exact names take precedence over class targets.
+        let groups = || self.config_groups.values();
+        groups()
+            .find(|s| s.targets.iter().any(|t| t == name))
+            .or_else(|| groups().find(|s| s.targets.iter().any(|t| t == class)))
+    }
+
+    /// Target patterns pare does not interpret (regular expressions), which would be silently missed.
+    pub fn unsupported_targets(&self) -> Vec<String> {
+        self.config_groups
+            .values()
+            .flat_map(|s| s.targets.iter())
+            .chain(self.ignore.iter())
+            .filter(|t| t.starts_with("re:"))
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,245 @@
+//! Integer GEMM: u8 activations × s8 weights → i32, with a dequantising epilogue.
+//!
+//! Activations are quantized per row (token) asymmetrically: `x ≈ sx·(qx − zx)`, `qx ∈ [0, 255]`.
+//! Weights are quantized per output column symmetrically: `w ≈ sw·qw`, `qw ∈ [−127, 127]`. Then
+//! `Σ x·w ≈ sx·sw·(Σ qx·qw − zx·Σ qw)`; the column sums `Σ_k qw` are computed once at packing.
+//!
+//! Packed layout (bits per weight: 8): column panels of [`NR`] = 32; panel `p` holds, for each group of
+//! four consecutive `k`, the 32 columns × 4 bytes (`[K/4][32][4]`, 128 bytes per group), so one 512-bit
+//! load feeds `vpdpbusd` for 16 columns. `K` is padded to a multiple of 4 with zero weights.
+
+use crate::aligned::AlignedVec;
+use crate::dispatch;
+use crate::gemm_f32::Epilogue;
+use crate::par::{self, SendPtr};
+use std::ops::Range;
+
+/// Columns per packed panel.
+pub const NR: usize = 32;
+
+/// A quantized weight matrix `W[n][k]` (s8, per-column scales) packed for the integer kernels.
+#[derive(Clone, Debug)]
+pub struct PackedI8 {
+    k: usize,
+    n: usize,
+    data: AlignedVec<i8>,
+    col_sums: Vec<i32>,
+    scales: Vec<f32>,
+}
+
+impl PackedI8 {
+    /// Packs row-major `q[n][k]` (values in [−127, 127]) with one scale per row of `q` (output column).
+    pub fn from_rows(q: &[i8], scales: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(q.len(), n * k, "PackedI8: {} values for {n}×{k}", q.len());
+        assert_eq!(scales.len(), n, "PackedI8: {} scales for n={n}", scales.len());
+        let kp = k.div_ceil(4) * 4;
+        let panels = n.div_ceil(NR);
+        let mut data = AlignedVec::<i8>::zeroed(panels * kp * NR);
+        let mut col_sums = vec![0i32; panels * NR];
+        let mut sc = vec![0f32; panels * NR];
+        for j in 0..n {
+            let (p, jj) = (j / NR, j % NR);
+            let row = &q[j * k..(j + 1) * k];
+            for (kk, &v) in row.iter().enumerate() {
+                data[p * kp * NR + (kk / 4) * NR * 4 + jj * 4 + kk % 4] = v;
+            }
+            col_sums[j] = row.iter().map(|&v| v as i32).sum();
+            sc[j] = scales[j];
+        }
+        PackedI8 { k, n, data, col_sums, scales: sc }
+    }
+
+    /// Inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Inner dimension padded to a multiple of 4 (the row stride activations need at least).
+    pub fn k_padded(&self) -> usize {
+        self.k.div_ceil(4) * 4
+    }
+
+    /// Columns (output features).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of column panels.
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// Panel `p`: `k_padded / 4` groups of 32 columns × 4 bytes.
+    pub fn panel(&self, p: usize) -> &[i8] {
+        let len = self.k_padded() * NR;
+        &self.data[p * len..(p + 1) * len]
+    }
+
+    /// `Σ_k q[j][k]` for every column, padded to whole panels with zeros.
+    pub fn col_sums(&self) -> &[i32] {
+        &self.col_sums
+    }
+
+    /// Per-column scales, padded to whole panels with zeros.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Element `q[j][kk]`.
+    pub fn get(&self, kk: usize, j: usize) -> i8 {
+        self.panel(j / NR)[(kk / 4) * NR * 4 + (j % NR) * 4 + kk % 4]
+    }
+
+    /// Back to row-major `q[n][k]`.
+    pub fn to_rows(&self) -> Vec<i8> {
+        let mut q = vec![0i8; self.n * self.k];
+        for j in 0..self.n {
+            for kk in 0..self.k {
+                q[j * self.k + kk] = self.get(kk, j);
+            }
+        }
+        q
+    }
+
+    /// Dequantized row-major `W[n][k]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let q = self.to_rows();
+        q.iter().enumerate().map(|(i, &v)| v as f32 * self.scales[i / self.k.max(1)]).collect()
+    }
+
+    /// Bytes held in memory (weights, sums, scales).
+    pub fn bytes(&self) -> usize {
+        self.data.len() + self.col_sums.len() * 4 + self.scales.len() * 4
+    }
+}
+
+/// Activations quantized per row: `x[i][k] ≈ scale[i] · (q[i][k] − zero[i])`.
+#[derive(Clone, Debug, Default)]
+pub struct QuantRows {
+    /// Rows.
+    pub m: usize,
+    /// Columns (the inner dimension `k`).
+    pub k: usize,
+    /// Row stride of `q`, a multiple of 4 and ≥ `k`; padding bytes hold the zero point.
+    pub ld: usize,
+    /// Quantized values, `m · ld`.
+    pub q: Vec<u8>,
+    /// Scale per row.
+    pub scale: Vec<f32>,
+    /// Zero point per row, in [0, 255].
+    pub zero: Vec<i32>,
+}
+
+/// Where the integer GEMM writes.
+#[derive(Debug)]
+pub enum I8Out<'a> {
+    /// `c[i][j] = act(sx[i]·sw[j]·(acc − zx[i]·Σqw[j]) + bias[j]) + residual[i][j]` (the epilogue's
+    /// `alpha` is ignored; the scales take its place).
+    F32 {
+        /// Output, `m` rows of stride `ldc`.
+        c: &'a mut [f32],
+        /// Row stride.
+        ldc: usize,
+        /// Bias, activation and residual.
+        epi: Epilogue<'a>,
+    },
+    /// The raw accumulators `Σ_k qx·qw` (tests and benchmarks).
+    I32 {
+        /// Output, `m` rows of stride `ldc`.
+        c: &'a mut [i32],
+        /// Row stride.
+        ldc: usize,
+    },
+}
+
+/// The problem as per-ISA kernels see it. `c` is raw because threads write disjoint panels.
+#[derive(Clone, Copy)]
+pub(crate) struct GemmI8Args<'a> {
+    pub a: &'a QuantRows,
+    pub b: &'a PackedI8,
+    pub out: OutPtr<'a>,
+}
+
+/// Raw output pointer and how to finish each value.
+#[derive(Clone, Copy)]
+pub(crate) enum OutPtr<'a> {
+    F32 { c: SendPtr<f32>, ldc: usize, epi: Epilogue<'a> },
+    I32 { c: SendPtr<i32>, ldc: usize },
+}
+
+/// A per-ISA integer GEMM kernel over a range of column panels.
+///
+/// # Safety
+/// `args` passed [`check`]; concurrent calls on the same output get disjoint panel ranges.
+pub(crate) type GemmI8Kernel = unsafe fn(&GemmI8Args<'_>, Range<usize>);
+
+fn check(a: &QuantRows, b: &PackedI8, out: &I8Out) {
+    let (m, n) = (a.m, b.n());
+    assert_eq!(a.k, b.k(), "gemm_u8s8: activations have k={}, weights k={}", a.k, b.k());
+    assert!(a.ld >= b.k_padded() && a.ld.is_multiple_of(4), "gemm_u8s8: activation stride {} for k={}", a.ld, a.k);
+    assert!(a.q.len() >= m * a.ld && a.scale.len() >= m && a.zero.len() >= m, "gemm_u8s8: activations too short");
+    let (len, ldc) = match out {
+        I8Out::F32 { c, ldc, epi } => {
+            if let Some(bias) = epi.bias {
+                assert_eq!(bias.len(), n, "gemm_u8s8: bias length");
+            }
+            if let Some((r, ld)) = epi.residual {
+                assert!(m == 0 || (ld >= n && r.len() >= (m - 1) * ld + n), "gemm_u8s8: residual too short");
+            }
+            (c.len(), *ldc)
+        }
+        I8Out::I32 { c, ldc } => (c.len(), *ldc),
+    };
+    assert!(ldc >= n && (m == 0 || len >= (m - 1) * ldc + n), "gemm_u8s8: output too short");
+}
+
+fn args<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) -> GemmI8Args<'a> {
+    let out = match out {
+        I8Out::F32 { c, ldc, epi } => OutPtr::F32 { c: SendPtr(c.as_mut_ptr()), ldc, epi },
+        I8Out::I32 { c, ldc } => OutPtr::I32 { c: SendPtr(c.as_mut_ptr()), ldc },
+    };
+    GemmI8Args { a, b, out }
+}
+
+/// The integer GEMM on the kernel threads, column panels split across them.
+pub fn gemm_u8s8<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) {
+    check(a, b, &out);
+    let kernel = dispatch::table().gemm_u8s8;
+    let args = args(a, b, out);
+    par::for_each_chunk(b.panels(), |panels| {
+        // SAFETY: `check` validated the shapes; chunks are disjoint panel ranges.
+        unsafe { kernel(&args, panels) }
+    });
+}
+
+/// Single-threaded integer GEMM with the kernel of a given table.
+pub fn gemm_u8s8_with<'a>(table: &dispatch::Table, a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) {
+    check(a, b, &out);
+    let args = args(a, b, out);
+    // SAFETY: `check` validated the shapes; one call covers all panels.
+    unsafe { (table.gemm_u8s8)(&args, 0..b.panels()) }
+}
+
+impl GemmI8Args<'_> {
+    /// Finishes one accumulator in scalar code: the definition every SIMD epilogue reproduces
+    /// operation for operation (so results are bit-identical without GELU).
+    ///
+    /// # Safety
+    /// `(i, j)` lies inside the checked output; no other thread writes it.
+    #[inline]
+    pub(crate) unsafe fn store_scalar(&self, acc: i32, i: usize, j: usize) {
+        match self.out {
+            OutPtr::I32 { c, ldc } => {
+                // SAFETY: forwarded contract.
+                unsafe { *c.get().add(i * ldc + j) = acc };
+            }
+            OutPtr::F32 { c, ldc, epi } => {
+                let corr = acc - self.a.zero[i] * self.b.col_sums[j];
+                let v = corr as f32 * (self.a.scale[i] * self.b.scales[j]);
+                let v = Epilogue { alpha: 1.0, ..epi }.apply(v, i, j);
+                // SAFETY: forwarded contract.
+                unsafe { *c.get().add(i * ldc + j) = v };
+            }
+        }
+    }
+}
