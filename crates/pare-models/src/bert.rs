@@ -260,7 +260,7 @@ impl Reader<'_> {
                 } else {
                     self.file.i8(&self.name(&format!("{name}.input_zero_point")), &[1])?[0] as i32
                 };
-                if !(scale > 0.0) {
+                if scale.is_nan() || scale <= 0.0 {
                     return Err(self.error(format!("{name}.input_scale must be positive, is {scale}")));
                 }
                 ActQuant::Static { scale, zero: zp + 128 }
