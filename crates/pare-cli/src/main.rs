@@ -5,6 +5,7 @@ mod bench;
 mod common;
 mod embed;
 mod inspect;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
     },
     /// Time the forward pass on `batch` copies of a fixed English text cut to `seq` tokens.
     Bench(bench::BenchArgs),
+    /// Quantize a float model (int8 weights, embeddings and activations) into OUT_DIR.
+    Quantize(quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         }
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Bench(args) => bench::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -169,6 +169,11 @@ impl TensorFile {
         }
     }
 
+    /// The safetensors dtype of a tensor.
+    pub fn dtype(&self, name: &str) -> Result<Dtype> {
+        Ok(self.entry(name)?.0)
+    }
+
     /// Shape and dtype of a tensor.
     pub fn shape(&self, name: &str) -> Result<(Vec<usize>, String)> {
         let (d, s, _, _) = self.entry(name)?;

@@ -1,6 +1,6 @@
 //! GOP/s of the dispatched f32 and u8×s8 GEMMs on MiniLM's shapes, 1 and 2 threads.
 use pare_kernels::quant::ActQuant;
-use pare_kernels::{Epilogue, I8Out, PackedF32, PackedI8, QuantRows, gemm_f32, gemm_u8s8, quantize_rows};
+use pare_kernels::{Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8, quantize_rows};
 use std::time::Instant;
 
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -30,7 +30,7 @@ fn main() {
             let bi = PackedI8::from_rows(&vec![3i8; n * k], &vec![0.01; n], n, k);
             let mut q = QuantRows::default();
             quantize_rows(&a, m, k, k, ActQuant::DynamicAsymmetric, &mut q);
-            let ti = best(reps * 4, || gemm_u8s8(&q, &bi, I8Out::F32 { c: &mut c, ldc: n, epi }));
+            let ti = best(reps * 4, || gemm_u8s8(&q, &bi, I8Out::F32 { c: &mut c, ldc: n, epi }, Split::Rows));
             let tq = best(reps * 4, || quantize_rows(&a, m, k, k, ActQuant::DynamicAsymmetric, &mut q));
             println!(
                 "threads {threads} {m}x{n}x{k}: f32 {:.0} GFLOP/s ({:.1} us)  u8s8 {:.0} GOP/s ({:.1} us)  quantize A {:.1} us",

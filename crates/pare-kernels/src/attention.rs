@@ -123,17 +123,10 @@ unsafe fn head(
         sc.scores.resize(n * n, 0.0);
         sc.k.repack_rows(&k[off..], ld, n, d);
         let scale = Epilogue { alpha: 1.0 / (d as f32).sqrt(), ..Epilogue::default() };
-        let args = GemmF32Args {
-            a: &q[off..],
-            lda: ld,
-            m: n,
-            b: &sc.k,
-            c: SendPtr(sc.scores.as_mut_ptr()),
-            ldc: n,
-            epi: scale,
-        };
+        let args =
+            GemmF32Args { a: &q[off..], lda: ld, b: &sc.k, c: SendPtr(sc.scores.as_mut_ptr()), ldc: n, epi: scale };
         // SAFETY: Q block n × d at stride ld, scores n × n owned by this thread.
-        unsafe { (table.gemm_f32)(&args, 0..sc.k.panels()) };
+        unsafe { (table.gemm_f32)(&args, 0..sc.k.panels(), 0..n) };
 
         let bias = mask.map(|m| {
             sc.bias.clear();
@@ -149,7 +142,6 @@ unsafe fn head(
         let args = GemmF32Args {
             a: &sc.scores,
             lda: n,
-            m: n,
             b: &sc.v,
             // SAFETY: the output block of (b, h) starts inside `out` (checked shapes).
             c: SendPtr(unsafe { out.get().add(b * n * ldo + h * d) }),
@@ -157,6 +149,6 @@ unsafe fn head(
             epi: Epilogue::default(),
         };
         // SAFETY: probabilities n × n; output block n × d at stride ldo, written by this task only.
-        unsafe { (table.gemm_f32)(&args, 0..sc.v.panels()) };
+        unsafe { (table.gemm_f32)(&args, 0..sc.v.panels(), 0..n) };
     });
 }

@@ -59,17 +59,14 @@ impl PackedF32 {
         }
         let data = self.data.as_mut_slice();
         for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
-            for jj in 0..NR {
-                let j = p * NR + jj;
-                if j < n {
-                    let row = &w[j * ldw..j * ldw + k];
-                    for (kk, &x) in row.iter().enumerate() {
-                        panel[kk * NR + jj] = x;
-                    }
-                } else {
-                    for kk in 0..k {
-                        panel[kk * NR + jj] = 0.0;
-                    }
+            let w_here = NR.min(n - p * NR);
+            if w_here < NR {
+                panel.fill(0.0);
+            }
+            for jj in 0..w_here {
+                let row = &w[(p * NR + jj) * ldw..(p * NR + jj) * ldw + k];
+                for (dst, &x) in panel[jj..].iter_mut().step_by(NR).zip(row) {
+                    *dst = x;
                 }
             }
         }
@@ -194,18 +191,18 @@ impl<'a> Epilogue<'a> {
 pub(crate) struct GemmF32Args<'a> {
     pub a: &'a [f32],
     pub lda: usize,
-    pub m: usize,
     pub b: &'a PackedF32,
     pub c: SendPtr<f32>,
     pub ldc: usize,
     pub epi: Epilogue<'a>,
 }
 
-/// A per-ISA GEMM kernel: computes the column panels `panels` of `C`.
+/// A per-ISA GEMM kernel: computes rows `rows` × column panels `panels` of `C`.
 ///
 /// # Safety
-/// `args` must have passed [`check`]; concurrent calls on the same `C` must get disjoint panel ranges.
-pub(crate) type GemmF32Kernel = unsafe fn(&GemmF32Args<'_>, Range<usize>);
+/// `args` must have passed [`check`], `rows ⊆ 0..m`, `panels ⊆ 0..b.panels()`; concurrent calls on the
+/// same `C` must get disjoint blocks.
+pub(crate) type GemmF32Kernel = unsafe fn(&GemmF32Args<'_>, Range<usize>, Range<usize>);
 
 fn check(a: &[f32], lda: usize, m: usize, b: &PackedF32, c: &[f32], ldc: usize, epi: &Epilogue) {
     let (k, n) = (b.k(), b.n());
@@ -227,11 +224,11 @@ fn check(a: &[f32], lda: usize, m: usize, b: &PackedF32, c: &[f32], ldc: usize, 
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_f32(a: &[f32], lda: usize, m: usize, b: &PackedF32, c: &mut [f32], ldc: usize, epi: &Epilogue) {
     check(a, lda, m, b, c, ldc, epi);
-    let args = GemmF32Args { a, lda, m, b, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+    let args = GemmF32Args { a, lda, b, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
     let kernel = dispatch::table().gemm_f32;
     par::for_each_chunk(b.panels(), |panels| {
         // SAFETY: `check` validated the shapes; chunks of `for_each_chunk` are disjoint panel ranges.
-        unsafe { kernel(&args, panels) }
+        unsafe { kernel(&args, panels, 0..m) }
     });
 }
 
@@ -248,9 +245,9 @@ pub fn gemm_f32_with(
     epi: &Epilogue,
 ) {
     check(a, lda, m, b, c, ldc, epi);
-    let args = GemmF32Args { a, lda, m, b, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+    let args = GemmF32Args { a, lda, b, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
     // SAFETY: `check` validated the shapes; a single call covers all panels.
-    unsafe { (table.gemm_f32)(&args, 0..b.panels()) }
+    unsafe { (table.gemm_f32)(&args, 0..b.panels(), 0..m) }
 }
 
 /// Tolerance of an f32 dot product of length `k` against the scalar reference, relative to

@@ -167,11 +167,12 @@ pub(crate) enum OutPtr<'a> {
     I32 { c: SendPtr<i32>, ldc: usize },
 }
 
-/// A per-ISA integer GEMM kernel over a range of column panels.
+/// A per-ISA integer GEMM kernel over rows `rows` × column panels `panels`.
 ///
 /// # Safety
-/// `args` passed [`check`]; concurrent calls on the same output get disjoint panel ranges.
-pub(crate) type GemmI8Kernel = unsafe fn(&GemmI8Args<'_>, Range<usize>);
+/// `args` passed [`check`], `rows ⊆ 0..m`, `panels ⊆ 0..b.panels()`; concurrent calls on the same
+/// output get disjoint blocks.
+pub(crate) type GemmI8Kernel = unsafe fn(&GemmI8Args<'_>, Range<usize>, Range<usize>);
 
 fn check(a: &QuantRows, b: &PackedI8, out: &I8Out) {
     let (m, n) = (a.m, b.n());
@@ -201,23 +202,49 @@ fn args<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) -> GemmI8Args<'a>
     GemmI8Args { a, b, out }
 }
 
-/// The integer GEMM on the kernel threads, column panels split across them.
-pub fn gemm_u8s8<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) {
+/// How a GEMM is shared among the kernel threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Split {
+    /// Each thread computes a block of rows (tokens) for all columns: what a thread writes, it reads
+    /// next (LayerNorm, quantization, the next GEMM) from its own cache. Falls back to columns when
+    /// there are too few rows.
+    #[default]
+    Rows,
+    /// Each thread computes a block of column panels for all rows (e.g. whole attention heads).
+    Columns,
+}
+
+/// Rows per tile of the integer kernels; row blocks are multiples of it.
+const ROW_TILE: usize = 8;
+
+/// The integer GEMM on the kernel threads.
+pub fn gemm_u8s8<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>, split: Split) {
     check(a, b, &out);
     let kernel = dispatch::table().gemm_u8s8;
+    let m = a.m;
     let args = args(a, b, out);
-    par::for_each_chunk(b.panels(), |panels| {
-        // SAFETY: `check` validated the shapes; chunks are disjoint panel ranges.
-        unsafe { kernel(&args, panels) }
-    });
+    let tiles = m.div_ceil(ROW_TILE);
+    if split == Split::Rows && tiles >= 2 * par::threads() {
+        par::for_each_chunk(tiles, |t| {
+            let rows = t.start * ROW_TILE..(t.end * ROW_TILE).min(m);
+            // SAFETY: `check` validated the shapes; chunks are disjoint row blocks.
+            unsafe { kernel(&args, 0..b.panels(), rows) }
+        });
+    } else {
+        par::for_each_chunk(b.panels(), |panels| {
+            // SAFETY: `check` validated the shapes; chunks are disjoint panel ranges.
+            unsafe { kernel(&args, panels, 0..m) }
+        });
+    }
 }
 
 /// Single-threaded integer GEMM with the kernel of a given table.
 pub fn gemm_u8s8_with<'a>(table: &dispatch::Table, a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) {
     check(a, b, &out);
+    let m = a.m;
     let args = args(a, b, out);
-    // SAFETY: `check` validated the shapes; one call covers all panels.
-    unsafe { (table.gemm_u8s8)(&args, 0..b.panels()) }
+    // SAFETY: `check` validated the shapes; one call covers the whole output.
+    unsafe { (table.gemm_u8s8)(&args, 0..b.panels(), 0..m) }
 }
 
 impl GemmI8Args<'_> {

@@ -19,7 +19,7 @@ mod x86_64;
 pub use aligned::AlignedVec;
 pub use attention::{AttentionShape, attention_f32};
 pub use gemm_f32::{Activation, Epilogue, PackedF32, gemm_f32};
-pub use gemm_i8::{I8Out, PackedI8, QuantRows, gemm_u8s8};
+pub use gemm_i8::{I8Out, PackedI8, QuantRows, Split, gemm_u8s8};
 pub use isa::Isa;
 pub use norm::layer_norm;
 pub use quant::{ActQuant, quantize_rows};

@@ -22,8 +22,8 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     assert!(cols > 0 && beta.len() == cols && x.len().is_multiple_of(cols), "layer_norm: shapes do not match");
     let rows = x.len() / cols;
     let kernel = dispatch::table().layer_norm;
-    // Small problems are not worth a second thread.
-    if rows * cols < 1 << 16 {
+    // Tiny problems are not worth a second thread.
+    if rows * cols < 1 << 12 {
         // SAFETY: the dispatched kernel matches this CPU; shapes checked above.
         unsafe { kernel(x, gamma, beta, eps) };
         return;

@@ -109,8 +109,10 @@ impl Pool {
         }
         let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
         let start = Instant::now();
+        let mut spins = 0u32;
         while s.remaining.load(SeqCst) != 0 {
-            if start.elapsed() < SPIN {
+            spins = spins.wrapping_add(1);
+            if spins < 4096 || !spins.is_multiple_of(256) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();

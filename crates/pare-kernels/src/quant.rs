@@ -56,7 +56,7 @@ pub fn quantize_value(x: f32, inv: f32, zero: i32) -> u8 {
 /// across the kernel threads when there are enough of them.
 pub fn quantize_rows(x: &[f32], m: usize, k: usize, ldx: usize, mode: ActQuant, out: &mut QuantRows) {
     let table = dispatch::table();
-    if m * k < 1 << 15 {
+    if m * k < 1 << 12 {
         quantize_rows_with(table, x, m, k, ldx, mode, out);
         return;
     }

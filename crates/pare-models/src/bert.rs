@@ -6,7 +6,7 @@ use crate::error::{ModelError, Result};
 use crate::weight::{Embedding, Input, Linear, QuantCache, Weight};
 use pare_formats::quant_config::{ModuleKind, QuantizationConfig};
 use pare_formats::{BertConfig, TensorFile};
-use pare_kernels::ActQuant;
+use pare_kernels::{ActQuant, Split};
 use pare_kernels::{Activation, AttentionShape, attention_f32, layer_norm};
 use std::cell::RefCell;
 
@@ -467,9 +467,10 @@ impl BertLayer {
         };
         observe(&LINEAR_NAMES[..3], &ws.x, h);
         let x = Input::new(&ws.x, t, h, &ws.quant);
-        self.query.forward(&x, &mut ws.q, Activation::None, None);
-        self.key.forward(&x, &mut ws.k, Activation::None, None);
-        self.value.forward(&x, &mut ws.v, Activation::None, None);
+        // Split by columns: each thread then owns whole heads of Q, K and V for the attention.
+        self.query.forward_split(&x, &mut ws.q, Activation::None, None, Split::Columns);
+        self.key.forward_split(&x, &mut ws.k, Activation::None, None, Split::Columns);
+        self.value.forward_split(&x, &mut ws.v, Activation::None, None, Split::Columns);
         let shape = AttentionShape { batch: b.batch, seq: b.seq, heads: self.heads, head_dim: self.head_dim };
         let all_ones = b.mask.iter().all(|&m| m != 0);
         let mask = if all_ones { None } else { Some(&b.mask[..]) };

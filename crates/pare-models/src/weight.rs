@@ -2,7 +2,7 @@
 //! calls [`Linear::forward`] with an [`Input`] and never looks at how the weight is stored.
 
 use pare_kernels::{
-    ActQuant, Activation, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, gemm_f32, gemm_u8s8, quantize_rows,
+    ActQuant, Activation, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8, quantize_rows,
 };
 use std::cell::RefCell;
 
@@ -140,6 +140,13 @@ impl Linear {
 
     /// `out[rows][out_features] = act(x · Wᵀ + b) + residual`, on the kernel threads.
     pub fn forward(&self, x: &Input, out: &mut [f32], act: Activation, residual: Option<&[f32]>) {
+        self.forward_split(x, out, act, residual, Split::Rows);
+    }
+
+    /// [`Linear::forward`] with a preferred way of sharing the work among threads: by rows (tokens),
+    /// or by columns (output features, e.g. whole attention heads for the attention that follows).
+    /// Dense f32 weights are always split by columns, so each thread streams half of them.
+    pub fn forward_split(&self, x: &Input, out: &mut [f32], act: Activation, residual: Option<&[f32]>, split: Split) {
         let (n, k, rows) = (self.out_features(), self.in_features(), x.rows());
         assert_eq!(x.cols, k, "Linear: input has {} features, weight {k}", x.cols);
         let epi = Epilogue { bias: Some(&self.bias), act, residual: residual.map(|r| (r, n)), ..Epilogue::default() };
@@ -148,7 +155,7 @@ impl Linear {
             Weight::DenseF32(p) => gemm_f32(x.values(), k, rows, p, out, n, &epi),
             Weight::Int8 { packed, act: mode } => {
                 let q = x.quantized(*mode);
-                gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi });
+                gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi }, split);
             }
         }
     }

@@ -15,10 +15,10 @@ pub fn gelu(x: f32) -> f32 {
 ///
 /// # Safety
 /// `args` were checked by `gemm_f32::check`; no other thread writes these panels of `C`.
-pub(crate) unsafe fn gemm_f32_kernel(args: &GemmF32Args<'_>, panels: Range<usize>) {
+pub(crate) unsafe fn gemm_f32_kernel(args: &GemmF32Args<'_>, panels: Range<usize>, rows: Range<usize>) {
     let (k, n) = (args.b.k(), args.b.n());
     for j in panels.start * NR..(panels.end * NR).min(n) {
-        for i in 0..args.m {
+        for i in rows.clone() {
             let mut s = 0.0f32;
             for kk in 0..k {
                 s += args.a[i * args.lda + kk] * args.b.get(kk, j);
@@ -85,10 +85,10 @@ pub fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
 ///
 /// # Safety
 /// `args` were checked by `gemm_i8::check`; no other thread writes these panels.
-pub(crate) unsafe fn gemm_u8s8_kernel(args: &GemmI8Args<'_>, panels: Range<usize>) {
+pub(crate) unsafe fn gemm_u8s8_kernel(args: &GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
     let (a, b) = (args.a, args.b);
     for j in panels.start * crate::gemm_i8::NR..(panels.end * crate::gemm_i8::NR).min(b.n()) {
-        for i in 0..a.m {
+        for i in rows.clone() {
             let mut acc = 0i32;
             for kk in 0..b.k() {
                 acc += a.q[i * a.ld + kk] as i32 * b.get(kk, j) as i32;

@@ -63,7 +63,7 @@ fn gelu(x: __m256) -> __m256 {
 /// # Safety
 /// The CPU has AVX2 and FMA; `args` passed `gemm_f32::check`; no other thread writes these panels.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>) {
+pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>, rows: Range<usize>) {
     let n = args.b.n();
     for p in panels {
         for half in 0..2 {
@@ -71,15 +71,15 @@ pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>) {
             if j0 >= n {
                 break;
             }
-            let mut i = 0;
-            while i + MR <= args.m {
+            let mut i = rows.start;
+            while i + MR <= rows.end {
                 // SAFETY: rows i..i+MR lie inside A and C, columns j0.. inside panel p.
                 unsafe { tile::<MR>(args, i, p, half) };
                 i += MR;
             }
-            // SAFETY: as above for the m − i < MR remaining rows.
+            // SAFETY: as above for the rows.end − i < MR remaining rows.
             unsafe {
-                match args.m - i {
+                match rows.end - i {
                     0 => {}
                     1 => tile::<1>(args, i, p, half),
                     2 => tile::<2>(args, i, p, half),
@@ -255,14 +255,14 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
 /// # Safety
 /// The CPU has AVX2; `args` passed `gemm_i8::check`; panels are ours alone.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Range<usize>) {
-    let (m, n) = (args.a.m, args.b.n());
+pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
+    let (m, n) = (rows.end, args.b.n());
     for p in panels {
         for half in 0..2 {
             if p * NR + 16 * half >= n {
                 break;
             }
-            let mut i = 0;
+            let mut i = rows.start;
             while i < m {
                 // SAFETY: rows i .. i + R exist, panel p exists.
                 unsafe { if m - i >= 2 { tile_i8::<2>(args, i, p, half) } else { tile_i8::<1>(args, i, p, half) } }

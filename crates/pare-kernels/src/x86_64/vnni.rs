@@ -13,10 +13,10 @@ const MR: usize = 8;
 /// # Safety
 /// The CPU has AVX-512F/BW/VNNI; `args` passed `gemm_i8::check`; panels are ours alone.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
-pub(crate) unsafe fn gemm_u8s8(args: &GemmI8Args<'_>, panels: Range<usize>) {
-    let m = args.a.m;
+pub(crate) unsafe fn gemm_u8s8(args: &GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
+    let m = rows.end;
     for p in panels {
-        let mut i = 0;
+        let mut i = rows.start;
         while i + MR <= m {
             // SAFETY: rows i..i+MR exist, panel p exists.
             unsafe { tile::<MR>(args, i, p) };

@@ -1,0 +1,78 @@
+//! `pare quantize`: int8 weights, embeddings and activations, written as a compressed-tensors model.
+
+use crate::common;
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use pare_compress::quantize::{ActivationMode, QuantizeOptions};
+use std::path::PathBuf;
+
+/// Quantization schemes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Scheme {
+    /// int8 weights (per output channel, symmetric), int8 embedding rows, u8 activations.
+    Int8,
+}
+
+/// When activation ranges are decided.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Activations {
+    /// Per token, at run time (default).
+    Dynamic,
+    /// One range per Linear input, calibrated on sample text (`--calibrate`, or the built-in set).
+    Static,
+}
+
+/// Options of `pare quantize`.
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// Model directory or zoo name (float).
+    pub model: String,
+    /// Quantization scheme.
+    #[arg(long, value_enum)]
+    pub scheme: Scheme,
+    /// Calibration text, one sample per line; implies `--activations static`.
+    #[arg(long)]
+    pub calibrate: Option<PathBuf>,
+    /// Activation quantization: dynamic per token, or static per tensor.
+    #[arg(long, value_enum)]
+    pub activations: Option<Activations>,
+    /// Symmetric activations instead of asymmetric (zero point).
+    #[arg(long)]
+    pub act_symmetric: bool,
+    /// Keep this Linear layer in float (repeatable); `embeddings` keeps the embedding tables.
+    #[arg(long, value_name = "NAME")]
+    pub keep_float: Vec<String>,
+    /// Output directory.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Replace the output directory if it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs `pare quantize`.
+pub fn run(a: &QuantizeArgs) -> Result<()> {
+    let Scheme::Int8 = a.scheme;
+    let activations = match (a.activations, &a.calibrate) {
+        (Some(Activations::Dynamic), Some(_)) => {
+            bail!("--calibrate calibrates static activations; it contradicts --activations dynamic")
+        }
+        (Some(Activations::Static), _) | (None, Some(_)) => ActivationMode::Static,
+        _ => ActivationMode::Dynamic,
+    };
+    let calibration = match &a.calibrate {
+        Some(p) => Some((p.display().to_string(), pare_compress::calibration::load(p)?)),
+        None => None,
+    };
+    let dir = common::model_dir(&a.model)?;
+    let opts = QuantizeOptions {
+        activations,
+        symmetric_activations: a.act_symmetric,
+        calibration,
+        keep_float: a.keep_float.clone(),
+        force: a.force,
+    };
+    let summary = pare_compress::quantize(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;
+    println!("{}", summary.out_dir.display());
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! pare-compress: turning a model directory into a compressed one — int8 quantization with dynamic or
+//! calibrated static activations — written in the compressed-tensors layout so other tools can read it.
+
+pub mod calibration;
+pub mod error;
+pub mod output;
+pub mod quantize;
+
+pub use error::{CompressError, Result};
+pub use quantize::{QuantizeOptions, QuantizeSummary, quantize};

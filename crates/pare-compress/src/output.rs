@@ -1,0 +1,74 @@
+//! Writing a derived model directory: every file of the source is copied except the two pare rewrites
+//! (config.json and model.safetensors); everything is staged and renamed into place at the end.
+
+use crate::error::{CompressError, Result};
+use pare_formats::writer::{StagedDir, TensorData, write_atomic, write_safetensors};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Checks that `out` may be written: it must not be the source, and must not exist as a non-empty
+/// directory unless `force`.
+pub fn check_destination(src: &Path, out: &Path, force: bool) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (src.canonicalize(), out.canonicalize())
+        && a == b
+    {
+        return Err(CompressError::Invalid(format!("{}: the output directory is the input model", out.display())));
+    }
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(CompressError::Invalid(format!("{}: exists and is not a directory", out.display())));
+        }
+        let non_empty = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true);
+        if non_empty && !force {
+            return Err(CompressError::Invalid(format!(
+                "{}: output directory exists and is not empty (use --force to replace it)",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `out`: the source's other files, `config` as config.json and `tensors` as model.safetensors.
+pub fn write_model_dir(
+    src: &Path,
+    out: &Path,
+    config: &serde_json::Value,
+    tensors: &[TensorData],
+    metadata: HashMap<String, String>,
+) -> Result<PathBuf> {
+    let staged = StagedDir::new(out)?;
+    copy_tree(src, &staged.path(""), Path::new(""))?;
+    let json = serde_json::to_vec_pretty(config).map_err(|e| CompressError::Invalid(e.to_string()))?;
+    write_atomic(&staged.path("config.json"), &json)?;
+    write_safetensors(&staged.path("model.safetensors"), tensors, Some(metadata))?;
+    Ok(staged.commit()?)
+}
+
+fn copy_tree(src: &Path, dst: &Path, rel: &Path) -> Result<()> {
+    let dir = src.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(|e| pare_formats::FormatError::io(&dir, e))?;
+    for e in entries {
+        let e = e.map_err(|e| pare_formats::FormatError::io(&dir, e))?;
+        let name = e.file_name();
+        let r = rel.join(&name);
+        if rel.as_os_str().is_empty() && (name == "config.json" || name == "model.safetensors") {
+            continue;
+        }
+        let path = e.path();
+        if path.is_dir() {
+            std::fs::create_dir_all(dst.join(&r)).map_err(|e| pare_formats::FormatError::io(dst.join(&r), e))?;
+            copy_tree(src, dst, &r)?;
+        } else if path.is_file() {
+            std::fs::copy(&path, dst.join(&r)).map_err(|e| pare_formats::FormatError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// config.json of the source as JSON.
+pub fn read_config(src: &Path) -> Result<serde_json::Value> {
+    let path = src.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| pare_formats::FormatError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| pare_formats::FormatError::Json { path, msg: e.to_string() }.into())
+}
