@@ -42,6 +42,9 @@ pub struct QuantizeArgs {
     /// Keep this Linear layer in float (repeatable); `embeddings` keeps the embedding tables.
     #[arg(long, value_name = "NAME")]
     pub keep_float: Vec<String>,
+    /// Input channels per Linear kept in f32 at run time (the largest calibrated activations); 0: none.
+    #[arg(long, default_value_t = pare_compress::quantize::DEFAULT_OUTLIERS as u16, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub outliers: u16,
     /// Output directory.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -70,6 +73,7 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
         symmetric_activations: a.act_symmetric,
         calibration,
         keep_float: a.keep_float.clone(),
+        outliers: a.outliers.into(),
         force: a.force,
     };
     let summary = pare_compress::quantize(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;

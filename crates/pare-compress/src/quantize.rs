@@ -3,11 +3,19 @@
 //! (dynamic) or with one calibrated range per Linear input (static). The result is written in the
 //! compressed-tensors `int-quantized` layout: `W.weight` (I8), `W.weight_scale` ([out, 1]), and for
 //! static inputs `W.input_scale` ([1]) and `W.input_zero_point` ([1], I8).
+//!
+//! A few input channels of each Linear carry activations far larger than the rest (BERT's LayerNorm
+//! outputs and GELU outputs have such channels); left in, they set every token's quantization range.
+//! pare picks, per Linear, the `outliers` channels with the largest calibrated magnitude and keeps them
+//! in f32 at run time (LLM.int8() decomposition, with a fixed calibrated set). The stored int8 weights
+//! are unchanged; the channel lists go to config.json's `pare_quantization` block.
 
 use crate::calibration;
 use crate::error::{CompressError, Result};
 use crate::output::{check_destination, read_config, write_model_dir};
-use pare_formats::quant_config::{QUANT_METHOD, QuantArgs, QuantScheme, QuantizationConfig};
+use pare_formats::quant_config::{
+    PARE_EXTENSION_KEY, PareExtension, QUANT_METHOD, QuantArgs, QuantScheme, QuantizationConfig,
+};
 use pare_formats::writer::TensorData;
 use pare_formats::{ModelDir, TensorFile};
 use pare_kernels::quant::{ActQuant, row_params};
@@ -36,6 +44,8 @@ pub struct QuantizeOptions {
     pub calibration: Option<(String, Vec<String>)>,
     /// Linear layers (checkpoint names) to keep in float; `embeddings` keeps the embedding tables.
     pub keep_float: Vec<String>,
+    /// Input channels per Linear kept in f32 at run time (0: none).
+    pub outliers: usize,
     /// Replace a non-empty output directory.
     pub force: bool,
 }
@@ -47,13 +57,17 @@ impl Default for QuantizeOptions {
             symmetric_activations: false,
             calibration: None,
             keep_float: Vec::new(),
+            outliers: DEFAULT_OUTLIERS,
             force: false,
         }
     }
 }
 
-/// Samples of the embedded calibration set used when static quantization gets no file.
+/// Samples of the embedded calibration set used when no file is given.
 pub const DEFAULT_CALIBRATION_SAMPLES: usize = 128;
+
+/// Outlier input channels kept in f32 per Linear, by default (measured on MiniLM: see the README).
+pub const DEFAULT_OUTLIERS: usize = 4;
 
 /// One tensor of the result.
 #[derive(Clone, Debug)]
@@ -105,30 +119,62 @@ pub fn quantize_rows_symmetric(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>,
     (q, scales)
 }
 
-/// Running min and max of one Linear's inputs over the calibration set.
-#[derive(Clone, Copy, Debug)]
-struct Range {
-    lo: f32,
-    hi: f32,
+/// Per-channel minimum and maximum of one Linear's inputs over the calibration set.
+#[derive(Clone, Debug)]
+struct ChannelRanges {
+    lo: Vec<f32>,
+    hi: Vec<f32>,
 }
 
-/// Runs the float model on the samples and returns the range of every Linear's input.
-fn calibrate(enc: &SentenceEncoder, samples: &[String], log: &mut dyn FnMut(&str)) -> Result<HashMap<String, Range>> {
-    let mut ranges: HashMap<String, Range> = HashMap::new();
+impl ChannelRanges {
+    /// The `n` channels of largest magnitude, ascending.
+    fn outliers(&self, n: usize) -> Vec<u32> {
+        let mag: Vec<f32> = self.lo.iter().zip(&self.hi).map(|(l, h)| l.abs().max(h.abs())).collect();
+        let mut idx: Vec<u32> = (0..mag.len() as u32).collect();
+        idx.sort_by(|&a, &b| mag[b as usize].total_cmp(&mag[a as usize]).then(a.cmp(&b)));
+        idx.truncate(n.min(mag.len()));
+        idx.sort_unstable();
+        idx
+    }
+
+    /// Range over every channel but `skip`.
+    fn range_without(&self, skip: &[u32]) -> (f32, f32) {
+        let mut r = (0f32, 0f32);
+        for (c, (l, h)) in self.lo.iter().zip(&self.hi).enumerate() {
+            if !skip.contains(&(c as u32)) {
+                r = (r.0.min(*l), r.1.max(*h));
+            }
+        }
+        r
+    }
+}
+
+/// Runs the float model on the samples and returns the per-channel range of every Linear's input.
+fn calibrate(
+    enc: &SentenceEncoder,
+    samples: &[String],
+    log: &mut dyn FnMut(&str),
+) -> Result<HashMap<String, ChannelRanges>> {
+    let mut ranges: HashMap<String, ChannelRanges> = HashMap::new();
     let mut ws = Workspace::default();
     let mut tokens = 0usize;
     for (i, s) in samples.iter().enumerate() {
         let ids = enc.tokenize(s)?;
         tokens += ids.len();
         let batch = Batch::repeat(&ids, 1);
-        let mut hook = |name: &str, x: &[f32], _r: usize, _c: usize| {
-            let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-            let e = ranges.entry(name.to_string()).or_insert(Range { lo, hi });
-            e.lo = e.lo.min(lo);
-            e.hi = e.hi.max(hi);
+        let mut hook = |name: &str, x: &[f32], _rows: usize, cols: usize| {
+            let e = ranges
+                .entry(name.to_string())
+                .or_insert_with(|| ChannelRanges { lo: vec![f32::INFINITY; cols], hi: vec![f32::NEG_INFINITY; cols] });
+            for row in x.chunks_exact(cols) {
+                for (c, &v) in row.iter().enumerate() {
+                    e.lo[c] = e.lo[c].min(v);
+                    e.hi[c] = e.hi[c].max(v);
+                }
+            }
         };
         enc.model.forward_observed(&batch, &mut ws, Some(&mut hook))?;
-        if (i + 1) % 32 == 0 || i + 1 == samples.len() {
+        if (i + 1) % 64 == 0 || i + 1 == samples.len() {
             log(&format!("calibration: {}/{} samples, {tokens} tokens", i + 1, samples.len()));
         }
     }
@@ -176,19 +222,19 @@ pub fn quantize(
     let keep_embeddings = opts.keep_float.iter().any(|k| k == "embeddings");
     let quantized: Vec<&String> = linears.iter().filter(|n| !opts.keep_float.contains(n)).collect();
 
-    let ranges = match opts.activations {
-        ActivationMode::Dynamic => HashMap::new(),
-        ActivationMode::Static => {
-            let (source, samples) = match &opts.calibration {
-                Some(c) => c.clone(),
-                None => {
-                    (calibration::DEFAULT_NAME.to_string(), calibration::default_samples(DEFAULT_CALIBRATION_SAMPLES))
-                }
-            };
-            log(&format!("calibrating activation ranges on {} samples of {source}", samples.len()));
-            calibrate(&enc, &samples, log)?
-        }
+    let static_acts = opts.activations == ActivationMode::Static;
+    let needs_calibration = static_acts || opts.outliers > 0;
+    let (calib_source, calib_samples) = match &opts.calibration {
+        Some(c) => c.clone(),
+        None => (calibration::DEFAULT_NAME.to_string(), calibration::default_samples(DEFAULT_CALIBRATION_SAMPLES)),
     };
+    let ranges = if needs_calibration {
+        log(&format!("calibrating activation ranges on {} samples of {calib_source}", calib_samples.len()));
+        calibrate(&enc, &calib_samples, log)?
+    } else {
+        HashMap::new()
+    };
+    let mut outlier_map = BTreeMap::new();
 
     let prefix = if file.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
     let mut tensors = Vec::new();
@@ -221,13 +267,22 @@ pub fn quantize(
         let mut after = q.len() + scales.len() * 4;
         tensors.push(TensorData::i8(info.name.clone(), &info.shape, &q));
         tensors.push(TensorData::f32(format!("{base}.weight_scale"), &[rows, 1], &scales));
-        if is_linear && opts.activations == ActivationMode::Static {
-            let r = ranges.get(module.unwrap_or_default()).copied().ok_or_else(|| {
+        let stats = if is_linear && needs_calibration {
+            Some(ranges.get(module.unwrap_or_default()).ok_or_else(|| {
                 CompressError::Invalid(format!("calibration did not reach {base}; is the model complete?"))
-            })?;
+            })?)
+        } else {
+            None
+        };
+        let outliers = stats.map(|r| r.outliers(opts.outliers)).unwrap_or_default();
+        if !outliers.is_empty() {
+            outlier_map.insert(base.clone(), outliers.clone());
+        }
+        if let (Some(r), true) = (stats, static_acts) {
+            let (lo, hi) = r.range_without(&outliers);
             let mode =
                 if opts.symmetric_activations { ActQuant::DynamicSymmetric } else { ActQuant::DynamicAsymmetric };
-            let (scale, zero) = row_params(r.lo, r.hi, mode);
+            let (scale, zero) = row_params(lo, hi, mode);
             tensors.push(TensorData::f32(format!("{base}.input_scale"), &[1], &[scale]));
             after += 4;
             if !opts.symmetric_activations {
@@ -254,7 +309,6 @@ pub fn quantize(
         lines.push(line);
     }
 
-    let static_acts = opts.activations == ActivationMode::Static;
     let mut groups = BTreeMap::new();
     groups.insert(
         "group_0".to_string(),
@@ -292,16 +346,18 @@ pub fn quantize(
     let activations = describe(opts.activations, opts.symmetric_activations);
     let mut config = read_config(&src.root)?;
     config["quantization_config"] = serde_json::to_value(&qc).map_err(|e| CompressError::Invalid(e.to_string()))?;
-    config["pare"] = serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "scheme": "int8",
-        "activations": activations,
-        "calibration": match (&opts.calibration, static_acts) {
-            (Some((name, s)), true) => serde_json::json!({"source": name, "samples": s.len()}),
-            (None, true) => serde_json::json!({"source": calibration::DEFAULT_NAME, "samples": DEFAULT_CALIBRATION_SAMPLES}),
-            _ => serde_json::Value::Null,
-        },
-    });
+    let ext = PareExtension { activation_outliers: outlier_map };
+    let mut block = serde_json::to_value(&ext).map_err(|e| CompressError::Invalid(e.to_string()))?;
+    block["version"] = env!("CARGO_PKG_VERSION").into();
+    block["scheme"] = "int8".into();
+    block["activations"] = activations.clone().into();
+    block["outliers_per_linear"] = opts.outliers.into();
+    block["calibration"] = if needs_calibration {
+        serde_json::json!({"source": calib_source, "samples": calib_samples.len()})
+    } else {
+        serde_json::Value::Null
+    };
+    config[PARE_EXTENSION_KEY] = block;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let out_dir = write_model_dir(&src.root, out, &config, &tensors, metadata)?;
     let before = std::fs::metadata(src.file("model.safetensors")).map(|m| m.len()).unwrap_or(0);

@@ -143,3 +143,43 @@ impl QuantizationConfig {
             .collect()
     }
 }
+
+/// Key of pare's own extension block in config.json, beside `quantization_config`.
+pub const PARE_EXTENSION_KEY: &str = "pare_quantization";
+
+/// What pare records about a compressed model beyond the compressed-tensors block. Other readers
+/// ignore it and still run the model correctly (with plain int8 activations).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PareExtension {
+    /// Input channels of each Linear (by checkpoint name) kept in f32 at run time instead of being
+    /// quantized with the rest of the activation row.
+    #[serde(default)]
+    pub activation_outliers: BTreeMap<String, Vec<u32>>,
+}
+
+/// Everything config.json says about how the weights are stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompressionConfig {
+    /// The compressed-tensors block, if any.
+    pub quantization: Option<QuantizationConfig>,
+    /// pare's extension block.
+    pub pare: PareExtension,
+}
+
+impl CompressionConfig {
+    /// Reads both blocks from a config.json.
+    pub fn from_config_file(path: &Path) -> Result<Self> {
+        let quantization = QuantizationConfig::from_config_file(path)?;
+        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| FormatError::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+        let pare = match v.get(PARE_EXTENSION_KEY) {
+            None => PareExtension::default(),
+            Some(b) => serde_json::from_value(b.clone()).map_err(|e| FormatError::Config {
+                path: path.to_path_buf(),
+                msg: format!("{PARE_EXTENSION_KEY} is malformed: {e}"),
+            })?,
+        };
+        Ok(CompressionConfig { quantization, pare })
+    }
+}

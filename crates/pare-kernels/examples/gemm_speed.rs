@@ -29,9 +29,9 @@ fn main() {
             let tf = best(reps, || gemm_f32(&a, k, m, &b, &mut c, n, &epi));
             let bi = PackedI8::from_rows(&vec![3i8; n * k], &vec![0.01; n], n, k);
             let mut q = QuantRows::default();
-            quantize_rows(&a, m, k, k, ActQuant::DynamicAsymmetric, &mut q);
+            quantize_rows(&a, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut q);
             let ti = best(reps * 4, || gemm_u8s8(&q, &bi, I8Out::F32 { c: &mut c, ldc: n, epi }, Split::Rows));
-            let tq = best(reps * 4, || quantize_rows(&a, m, k, k, ActQuant::DynamicAsymmetric, &mut q));
+            let tq = best(reps * 4, || quantize_rows(&a, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut q));
             println!(
                 "threads {threads} {m}x{n}x{k}: f32 {:.0} GFLOP/s ({:.1} us)  u8s8 {:.0} GOP/s ({:.1} us)  quantize A {:.1} us",
                 ops / tf / 1e9,

@@ -4,6 +4,12 @@
 //! Weights are quantized per output column symmetrically: `w ≈ sw·qw`, `qw ∈ [−127, 127]`. Then
 //! `Σ x·w ≈ sx·sw·(Σ qx·qw − zx·Σ qw)`; the column sums `Σ_k qw` are computed once at packing.
 //!
+//! Outlier input channels (LLM.int8(), Dettmers et al. 2022): a few input channels whose activations
+//! are far larger than the rest would dominate every row's quantization range. They are left out of
+//! the u8 activations (quantized to the zero point, contributing nothing) and added back in f32 in the
+//! epilogue, against the dequantized weight columns: `c += Σ_o x[i][o] · sw[j]·qw[j][o]`. The
+//! channel set is fixed per weight (calibrated) and shared with the activations that feed it.
+//!
 //! Packed layout (bits per weight: 8): column panels of [`NR`] = 32; panel `p` holds, for each group of
 //! four consecutive `k`, the 32 columns × 4 bytes (`[K/4][32][4]`, 128 bytes per group), so one 512-bit
 //! load feeds `vpdpbusd` for 16 columns. `K` is padded to a multiple of 4 with zero weights.
@@ -25,6 +31,9 @@ pub struct PackedI8 {
     data: AlignedVec<i8>,
     col_sums: Vec<i32>,
     scales: Vec<f32>,
+    outlier_idx: Vec<u32>,
+    /// `[outliers][panels · NR]`: dequantized weight column of each outlier channel, zero-padded.
+    outlier_w: Vec<f32>,
 }
 
 impl PackedI8 {
@@ -46,7 +55,35 @@ impl PackedI8 {
             col_sums[j] = row.iter().map(|&v| v as i32).sum();
             sc[j] = scales[j];
         }
-        PackedI8 { k, n, data, col_sums, scales: sc }
+        PackedI8 { k, n, data, col_sums, scales: sc, outlier_idx: Vec::new(), outlier_w: Vec::new() }
+    }
+
+    /// Declares input channels `idx` (distinct, `< k`) as outliers: activations feeding this weight
+    /// must be quantized with the same set, and the epilogue adds them back in f32.
+    pub fn with_outliers(mut self, idx: &[u32]) -> Self {
+        let np = self.panels() * NR;
+        assert!(idx.iter().all(|&o| (o as usize) < self.k), "outlier channel past k={}", self.k);
+        let mut w = vec![0f32; idx.len() * np];
+        for (t, &o) in idx.iter().enumerate() {
+            for j in 0..self.n {
+                w[t * np + j] = self.get(o as usize, j) as f32 * self.scales[j];
+            }
+        }
+        self.outlier_idx = idx.to_vec();
+        self.outlier_w = w;
+        self
+    }
+
+    /// Outlier input channels (see the module docs).
+    pub fn outliers(&self) -> &[u32] {
+        &self.outlier_idx
+    }
+
+    /// Dequantized weight of outlier `t` (position in [`PackedI8::outliers`]) for every column,
+    /// padded to whole panels.
+    pub fn outlier_column(&self, t: usize) -> &[f32] {
+        let np = self.panels() * NR;
+        &self.outlier_w[t * np..(t + 1) * np]
     }
 
     /// Inner dimension.
@@ -109,7 +146,7 @@ impl PackedI8 {
 
     /// Bytes held in memory (weights, sums, scales).
     pub fn bytes(&self) -> usize {
-        self.data.len() + self.col_sums.len() * 4 + self.scales.len() * 4
+        self.data.len() + self.col_sums.len() * 4 + self.scales.len() * 4 + self.outlier_w.len() * 4
     }
 }
 
@@ -128,6 +165,10 @@ pub struct QuantRows {
     pub scale: Vec<f32>,
     /// Zero point per row, in [0, 255].
     pub zero: Vec<i32>,
+    /// Outlier channels left out of `q` (their bytes hold the zero point).
+    pub outlier_idx: Vec<u32>,
+    /// Their f32 values, `m · outlier_idx.len()`.
+    pub outliers: Vec<f32>,
 }
 
 /// Where the integer GEMM writes.
@@ -179,6 +220,8 @@ fn check(a: &QuantRows, b: &PackedI8, out: &I8Out) {
     assert_eq!(a.k, b.k(), "gemm_u8s8: activations have k={}, weights k={}", a.k, b.k());
     assert!(a.ld >= b.k_padded() && a.ld.is_multiple_of(4), "gemm_u8s8: activation stride {} for k={}", a.ld, a.k);
     assert!(a.q.len() >= m * a.ld && a.scale.len() >= m && a.zero.len() >= m, "gemm_u8s8: activations too short");
+    assert_eq!(a.outlier_idx, b.outlier_idx, "gemm_u8s8: activations and weights disagree on outlier channels");
+    assert!(a.outliers.len() >= m * a.outlier_idx.len(), "gemm_u8s8: outlier values too short");
     let (len, ldc) = match out {
         I8Out::F32 { c, ldc, epi } => {
             if let Some(bias) = epi.bias {
@@ -262,7 +305,11 @@ impl GemmI8Args<'_> {
             }
             OutPtr::F32 { c, ldc, epi } => {
                 let corr = acc - self.a.zero[i] * self.b.col_sums[j];
-                let v = corr as f32 * (self.a.scale[i] * self.b.scales[j]);
+                let mut v = corr as f32 * (self.a.scale[i] * self.b.scales[j]);
+                let no = self.a.outlier_idx.len();
+                for t in 0..no {
+                    v = self.a.outliers[i * no + t].mul_add(self.b.outlier_column(t)[j], v);
+                }
                 let v = Epilogue { alpha: 1.0, ..epi }.apply(v, i, j);
                 // SAFETY: forwarded contract.
                 unsafe { *c.get().add(i * ldc + j) = v };

@@ -36,7 +36,8 @@ impl Lcg {
 fn problem(m: usize, n: usize, k: usize, seed: u64, extreme: bool) -> (QuantRows, Vec<i8>, PackedI8) {
     let mut r = Lcg(seed);
     let ld = k.div_ceil(4) * 4 + 4 * (seed as usize % 2);
-    let mut a = QuantRows { m, k, ld, q: vec![0; m * ld], scale: vec![0.0; m], zero: vec![0; m] };
+    let mut a =
+        QuantRows { m, k, ld, q: vec![0; m * ld], scale: vec![0.0; m], zero: vec![0; m], ..QuantRows::default() };
     for i in 0..m {
         for kk in 0..k {
             a.q[i * ld + kk] = if extreme { 255 } else { r.next() as u8 };
@@ -133,10 +134,10 @@ proptest! {
 fn check_quantize(x: &[f32], m: usize, k: usize, mode: ActQuant) {
     let reference = Table::reference();
     let mut want = QuantRows::default();
-    quantize_rows_with(&reference, x, m, k, k, mode, &mut want);
+    quantize_rows_with(&reference, x, m, k, k, mode, &[], &mut want);
     for t in tiers() {
         let mut got = QuantRows::default();
-        quantize_rows_with(&t, x, m, k, k, mode, &mut got);
+        quantize_rows_with(&t, x, m, k, k, mode, &[], &mut got);
         assert_eq!(got.q, want.q, "{} {mode:?} k={k}", t.quantize_row_name);
         assert_eq!(got.scale, want.scale);
         assert_eq!(got.zero, want.zero);
@@ -202,7 +203,7 @@ fn dequantised_gemm_approximates_float() {
     }
     let b = PackedI8::from_rows(&q, &scales, n, k);
     let mut a = QuantRows::default();
-    quantize_rows_with(&Table::reference(), &x, m, k, k, ActQuant::DynamicAsymmetric, &mut a);
+    quantize_rows_with(&Table::reference(), &x, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut a);
     for t in tiers() {
         let mut c = vec![0f32; m * n];
         gemm_u8s8_with(&t, &a, &b, I8Out::F32 { c: &mut c, ldc: n, epi: Epilogue::default() });
@@ -222,4 +223,83 @@ fn dequantised_gemm_approximates_float() {
             }
         }
     }
+}
+
+/// Quantizes `x` (m × k) with outlier channels and runs every tier: bit-exact against the reference
+/// without GELU, and closer to the float product than without outliers when the outlier channels
+/// carry large values.
+#[test]
+fn outlier_channels() {
+    // Four outliers take a register-resident path in the VNNI epilogue; other counts a loop.
+    for outliers in [&[5u32, 40, 95][..], &[0, 17, 63, 95], &[33]] {
+        check_outliers(outliers);
+    }
+}
+
+fn check_outliers(outliers: &[u32]) {
+    let (m, n, k) = (19, 70, 96);
+    let no = outliers.len();
+    let mut r = Lcg(21);
+    let mut x: Vec<f32> = (0..m * k).map(|_| r.next() as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
+    for i in 0..m {
+        for &o in outliers {
+            x[i * k + o as usize] = if i % 2 == 0 { 40.0 } else { -25.0 } + i as f32;
+        }
+    }
+    let wf: Vec<f32> = (0..n * k).map(|_| r.next() as f32 / u32::MAX as f32 * 0.2 - 0.1).collect();
+    let mut q = vec![0i8; n * k];
+    let mut scales = vec![0f32; n];
+    for j in 0..n {
+        let mx = wf[j * k..(j + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs()));
+        scales[j] = mx / 127.0;
+        for kk in 0..k {
+            q[j * k + kk] = (wf[j * k + kk] / scales[j]).round() as i8;
+        }
+    }
+    let plain = PackedI8::from_rows(&q, &scales, n, k);
+    let with = plain.clone().with_outliers(outliers);
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+    let reference = Table::reference();
+    let (mut a_plain, mut a_out) = (QuantRows::default(), QuantRows::default());
+    quantize_rows_with(&reference, &x, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut a_plain);
+    quantize_rows_with(&reference, &x, m, k, k, ActQuant::DynamicAsymmetric, outliers, &mut a_out);
+    for i in 0..m {
+        for (t, &o) in outliers.iter().enumerate() {
+            assert_eq!(a_out.outliers[i * no + t], x[i * k + o as usize]);
+            assert_eq!(a_out.q[i * a_out.ld + o as usize] as i32, a_out.zero[i]);
+        }
+    }
+    let mut want = vec![0f32; m * n];
+    gemm_u8s8_with(&reference, &a_out, &with, I8Out::F32 { c: &mut want, ldc: n, epi: Epilogue::bias(&bias) });
+    let mut plain_out = vec![0f32; m * n];
+    gemm_u8s8_with(&reference, &a_plain, &plain, I8Out::F32 { c: &mut plain_out, ldc: n, epi: Epilogue::bias(&bias) });
+    for t in tiers() {
+        let mut a = QuantRows::default();
+        quantize_rows_with(&t, &x, m, k, k, ActQuant::DynamicAsymmetric, outliers, &mut a);
+        assert_eq!(a.q, a_out.q, "{}", t.quantize_row_name);
+        let mut c = vec![f32::NAN; m * n];
+        gemm_u8s8_with(&t, &a, &with, I8Out::F32 { c: &mut c, ldc: n, epi: Epilogue::bias(&bias) });
+        for idx in 0..m * n {
+            assert_eq!(c[idx].to_bits(), want[idx].to_bits(), "{} [{idx}]", t.gemm_u8s8_name);
+        }
+    }
+    // Error against float math: the outlier path must be clearly better.
+    let (mut e_plain, mut e_out) = (0f64, 0f64);
+    for i in 0..m {
+        for j in 0..n {
+            let exact: f32 = bias[j] + (0..k).map(|kk| x[i * k + kk] * wf[j * k + kk]).sum::<f32>();
+            e_plain += ((plain_out[i * n + j] - exact) as f64).powi(2);
+            e_out += ((want[i * n + j] - exact) as f64).powi(2);
+        }
+    }
+    assert!(e_out * 3.0 < e_plain, "outliers should cut the error: {e_out} vs {e_plain}");
+}
+
+#[test]
+#[should_panic(expected = "disagree on outlier channels")]
+fn outlier_sets_must_match() {
+    let (a, _, b) = problem(4, 8, 16, 1, false);
+    let b = b.with_outliers(&[3]);
+    let mut c = vec![0f32; 32];
+    gemm_u8s8_with(&Table::reference(), &a, &b, I8Out::F32 { c: &mut c, ldc: 8, epi: Epilogue::default() });
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::weight::{Embedding, Input, Linear, QuantCache, Weight};
-use pare_formats::quant_config::{ModuleKind, QuantizationConfig};
+use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
 use pare_formats::{BertConfig, TensorFile};
 use pare_kernels::{ActQuant, Split};
 use pare_kernels::{Activation, AttentionShape, attention_f32, layer_norm};
@@ -157,6 +157,7 @@ struct Reader<'a> {
     file: &'a TensorFile,
     prefix: &'static str,
     quant: Option<&'a QuantizationConfig>,
+    compression: &'a CompressionConfig,
 }
 
 impl Reader<'_> {
@@ -273,17 +274,22 @@ impl Reader<'_> {
                 )));
             }
         };
-        Ok(Linear {
-            weight: Weight::Int8 { packed: pare_kernels::PackedI8::from_rows(&q, &scales, out, inp), act },
-            bias,
-        })
+        let outliers = self.compression.pare.activation_outliers.get(name).cloned().unwrap_or_default();
+        if let Some(&o) = outliers.iter().find(|&&o| o as usize >= inp) {
+            return Err(self.error(format!("{name}: activation outlier channel {o} is not below its {inp} inputs")));
+        }
+        if outliers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(self.error(format!("{name}: activation outlier channels must be distinct and ascending")));
+        }
+        let packed = pare_kernels::PackedI8::from_rows(&q, &scales, out, inp).with_outliers(&outliers);
+        Ok(Linear { weight: Weight::Int8 { packed, act }, bias })
     }
 }
 
 impl Bert {
-    /// Loads a checkpoint: dense float, or int8 in the compressed-tensors layout described by `quant`.
+    /// Loads a checkpoint: dense float, or compressed as `compression` (from config.json) describes.
     /// Every tensor is checked for presence, shape, dtype and finiteness.
-    pub fn load(file: &TensorFile, config: &BertConfig, quant: Option<&QuantizationConfig>) -> Result<Self> {
+    pub fn load(file: &TensorFile, config: &BertConfig, compression: &CompressionConfig) -> Result<Self> {
         let prefix = if !file.contains("embeddings.word_embeddings.weight")
             && file.contains("bert.embeddings.word_embeddings.weight")
         {
@@ -291,7 +297,8 @@ impl Bert {
         } else {
             ""
         };
-        let r = Reader { file, prefix, quant };
+        let quant = compression.quantization.as_ref();
+        let r = Reader { file, prefix, quant, compression };
         if let Some(t) = quant.map(QuantizationConfig::unsupported_targets).and_then(|t| t.into_iter().next()) {
             return Err(
                 r.error(format!("quantization_config target {t:?}: regular-expression targets are not supported"))

@@ -3,7 +3,7 @@
 
 use crate::bert::{Batch, Bert, Workspace};
 use crate::error::{ModelError, Result};
-use pare_formats::quant_config::QuantizationConfig;
+use pare_formats::quant_config::CompressionConfig;
 use pare_formats::sentence::{Pooling, SentenceConfig};
 use pare_formats::tokenizer::TextTokenizer;
 use pare_formats::{BertConfig, ModelDir, TensorFile};
@@ -33,8 +33,8 @@ impl SentenceEncoder {
             sentence.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
         let tokenizer = TextTokenizer::load(&dir.file("tokenizer.json"), Some(max_len))?;
         let file = TensorFile::open(dir.file("model.safetensors"))?;
-        let quant = QuantizationConfig::from_config_file(&dir.file("config.json"))?;
-        let model = Bert::load(&file, &config, quant.as_ref())?;
+        let compression = CompressionConfig::from_config_file(&dir.file("config.json"))?;
+        let model = Bert::load(&file, &config, &compression)?;
         Ok(SentenceEncoder { model, tokenizer, sentence, max_len })
     }
 

@@ -46,12 +46,16 @@ impl Weight {
     pub fn format(&self) -> String {
         match self {
             Weight::DenseF32(_) => "f32 dense".into(),
-            Weight::Int8 { act, .. } => format!(
-                "int8 × u8 {}",
+            Weight::Int8 { act, packed } => format!(
+                "int8 × u8 {}{}",
                 match act {
                     ActQuant::DynamicAsymmetric => "dynamic asym/token",
                     ActQuant::DynamicSymmetric => "dynamic sym/token",
                     ActQuant::Static { .. } => "static/tensor",
+                },
+                match packed.outliers().len() {
+                    0 => String::new(),
+                    n => format!(" + {n} f32 channels"),
                 }
             ),
         }
@@ -86,7 +90,7 @@ pub struct Input<'a> {
 /// Storage for the quantized form of an [`Input`], kept across calls to avoid reallocation.
 #[derive(Debug, Default)]
 pub struct QuantCache {
-    mode: Option<ActQuant>,
+    mode: Option<(ActQuant, Vec<u32>)>,
     rows: QuantRows,
 }
 
@@ -108,11 +112,12 @@ impl<'a> Input<'a> {
         self.rows
     }
 
-    fn quantized(&self, mode: ActQuant) -> std::cell::Ref<'_, QuantRows> {
-        if self.cache.borrow().mode != Some(mode) {
+    fn quantized(&self, mode: ActQuant, outliers: &[u32]) -> std::cell::Ref<'_, QuantRows> {
+        let fresh = matches!(&self.cache.borrow().mode, Some((m, o)) if *m == mode && o == outliers);
+        if !fresh {
             let mut c = self.cache.borrow_mut();
-            quantize_rows(self.x, self.rows, self.cols, self.cols, mode, &mut c.rows);
-            c.mode = Some(mode);
+            quantize_rows(self.x, self.rows, self.cols, self.cols, mode, outliers, &mut c.rows);
+            c.mode = Some((mode, outliers.to_vec()));
         }
         std::cell::Ref::map(self.cache.borrow(), |c| &c.rows)
     }
@@ -154,7 +159,7 @@ impl Linear {
         match &self.weight {
             Weight::DenseF32(p) => gemm_f32(x.values(), k, rows, p, out, n, &epi),
             Weight::Int8 { packed, act: mode } => {
-                let q = x.quantized(*mode);
+                let q = x.quantized(*mode, packed.outliers());
                 gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi }, split);
             }
         }

@@ -94,7 +94,7 @@ fn setup(spec: &TinySpec) -> (tempfile::TempDir, Bert, Tensors) {
     write_tiny_bert(dir.path(), spec).unwrap();
     let cfg = BertConfig::load(&dir.path().join("config.json")).unwrap();
     let file = TensorFile::open(dir.path().join("model.safetensors")).unwrap();
-    let bert = Bert::load(&file, &cfg, None).unwrap();
+    let bert = Bert::load(&file, &cfg, &Default::default()).unwrap();
     (dir, bert, tiny_tensors(spec))
 }
 

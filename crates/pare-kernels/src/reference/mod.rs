@@ -103,19 +103,24 @@ pub(crate) unsafe fn gemm_u8s8_kernel(args: &GemmI8Args<'_>, panels: Range<usize
 ///
 /// # Safety
 /// None beyond the contract of [`crate::quant::QuantizeRowKernel`]; `unsafe` only to share its type.
-pub(crate) unsafe fn quantize_row_kernel(row: &[f32], q: &mut [u8], mode: ActQuant) -> (f32, i32) {
-    quantize_row(row, q, mode)
+pub(crate) unsafe fn quantize_row_kernel(row: &[f32], q: &mut [u8], mode: ActQuant, skip: &[u32]) -> (f32, i32) {
+    quantize_row(row, q, mode, skip)
 }
 
-/// Reference activation quantizer (safe form).
-pub fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant) -> (f32, i32) {
-    let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// Reference activation quantizer (safe form): channels in `skip` are left out of the range and get
+/// the zero point.
+pub fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant, skip: &[u32]) -> (f32, i32) {
+    let kept = || row.iter().enumerate().filter(|(c, _)| !skip.contains(&(*c as u32))).map(|(_, &v)| v);
+    let lo = kept().fold(f32::INFINITY, f32::min);
+    let hi = kept().fold(f32::NEG_INFINITY, f32::max);
     let (scale, zero) = row_params(lo, hi, mode);
     let inv = 1.0 / scale;
     for (o, &x) in q.iter_mut().zip(row) {
         *o = quantize_value(x, inv, zero);
     }
     q[row.len()..].fill(zero as u8);
+    for &c in skip {
+        q[c as usize] = zero as u8;
+    }
     (scale, zero)
 }

@@ -308,12 +308,22 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
 /// # Safety
 /// The CPU has AVX-512F/BW; `q.len() ≥ row.len()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant) -> (f32, i32) {
+pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant, skip: &[u32]) -> (f32, i32) {
     let n = row.len();
     assert!(q.len() >= n);
     let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
+    let mut next = skip.iter().peekable();
     for j in (0..n).step_by(16) {
-        let (m, v) = (lanes(n - j), load(row, j));
+        let mut m = lanes(n - j);
+        // Skipped channels (ascending) leave the range.
+        while let Some(&&c) = next.peek() {
+            if (c as usize) >= j + 16 {
+                break;
+            }
+            m &= !(1u16 << (c as usize - j));
+            next.next();
+        }
+        let v = load(row, j);
         lo = _mm512_mask_min_ps(lo, m, lo, v);
         hi = _mm512_mask_max_ps(hi, m, hi, v);
     }
@@ -342,6 +352,9 @@ pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant) -> 
         q[j] = crate::quant::quantize_value(row[j], inv_s, zero);
     }
     q[n..].fill(zero as u8);
+    for &c in skip {
+        q[c as usize] = zero as u8;
+    }
     (scale, zero)
 }
 

@@ -89,14 +89,47 @@ unsafe fn tile<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize) {
                     _mm512_loadu_ps(sc.add(16)),
                 )
             };
+            let no = a.outlier_idx.len();
+            let stride = b.panels() * NR;
+            // With the usual four outlier channels, their weight columns for this panel stay in
+            // registers across the rows of the tile.
+            let cols4: Option<[[__m512; 2]; 4]> = (no == 4).then(|| {
+                std::array::from_fn(|t| {
+                    // SAFETY: outlier columns are contiguous, `stride` = panels × 32 floats each, so
+                    // the 32 values from j0 of column t exist.
+                    unsafe {
+                        let c = b.outlier_column(0).as_ptr().add(t * stride + j0);
+                        [_mm512_loadu_ps(c), _mm512_loadu_ps(c.add(16))]
+                    }
+                })
+            });
             for r in 0..R {
                 let i = i0 + r;
                 let z = _mm512_set1_epi32(a.zero[i]);
                 let sx = _mm512_set1_ps(a.scale[i]);
                 let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(c0[r], _mm512_mullo_epi32(z, s0)));
                 let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(c1[r], _mm512_mullo_epi32(z, s1)));
-                let v0 = _mm512_mul_ps(f0, _mm512_mul_ps(sx, w0));
-                let v1 = _mm512_mul_ps(f1, _mm512_mul_ps(sx, w1));
+                let mut v0 = _mm512_mul_ps(f0, _mm512_mul_ps(sx, w0));
+                let mut v1 = _mm512_mul_ps(f1, _mm512_mul_ps(sx, w1));
+                let xs = &a.outliers[i * no..(i + 1) * no];
+                if let Some(cols) = &cols4 {
+                    for t in 0..4 {
+                        let xo = _mm512_set1_ps(xs[t]);
+                        v0 = _mm512_fmadd_ps(xo, cols[t][0], v0);
+                        v1 = _mm512_fmadd_ps(xo, cols[t][1], v1);
+                    }
+                } else {
+                    for (t, &x) in xs.iter().enumerate() {
+                        let xo = _mm512_set1_ps(x);
+                        // SAFETY: as for `cols4`.
+                        let (o0, o1) = unsafe {
+                            let c = b.outlier_column(0).as_ptr().add(t * stride + j0);
+                            (_mm512_loadu_ps(c), _mm512_loadu_ps(c.add(16)))
+                        };
+                        v0 = _mm512_fmadd_ps(xo, o0, v0);
+                        v1 = _mm512_fmadd_ps(xo, o1, v1);
+                    }
+                }
                 // SAFETY: row i, columns j0 .. j0 + w of the checked output are ours.
                 unsafe { finish_row(&epi, v0, v1, i, j0, w, c.get().add(i * ldc + j0)) };
             }
