@@ -2,7 +2,7 @@
 //! `softmax(Q_h K_hᵀ / √d + mask) V_h`, built from the dispatched GEMM and softmax kernels.
 
 use crate::dispatch::{self, Table};
-use crate::gemm_f32::{Epilogue, GemmF32Args, PackedF32};
+use crate::gemm_f32::{BView, Epilogue, GemmF32Args, NR, PackedF32};
 use crate::par::{self, SendPtr};
 use std::cell::RefCell;
 
@@ -25,6 +25,7 @@ struct Scratch {
     v: PackedF32,
     scores: Vec<f32>,
     bias: Vec<f32>,
+    inv_sum: Vec<f32>,
 }
 
 thread_local! {
@@ -33,6 +34,7 @@ thread_local! {
         v: PackedF32::empty(),
         scores: Vec::new(),
         bias: Vec::new(),
+        inv_sum: Vec::new(),
     });
 }
 
@@ -121,10 +123,17 @@ unsafe fn head(
     let off = b * n * ld + h * d;
     SCRATCH.with_borrow_mut(|sc| {
         sc.scores.resize(n * n, 0.0);
+        sc.inv_sum.resize(n, 0.0);
         sc.k.repack_rows(&k[off..], ld, n, d);
         let scale = Epilogue { alpha: 1.0 / (d as f32).sqrt(), ..Epilogue::default() };
-        let args =
-            GemmF32Args { a: &q[off..], lda: ld, b: &sc.k, c: SendPtr(sc.scores.as_mut_ptr()), ldc: n, epi: scale };
+        let args = GemmF32Args {
+            a: &q[off..],
+            lda: ld,
+            b: sc.k.view(),
+            c: SendPtr(sc.scores.as_mut_ptr()),
+            ldc: n,
+            epi: scale,
+        };
         // SAFETY: Q block n × d at stride ld, scores n × n owned by this thread.
         unsafe { (table.gemm_f32)(&args, 0..sc.k.panels(), 0..n) };
 
@@ -133,22 +142,30 @@ unsafe fn head(
             sc.bias.extend(m[b * n..(b + 1) * n].iter().map(|&x| if x != 0 { 0.0 } else { f32::NEG_INFINITY }));
             &sc.bias[..]
         });
-        for row in sc.scores.chunks_exact_mut(n) {
+        for (row, inv) in sc.scores.chunks_exact_mut(n).zip(sc.inv_sum.iter_mut()) {
             // SAFETY: the table's kernels match this CPU; bias has n values.
-            unsafe { (table.softmax)(row, bias) };
+            let sum = unsafe { (table.softmax)(row, bias) };
+            *inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
         }
 
-        sc.v.repack_cols(&v[off..], ld, n, d);
+        // V is read in place when its head width fills whole panels, else packed.
+        let vb = if d.is_multiple_of(NR) {
+            BView::strided(&v[off..], n, d, ld)
+        } else {
+            sc.v.repack_cols(&v[off..], ld, n, d);
+            sc.v.view()
+        };
         let args = GemmF32Args {
             a: &sc.scores,
             lda: n,
-            b: &sc.v,
+            b: vb,
             // SAFETY: the output block of (b, h) starts inside `out` (checked shapes).
             c: SendPtr(unsafe { out.get().add(b * n * ldo + h * d) }),
             ldc: ldo,
-            epi: Epilogue::default(),
+            // The softmax division happens here, one factor per row.
+            epi: Epilogue { row_scale: Some(&sc.inv_sum), ..Epilogue::default() },
         };
         // SAFETY: probabilities n × n; output block n × d at stride ldo, written by this task only.
-        unsafe { (table.gemm_f32)(&args, 0..sc.v.panels(), 0..n) };
+        unsafe { (table.gemm_f32)(&args, 0..vb.panels(), 0..n) };
     });
 }

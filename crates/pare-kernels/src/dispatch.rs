@@ -26,6 +26,8 @@ pub struct Table {
     /// Name of the layer-norm kernel.
     pub layer_norm_name: &'static str,
     pub(crate) softmax: norm::SoftmaxKernel,
+    /// Fast path of row packing (16 × 16 transposes) when the CPU has one.
+    pub(crate) pack_rows: Option<PackRowsKernel>,
     /// Name of the softmax kernel.
     pub softmax_name: &'static str,
 }
@@ -57,6 +59,7 @@ impl Table {
             layer_norm: reference::layer_norm_kernel,
             layer_norm_name: "layernorm_f32_ref_scalar",
             softmax: reference::softmax_kernel,
+            pack_rows: None,
             softmax_name: "softmax_f32_ref_scalar",
         }
     }
@@ -71,6 +74,27 @@ impl Table {
         crate::x86_64::install(&mut t, cap);
         t.isa = cap;
         Some(t)
+    }
+}
+
+/// Packs `W[n][k]` rows into 32-wide panels; needs `n`, `k` multiples of 16.
+///
+/// # Safety
+/// The CPU has the features of the tier that provided the kernel; slices as the kernel documents.
+pub(crate) type PackRowsKernel = unsafe fn(w: &[f32], ldw: usize, n: usize, k: usize, dst: &mut [f32]);
+
+impl Table {
+    /// Packs with the fast kernel when this table has one and the shape suits it; false otherwise
+    /// (the caller packs in portable code).
+    pub(crate) fn pack_rows_f32(&self, w: &[f32], ldw: usize, n: usize, k: usize, dst: &mut [f32]) -> bool {
+        match self.pack_rows {
+            Some(f) if n.is_multiple_of(16) && k.is_multiple_of(16) => {
+                // SAFETY: tables are only built for tiers this CPU has; the kernel checks the slices.
+                unsafe { f(w, ldw, n, k, dst) };
+                true
+            }
+            _ => false,
+        }
     }
 }
 

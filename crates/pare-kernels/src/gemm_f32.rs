@@ -57,6 +57,9 @@ impl PackedF32 {
         if k == 0 {
             return;
         }
+        if dispatch::table().pack_rows_f32(w, ldw, n, k, self.data.as_mut_slice()) {
+            return;
+        }
         let data = self.data.as_mut_slice();
         for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
             let w_here = NR.min(n - p * NR);
@@ -130,6 +133,62 @@ impl PackedF32 {
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
     }
+
+    /// The matrix as the kernels read it.
+    pub(crate) fn view(&self) -> BView<'_> {
+        BView { data: &self.data, k: self.k, n: self.n, ld: NR, panel_stride: self.k * NR }
+    }
+}
+
+/// `B` as the kernels read it: panel `p` starts at `p · panel_stride`, and row `kk` of a panel is `ld`
+/// floats after row `kk − 1`. Packed panels have `ld = NR`; a row-major `k × n` matrix read in place
+/// has `ld` = its row stride and `panel_stride = NR` (then `n` must be a multiple of [`NR`], since
+/// every panel row is read whole).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BView<'a> {
+    data: &'a [f32],
+    k: usize,
+    n: usize,
+    ld: usize,
+    panel_stride: usize,
+}
+
+impl<'a> BView<'a> {
+    /// A row-major `k × n` matrix with row stride `ld`, read in place.
+    pub fn strided(data: &'a [f32], k: usize, n: usize, ld: usize) -> Self {
+        assert!(n.is_multiple_of(NR), "a strided B needs n ({n}) to be a multiple of {NR}");
+        assert!(k == 0 || data.len() >= (k - 1) * ld + n, "strided B: slice too short");
+        BView { data, k, n, ld, panel_stride: NR }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// Row stride inside a panel.
+    pub fn ld(&self) -> usize {
+        self.ld
+    }
+
+    /// Start of panel `p` (`k` rows of 32 floats, `ld` apart).
+    pub fn panel_ptr(&self, p: usize) -> *const f32 {
+        assert!(p < self.panels());
+        // SAFETY (of the offset): panel p < panels starts inside `data` (checked at construction).
+        unsafe { self.data.as_ptr().add(p * self.panel_stride) }
+    }
+
+    /// Element `B[kk][j]`.
+    pub fn get(&self, kk: usize, j: usize) -> f32 {
+        self.data[(j / NR) * self.panel_stride + kk * self.ld + j % NR]
+    }
 }
 
 /// Element-wise function applied after the bias.
@@ -154,15 +213,26 @@ pub struct Epilogue<'a> {
     pub act: Activation,
     /// Matrix added last (`m` rows of stride `ld`), e.g. a residual connection.
     pub residual: Option<(&'a [f32], usize)>,
+    /// Per-row factor multiplied into `alpha` (e.g. the softmax normalisation of attention rows).
+    pub row_scale: Option<&'a [f32]>,
 }
 
 impl Default for Epilogue<'_> {
     fn default() -> Self {
-        Self { alpha: 1.0, bias: None, act: Activation::None, residual: None }
+        Self { alpha: 1.0, bias: None, act: Activation::None, residual: None, row_scale: None }
     }
 }
 
 impl<'a> Epilogue<'a> {
+    /// The factor of row `i`: `alpha`, times `row_scale[i]` when set.
+    #[inline]
+    pub fn scale(&self, i: usize) -> f32 {
+        match self.row_scale {
+            Some(r) => self.alpha * r[i],
+            None => self.alpha,
+        }
+    }
+
     /// Bias only.
     pub fn bias(bias: &'a [f32]) -> Self {
         Self { bias: Some(bias), ..Self::default() }
@@ -171,7 +241,7 @@ impl<'a> Epilogue<'a> {
     /// Scalar definition, used by the reference kernel and by the tails of SIMD kernels.
     #[inline]
     pub fn apply(&self, acc: f32, i: usize, j: usize) -> f32 {
-        let mut v = acc * self.alpha;
+        let mut v = acc * self.scale(i);
         if let Some(b) = self.bias {
             v += b[j];
         }
@@ -191,7 +261,7 @@ impl<'a> Epilogue<'a> {
 pub(crate) struct GemmF32Args<'a> {
     pub a: &'a [f32],
     pub lda: usize,
-    pub b: &'a PackedF32,
+    pub b: BView<'a>,
     pub c: SendPtr<f32>,
     pub ldc: usize,
     pub epi: Epilogue<'a>,
@@ -213,6 +283,9 @@ fn check(a: &[f32], lda: usize, m: usize, b: &PackedF32, c: &[f32], ldc: usize, 
         if let Some((r, ld)) = epi.residual {
             assert!(ld >= n && r.len() >= (m - 1) * ld + n, "gemm_f32: residual too short");
         }
+        if let Some(r) = epi.row_scale {
+            assert!(r.len() >= m, "gemm_f32: row_scale too short");
+        }
     }
     if let Some(bias) = epi.bias {
         assert_eq!(bias.len(), n, "gemm_f32: bias has {} values for n={n}", bias.len());
@@ -224,11 +297,34 @@ fn check(a: &[f32], lda: usize, m: usize, b: &PackedF32, c: &[f32], ldc: usize, 
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_f32(a: &[f32], lda: usize, m: usize, b: &PackedF32, c: &mut [f32], ldc: usize, epi: &Epilogue) {
     check(a, lda, m, b, c, ldc, epi);
-    let args = GemmF32Args { a, lda, b, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+    let args = GemmF32Args { a, lda, b: b.view(), c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
     let kernel = dispatch::table().gemm_f32;
     par::for_each_chunk(b.panels(), |panels| {
         // SAFETY: `check` validated the shapes; chunks of `for_each_chunk` are disjoint panel ranges.
         unsafe { kernel(&args, panels, 0..m) }
+    });
+}
+
+/// Several GEMMs reading the same `A` (e.g. query, key and value) in one parallel section: thread `t`
+/// computes the `t`-th share of every output's column panels.
+pub fn gemm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<(&PackedF32, &mut [f32], usize, Epilogue)>) {
+    for (b, c, ldc, epi) in &jobs {
+        check(a, lda, m, b, c, *ldc, epi);
+    }
+    let kernel = dispatch::table().gemm_f32;
+    let args: Vec<GemmF32Args> = jobs
+        .into_iter()
+        .map(|(b, c, ldc, epi)| GemmF32Args { a, lda, b: b.view(), c: SendPtr(c.as_mut_ptr()), ldc, epi })
+        .collect();
+    let parts = par::threads().min(args.iter().map(|g| g.b.panels()).max().unwrap_or(0)).max(1);
+    par::for_each_chunk(parts, |ts| {
+        for t in ts {
+            for g in &args {
+                let panels = par::chunk(g.b.panels(), parts, t);
+                // SAFETY: each job was checked; shares of one job's panels are disjoint across threads.
+                unsafe { kernel(g, panels, 0..m) };
+            }
+        }
     });
 }
 
@@ -245,7 +341,7 @@ pub fn gemm_f32_with(
     epi: &Epilogue,
 ) {
     check(a, lda, m, b, c, ldc, epi);
-    let args = GemmF32Args { a, lda, b, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+    let args = GemmF32Args { a, lda, b: b.view(), c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
     // SAFETY: `check` validated the shapes; a single call covers all panels.
     unsafe { (table.gemm_f32)(&args, 0..b.panels(), 0..m) }
 }

@@ -281,6 +281,27 @@ pub fn gemm_u8s8<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>, split: S
     }
 }
 
+/// Several integer GEMMs reading the same activations (e.g. query, key and value) in one parallel
+/// section: thread `t` computes the `t`-th share of every output's column panels, so with equal
+/// shapes each thread owns the same columns (whole heads) of every output.
+pub fn gemm_u8s8_group<'a>(a: &'a QuantRows, jobs: Vec<(&'a PackedI8, I8Out<'a>)>) {
+    for (b, out) in &jobs {
+        check(a, b, out);
+    }
+    let kernel = dispatch::table().gemm_u8s8;
+    let args: Vec<GemmI8Args<'a>> = jobs.into_iter().map(|(b, out)| args(a, b, out)).collect();
+    let parts = par::threads().min(args.iter().map(|g| g.b.panels()).max().unwrap_or(0)).max(1);
+    par::for_each_chunk(parts, |ts| {
+        for t in ts {
+            for g in &args {
+                let panels = par::chunk(g.b.panels(), parts, t);
+                // SAFETY: each job was checked; shares of one job's panels are disjoint across threads.
+                unsafe { kernel(g, panels, 0..a.m) };
+            }
+        }
+    });
+}
+
 /// Single-threaded integer GEMM with the kernel of a given table.
 pub fn gemm_u8s8_with<'a>(table: &dispatch::Table, a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) {
     check(a, b, &out);

@@ -9,12 +9,12 @@ use crate::{dispatch, par};
 /// `gamma.len() == beta.len()`.
 pub(crate) type LayerNormKernel = unsafe fn(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32);
 
-/// Softmax of one row in place, after adding `bias` (0 or −∞ per key) when given. A row whose
-/// entries are all −∞ becomes all zeros.
+/// The numerator of a softmax, in place: `row = exp(row + bias − max)`, returning the sum (the
+/// caller divides). A row whose entries are all −∞ becomes zeros with sum 0.
 ///
 /// # Safety
-/// The CPU must have the features of the tier that provided the kernel; `bias.len() == row.len()`.
-pub(crate) type SoftmaxKernel = unsafe fn(row: &mut [f32], bias: Option<&[f32]>);
+/// The CPU has the features of the tier that provided the kernel; `bias.len() == row.len()`.
+pub(crate) type SoftmaxKernel = unsafe fn(row: &mut [f32], bias: Option<&[f32]>) -> f32;
 
 /// LayerNorm over the rows of `x` (`x.len() / gamma.len()` rows), split across the current pool.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
@@ -45,11 +45,15 @@ pub fn layer_norm_with(table: &dispatch::Table, x: &mut [f32], gamma: &[f32], be
     unsafe { (table.layer_norm)(x, gamma, beta, eps) }
 }
 
-/// Softmax of one row with the kernel of a given table.
+/// Softmax of one row with the kernel of a given table (all −∞ gives zeros).
 pub fn softmax_with(table: &dispatch::Table, row: &mut [f32], bias: Option<&[f32]>) {
     if let Some(b) = bias {
         assert_eq!(b.len(), row.len(), "softmax: bias length");
     }
     // SAFETY: tables are only built for tiers this CPU has; length checked above.
-    unsafe { (table.softmax)(row, bias) }
+    let sum = unsafe { (table.softmax)(row, bias) };
+    if sum > 0.0 {
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
 }

@@ -293,3 +293,93 @@ mod tests {
         assert_eq!(n.load(SeqCst), 3);
     }
 }
+
+/// A row-major matrix whose disjoint row blocks may be handed to different threads by
+/// [`for_each_row_block`].
+pub struct SharedRows<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    width: usize,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: access goes only through `Block::rows_mut`, which hands each block of rows to one thread and
+// refuses to hand the same matrix out twice within a block.
+unsafe impl<T: Send> Sync for SharedRows<'_, T> {}
+
+impl<'a, T> SharedRows<'a, T> {
+    /// The first `rows · width` values of `data` as `rows` rows.
+    pub fn new(data: &'a mut [T], rows: usize, width: usize) -> Self {
+        assert!(data.len() >= rows * width, "SharedRows: {} values for {rows}×{width}", data.len());
+        SharedRows { ptr: data.as_mut_ptr(), rows, width, _borrow: std::marker::PhantomData }
+    }
+}
+
+/// One thread's block of rows inside [`for_each_row_block`].
+pub struct Block {
+    range: Range<usize>,
+    taken: std::cell::RefCell<Vec<usize>>,
+}
+
+impl Block {
+    /// The rows of this block.
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
+    /// This block's rows of `m`, exclusively. Panics if `m` was already taken in this block.
+    pub fn rows_mut<'b, T>(&'b self, m: &'b SharedRows<'_, T>) -> &'b mut [T] {
+        let key = m.ptr as usize;
+        let mut taken = self.taken.borrow_mut();
+        assert!(!taken.contains(&key), "a SharedRows was taken twice in one block");
+        taken.push(key);
+        assert!(self.range.end <= m.rows, "block past the matrix");
+        // SAFETY: blocks of one `for_each_row_block` call are disjoint row ranges and each thread gets
+        // one; within a block each matrix is handed out once (checked above); the matrix borrows its
+        // data mutably for 'a, which outlives the call.
+        unsafe { std::slice::from_raw_parts_mut(m.ptr.add(self.range.start * m.width), self.range.len() * m.width) }
+    }
+}
+
+/// Splits `0..rows` into one contiguous block per thread (block boundaries on multiples of `align`)
+/// and runs `f` on each; with `parallel == false`, runs one block of all rows on the calling thread.
+pub fn for_each_row_block(rows: usize, align: usize, parallel: bool, f: impl Fn(&Block) + Sync) {
+    let units = rows.div_ceil(align.max(1));
+    let run = |r: Range<usize>| f(&Block { range: r, taken: std::cell::RefCell::new(Vec::new()) });
+    if !parallel || units < 2 {
+        run(0..rows);
+        return;
+    }
+    for_each_chunk(units, |u| run(u.start * align..(u.end * align).min(rows)));
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    #[test]
+    fn row_blocks_cover_and_do_not_overlap() {
+        set_threads(2);
+        for rows in [0, 1, 7, 8, 9, 64, 129] {
+            let mut data = vec![0u32; rows * 3];
+            let m = SharedRows::new(&mut data, rows, 3);
+            for_each_row_block(rows, 8, true, |b| {
+                for v in b.rows_mut(&m) {
+                    *v += 1;
+                }
+            });
+            assert!(data.iter().all(|&v| v == 1), "rows={rows}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "taken twice")]
+    fn taking_twice_panics() {
+        let mut data = vec![0u32; 16];
+        let m = SharedRows::new(&mut data, 4, 4);
+        for_each_row_block(4, 1, false, |b| {
+            let _a = b.rows_mut(&m);
+            let _b = b.rows_mut(&m);
+        });
+    }
+}

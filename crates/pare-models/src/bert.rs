@@ -3,10 +3,12 @@
 //! LayerNorm). Output: the last hidden state of every token.
 
 use crate::error::{ModelError, Result};
-use crate::weight::{Embedding, Input, Linear, QuantCache, Weight};
+use crate::weight::{Embedding, Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
 use pare_formats::{BertConfig, TensorFile};
-use pare_kernels::{ActQuant, Split};
+use pare_kernels::norm::layer_norm_with;
+use pare_kernels::par::{SharedRows, for_each_row_block};
+use pare_kernels::{ActQuant, QuantRows};
 use pare_kernels::{Activation, AttentionShape, attention_f32, layer_norm};
 use std::cell::RefCell;
 
@@ -22,11 +24,31 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Normalises every row of `x` in place.
+    /// Normalises every row of `x` in place, on the kernel threads.
     pub fn apply(&self, x: &mut [f32]) {
         layer_norm(x, &self.gamma, &self.beta, self.eps);
     }
+
+    /// Normalises every row of `x` in place, on the calling thread.
+    pub fn apply_rows(&self, x: &mut [f32]) {
+        layer_norm_with(pare_kernels::dispatch::table(), x, &self.gamma, &self.beta, self.eps);
+    }
 }
+
+/// Per-thread buffers of the row-parallel part of a layer.
+#[derive(Default)]
+struct RowScratch {
+    tmp: Vec<f32>,
+    ffn: Vec<f32>,
+    quant: QuantRows,
+}
+
+thread_local! {
+    static ROW_SCRATCH: RefCell<RowScratch> = RefCell::new(RowScratch::default());
+}
+
+/// Rows per block of the row-parallel part: the row tile of the integer kernels.
+const ROW_ALIGN: usize = 8;
 
 /// Word, position and token-type embeddings, then LayerNorm.
 #[derive(Clone, Debug)]
@@ -118,8 +140,6 @@ pub struct Workspace {
     k: Vec<f32>,
     v: Vec<f32>,
     ctx: Vec<f32>,
-    tmp: Vec<f32>,
-    ffn: Vec<f32>,
     quant: RefCell<QuantCache>,
 }
 
@@ -410,11 +430,9 @@ impl Bert {
     ) -> Result<&'w [f32]> {
         self.check_batch(b)?;
         let (t, h) = (b.tokens(), self.hidden());
-        let inter = self.layers.iter().map(|l| l.ffn_up.out_features()).max().unwrap_or(0);
-        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx, &mut ws.tmp] {
+        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx] {
             resize(v, t * h);
         }
-        resize(&mut ws.ffn, t * inter);
         self.embed(b, &mut ws.x);
         for (l, layer) in self.layers.iter().enumerate() {
             match hook.as_mut() {
@@ -461,40 +479,62 @@ impl BertLayer {
         self.run(b, ws, Some(hook));
     }
 
+    /// The layer in three parallel sections: query/key/value split by columns (each thread owns whole
+    /// heads), attention split by heads, then everything after attention split by rows, each thread
+    /// carrying its rows through output projection, LayerNorm, feed-forward and LayerNorm without
+    /// waiting for the other (every step there is row-local).
     fn run(&self, b: &Batch, ws: &mut Workspace, mut hook: Option<LinearHook>) {
         let t = b.tokens();
         let h = self.query.in_features();
         let width = self.heads * self.head_dim;
-        let mut observe = |names: &[&str], x: &[f32], cols: usize| {
-            if let Some(hk) = hook.as_mut() {
-                for n in names {
-                    hk(n, &x[..t * cols], t, cols);
-                }
+        if let Some(hk) = hook.as_mut() {
+            for n in &LINEAR_NAMES[..3] {
+                hk(n, &ws.x[..t * h], t, h);
             }
-        };
-        observe(&LINEAR_NAMES[..3], &ws.x, h);
+        }
         let x = Input::new(&ws.x, t, h, &ws.quant);
-        // Split by columns: each thread then owns whole heads of Q, K and V for the attention.
-        self.query.forward_split(&x, &mut ws.q, Activation::None, None, Split::Columns);
-        self.key.forward_split(&x, &mut ws.k, Activation::None, None, Split::Columns);
-        self.value.forward_split(&x, &mut ws.v, Activation::None, None, Split::Columns);
+        // One section, split by columns: each thread owns whole heads of Q, K and V for the attention.
+        forward_group(&[&self.query, &self.key, &self.value], &x, vec![&mut ws.q, &mut ws.k, &mut ws.v]);
         let shape = AttentionShape { batch: b.batch, seq: b.seq, heads: self.heads, head_dim: self.head_dim };
         let all_ones = b.mask.iter().all(|&m| m != 0);
         let mask = if all_ones { None } else { Some(&b.mask[..]) };
         attention_f32(&ws.q, &ws.k, &ws.v, width, mask, shape, &mut ws.ctx, width);
-        observe(&LINEAR_NAMES[3..4], &ws.ctx, width);
-        let ctx = Input::new(&ws.ctx, t, width, &ws.quant);
-        self.attn_out.forward(&ctx, &mut ws.tmp, Activation::None, Some(&ws.x[..t * h]));
-        self.attn_norm.apply(&mut ws.tmp[..t * h]);
-        std::mem::swap(&mut ws.x, &mut ws.tmp);
-        observe(&LINEAR_NAMES[4..5], &ws.x, h);
-        let x = Input::new(&ws.x, t, h, &ws.quant);
-        self.ffn_up.forward(&x, &mut ws.ffn, Activation::Gelu, None);
+
+        let ctx = &ws.ctx[..t * width];
+        match hook {
+            // Observing needs `&mut` access from one thread: run the row section serially then.
+            Some(hk) => {
+                self.rows_section(ctx, &mut ws.x[..t * h], t, &mut |name, v, cols| hk(name, v, v.len() / cols, cols))
+            }
+            None => {
+                let xs = SharedRows::new(&mut ws.x, t, h);
+                for_each_row_block(t, ROW_ALIGN, true, |blk| {
+                    let r = blk.range();
+                    let ctx = &ctx[r.start * width..r.end * width];
+                    self.rows_section(ctx, blk.rows_mut(&xs), r.len(), &mut |_, _, _| {});
+                });
+            }
+        }
+    }
+
+    /// Everything after attention for `rows` rows: `x` (the layer input, becoming its output) and
+    /// `ctx` (the attention output) hold those rows only.
+    fn rows_section(&self, ctx: &[f32], x: &mut [f32], rows: usize, observe: &mut dyn FnMut(&str, &[f32], usize)) {
+        let h = self.query.in_features();
+        let width = self.heads * self.head_dim;
         let inter = self.ffn_up.out_features();
-        observe(&LINEAR_NAMES[5..6], &ws.ffn, inter);
-        let u = Input::new(&ws.ffn, t, inter, &ws.quant);
-        self.ffn_down.forward(&u, &mut ws.tmp, Activation::None, Some(&ws.x[..t * h]));
-        self.ffn_norm.apply(&mut ws.tmp[..t * h]);
-        std::mem::swap(&mut ws.x, &mut ws.tmp);
+        ROW_SCRATCH.with_borrow_mut(|sc| {
+            let RowScratch { tmp, ffn, quant } = sc;
+            tmp.resize(rows * h, 0.0);
+            ffn.resize(rows * inter, 0.0);
+            observe(LINEAR_NAMES[3], ctx, width);
+            self.attn_out.forward_rows(ctx, rows, tmp, Activation::None, Some(x), quant);
+            self.attn_norm.apply_rows(tmp);
+            observe(LINEAR_NAMES[4], tmp, h);
+            self.ffn_up.forward_rows(tmp, rows, ffn, Activation::Gelu, None, quant);
+            observe(LINEAR_NAMES[5], ffn, inter);
+            self.ffn_down.forward_rows(ffn, rows, x, Activation::None, Some(tmp), quant);
+            self.ffn_norm.apply_rows(x);
+        });
     }
 }

@@ -1,6 +1,9 @@
 //! `Weight`: the storage of one matmul's right-hand side, and `Linear` (weight + bias). Model code
 //! calls [`Linear::forward`] with an [`Input`] and never looks at how the weight is stored.
 
+use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
+use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
+use pare_kernels::quant::quantize_rows_with;
 use pare_kernels::{
     ActQuant, Activation, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8, quantize_rows,
 };
@@ -161,6 +164,84 @@ impl Linear {
             Weight::Int8 { packed, act: mode } => {
                 let q = x.quantized(*mode, packed.outliers());
                 gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi }, split);
+            }
+        }
+    }
+}
+
+/// Several Linears applied to the same input in one parallel section, each thread computing the same
+/// share of every output's columns (whole attention heads when the outputs are query, key and value).
+/// Falls back to one call per Linear when their formats differ.
+pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
+    let rows = x.rows();
+    fn epi(l: &Linear) -> Epilogue<'_> {
+        Epilogue::bias(&l.bias)
+    }
+    let all_f32 = lins.iter().all(|l| matches!(l.weight, Weight::DenseF32(_)));
+    let first_i8 = match &lins.first().map(|l| &l.weight) {
+        Some(Weight::Int8 { packed, act }) => Some((*act, packed.outliers().to_vec())),
+        _ => None,
+    };
+    let same_i8 = first_i8.as_ref().is_some_and(|(m0, o0)| {
+        lins.iter()
+            .all(|l| matches!(&l.weight, Weight::Int8 { packed, act } if act == m0 && packed.outliers() == &o0[..]))
+    });
+    if all_f32 {
+        let k = x.cols;
+        let jobs = lins
+            .iter()
+            .zip(outs)
+            .map(|(l, o)| match &l.weight {
+                Weight::DenseF32(p) => {
+                    let n = p.n();
+                    (p, &mut o[..rows * n], n, epi(l))
+                }
+                Weight::Int8 { .. } => unreachable!("checked: all dense f32"),
+            })
+            .collect();
+        gemm_f32_group(x.values(), k, rows, jobs);
+    } else if let (true, Some((mode, outliers))) = (same_i8, first_i8) {
+        let q = x.quantized(mode, &outliers);
+        let jobs = lins
+            .iter()
+            .zip(outs)
+            .map(|(l, o)| match &l.weight {
+                Weight::Int8 { packed, .. } => {
+                    let n = packed.n();
+                    (packed, I8Out::F32 { c: &mut o[..rows * n], ldc: n, epi: epi(l) })
+                }
+                Weight::DenseF32(_) => unreachable!("checked: all int8"),
+            })
+            .collect();
+        gemm_u8s8_group(&q, jobs);
+    } else {
+        for (l, o) in lins.iter().zip(outs) {
+            l.forward_split(x, o, Activation::None, None, Split::Columns);
+        }
+    }
+}
+
+impl Linear {
+    /// [`Linear::forward`] on one block of rows, on the calling thread only: for sections where every
+    /// thread carries its own rows through several layers. `scratch` holds the quantized input.
+    pub fn forward_rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        act: Activation,
+        residual: Option<&[f32]>,
+        scratch: &mut QuantRows,
+    ) {
+        let (n, k) = (self.out_features(), self.in_features());
+        let table = pare_kernels::dispatch::table();
+        let epi = Epilogue { bias: Some(&self.bias), act, residual: residual.map(|r| (r, n)), ..Epilogue::default() };
+        let out = &mut out[..rows * n];
+        match &self.weight {
+            Weight::DenseF32(p) => gemm_f32_with(table, &x[..rows * k], k, rows, p, out, n, &epi),
+            Weight::Int8 { packed, act: mode } => {
+                quantize_rows_with(table, x, rows, k, k, *mode, packed.outliers(), scratch);
+                gemm_u8s8_with(table, scratch, packed, I8Out::F32 { c: out, ldc: n, epi });
             }
         }
     }

@@ -50,16 +50,16 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// Reference softmax of one row.
+/// Reference softmax numerator of one row.
 ///
 /// # Safety
 /// None beyond the shape contract of [`crate::norm::SoftmaxKernel`]; `unsafe` only to share its type.
-pub(crate) unsafe fn softmax_kernel(row: &mut [f32], bias: Option<&[f32]>) {
-    softmax(row, bias)
+pub(crate) unsafe fn softmax_kernel(row: &mut [f32], bias: Option<&[f32]>) -> f32 {
+    softmax_numerator(row, bias)
 }
 
-/// Reference softmax (safe form).
-pub fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
+/// Reference softmax numerator: `row = exp(row + bias − max)`, returning the sum.
+pub fn softmax_numerator(row: &mut [f32], bias: Option<&[f32]>) -> f32 {
     if let Some(b) = bias {
         for (v, b) in row.iter_mut().zip(b) {
             *v += b;
@@ -68,16 +68,24 @@ pub fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
-        return;
+        return 0.0;
     }
     let mut sum = 0.0;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
+    sum
+}
+
+/// Reference softmax (safe form; all −∞ gives zeros).
+pub fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
+    let sum = softmax_numerator(row, bias);
+    if sum > 0.0 {
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
     }
 }
 

@@ -101,15 +101,16 @@ pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>, rows
 unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize, half: usize) {
     let k = args.b.k();
     // SAFETY: offset 16·half stays inside each 32-float row of the panel.
-    let b = unsafe { args.b.panel(p).as_ptr().add(half * 16) };
+    let b = unsafe { args.b.panel_ptr(p).add(half * 16) };
+    let ldb = args.b.ld();
     let lda = args.lda;
     // SAFETY: row i0 exists in A.
     let a = unsafe { args.a.as_ptr().add(i0 * lda) };
     let mut c0 = [_mm256_setzero_ps(); R];
     let mut c1 = [_mm256_setzero_ps(); R];
     for kk in 0..k {
-        // SAFETY: 16 floats at row kk of the panel, 32-byte aligned.
-        let (b0, b1) = unsafe { (_mm256_load_ps(b.add(kk * NR)), _mm256_load_ps(b.add(kk * NR + 8))) };
+        // SAFETY: 16 floats at row kk of the panel (rows `ldb` apart, each with 32 readable floats).
+        let (b0, b1) = unsafe { (_mm256_loadu_ps(b.add(kk * ldb)), _mm256_loadu_ps(b.add(kk * ldb + 8))) };
         for r in 0..R {
             // SAFETY: A[i0 + r][kk] is inside A.
             let av = _mm256_set1_ps(unsafe { *a.add(r * lda + kk) });
@@ -129,7 +130,7 @@ unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize, half
         }
         if w == 16 && epi.act == Activation::Gelu {
             // Vector GELU for full tiles; the scalar epilogue handles the rest.
-            let alpha = _mm256_set1_ps(epi.alpha);
+            let alpha = _mm256_set1_ps(epi.scale(i0 + r));
             for h in 0..2 {
                 // SAFETY: 8 floats of `out`; bias (n values) read at columns < n.
                 unsafe {
@@ -209,12 +210,12 @@ pub(crate) unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps:
     }
 }
 
-/// Softmax of one row, after adding the optional bias.
+/// Softmax numerator of one row (`exp(row + bias − max)`), returning the sum.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `bias`, when given, has `row.len()` values.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
+pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) -> f32 {
     if let Some(b) = bias {
         for (v, b) in row.iter_mut().zip(b) {
             *v += b;
@@ -223,7 +224,7 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
-        return;
+        return 0.0;
     }
     let n = row.len();
     let full = n / 8 * 8;
@@ -243,10 +244,7 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
         *v = (*v - max).exp();
         total += *v;
     }
-    let inv = 1.0 / total;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
+    total
 }
 
 /// Integer GEMM for AVX2: weights widened to s16, `vpmaddwd` (exact), scalar epilogue; 2 rows ×

@@ -126,21 +126,22 @@ unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
 #[inline]
 unsafe fn tile_prefetch<const R: usize, const PREFETCH: bool>(args: &GemmF32Args<'_>, i0: usize, p: usize) {
     let k = args.b.k();
-    let next = if PREFETCH { args.b.panel(p + 1).as_ptr() } else { std::ptr::null() };
-    let b = args.b.panel(p).as_ptr();
+    let ldb = args.b.ld();
+    let next = if PREFETCH { args.b.panel_ptr(p + 1) } else { std::ptr::null() };
+    let b = args.b.panel_ptr(p);
     let lda = args.lda;
     // SAFETY: row i0 exists in A.
     let a = unsafe { args.a.as_ptr().add(i0 * lda) };
     let mut c0 = [_mm512_setzero_ps(); R];
     let mut c1 = [_mm512_setzero_ps(); R];
     for kk in 0..k {
-        // SAFETY: the panel holds k rows of NR = 32 floats, 64-byte aligned.
-        let (b0, b1) = unsafe { (_mm512_load_ps(b.add(kk * NR)), _mm512_load_ps(b.add(kk * NR + 16))) };
+        // SAFETY: the panel holds k rows of NR = 32 readable floats, `ldb` apart.
+        let (b0, b1) = unsafe { (_mm512_loadu_ps(b.add(kk * ldb)), _mm512_loadu_ps(b.add(kk * ldb + 16))) };
         if PREFETCH {
             // SAFETY: prefetches never fault; the address is inside panel p + 1 anyway.
             unsafe {
-                _mm_prefetch::<_MM_HINT_T1>(next.add(kk * NR).cast());
-                _mm_prefetch::<_MM_HINT_T1>(next.add(kk * NR + 16).cast());
+                _mm_prefetch::<_MM_HINT_T1>(next.add(kk * ldb).cast());
+                _mm_prefetch::<_MM_HINT_T1>(next.add(kk * ldb + 16).cast());
             }
         }
         for r in 0..R {
@@ -153,12 +154,13 @@ unsafe fn tile_prefetch<const R: usize, const PREFETCH: bool>(args: &GemmF32Args
 
     let j0 = p * NR;
     let w = NR.min(args.b.n() - j0);
-    let alpha = _mm512_set1_ps(args.epi.alpha);
+    let scaled = args.epi.alpha != 1.0 || args.epi.row_scale.is_some();
     for r in 0..R {
         let (mut v0, mut v1) = (c0[r], c1[r]);
-        if args.epi.alpha != 1.0 {
-            v0 = _mm512_mul_ps(v0, alpha);
-            v1 = _mm512_mul_ps(v1, alpha);
+        if scaled {
+            let s = _mm512_set1_ps(args.epi.scale(i0 + r));
+            v0 = _mm512_mul_ps(v0, s);
+            v1 = _mm512_mul_ps(v1, s);
         }
         // SAFETY: row i0 + r, columns j0 .. j0 + w of C are ours.
         unsafe { finish_row(&args.epi, v0, v1, i0 + r, j0, w, args.c.get().add((i0 + r) * args.ldc + j0)) };
@@ -265,15 +267,14 @@ pub(crate) unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps:
     }
 }
 
-/// Softmax of one row, after adding the optional bias.
+/// Softmax numerator of one row (`exp(row + bias − max)`), returning the sum.
 ///
 /// # Safety
 /// The CPU has AVX-512F; `bias`, when given, has `row.len()` values.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
+pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) -> f32 {
     let n = row.len();
-    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut mx = neg_inf;
+    let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
     for j in (0..n).step_by(16) {
         let mut v = load(row, j);
         if let Some(b) = bias {
@@ -286,7 +287,7 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
     let max = _mm512_reduce_max_ps(mx);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
-        return;
+        return 0.0;
     }
     let maxv = _mm512_set1_ps(max);
     let mut sum = _mm512_setzero_ps();
@@ -295,10 +296,7 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) {
         sum = _mm512_add_ps(sum, e);
         store(row, j, e);
     }
-    let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
-    for j in (0..n).step_by(16) {
-        store(row, j, _mm512_mul_ps(load(row, j), inv));
-    }
+    _mm512_reduce_add_ps(sum)
 }
 
 /// Activation quantizer for one row (see [`crate::quant`]); bit-identical to the reference. Full
@@ -312,20 +310,25 @@ pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant, ski
     let n = row.len();
     assert!(q.len() >= n);
     let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
-    let mut next = skip.iter().peekable();
+    // Range pass. Skipped channels (ascending) leave the range: only the few blocks holding one take
+    // the masked path.
+    let mut si = 0;
     for j in (0..n).step_by(16) {
         let mut m = lanes(n - j);
-        // Skipped channels (ascending) leave the range.
-        while let Some(&&c) = next.peek() {
-            if (c as usize) >= j + 16 {
-                break;
-            }
-            m &= !(1u16 << (c as usize - j));
-            next.next();
+        while si < skip.len() && (skip[si] as usize) < j + 16 {
+            m &= !(1u16 << (skip[si] as usize - j));
+            si += 1;
         }
-        let v = load(row, j);
-        lo = _mm512_mask_min_ps(lo, m, lo, v);
-        hi = _mm512_mask_max_ps(hi, m, hi, v);
+        if m == 0xffff {
+            // SAFETY: a full mask means j + 16 ≤ n.
+            let v = unsafe { _mm512_loadu_ps(row.as_ptr().add(j)) };
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+        } else {
+            let v = load(row, j);
+            lo = _mm512_mask_min_ps(lo, m, lo, v);
+            hi = _mm512_mask_max_ps(hi, m, hi, v);
+        }
     }
     let (scale, zero) = row_params(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), mode);
     let inv_s = 1.0 / scale;
@@ -427,6 +430,66 @@ unsafe fn tile_i8<const R: usize>(args: &crate::gemm_i8::GemmI8Args<'_>, i0: usi
         for (jj, &v) in out.iter().enumerate().take(w) {
             // SAFETY: (i0 + r, j0 + jj) inside the checked output, in our panel.
             unsafe { args.store_scalar(v, i0 + r, j0 + jj) };
+        }
+    }
+}
+
+/// Transposes a 16 × 16 block held in 16 registers (row `i` in `r[i]`): on return `r[c]` is column `c`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose16(r: &mut [__m512; 16]) {
+    // 32-bit interleave inside 128-bit lanes.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) }
+    });
+    // 64-bit interleave: u[4g + c] holds, in lane ℓ, column 4ℓ + c of rows 4g .. 4g + 4.
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (a, b) = (_mm512_castps_pd(t[4 * g + c / 2]), _mm512_castps_pd(t[4 * g + 2 + c / 2]));
+        _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+    });
+    // Gather lane ℓ of the four row groups.
+    for c in 0..4 {
+        let w0 = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        let w1 = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+        let w2 = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        let w3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+        r[c] = _mm512_shuffle_f32x4::<0x88>(w0, w2);
+        r[8 + c] = _mm512_shuffle_f32x4::<0xdd>(w0, w2);
+        r[4 + c] = _mm512_shuffle_f32x4::<0x88>(w1, w3);
+        r[12 + c] = _mm512_shuffle_f32x4::<0xdd>(w1, w3);
+    }
+}
+
+/// Packs rows `W[n][k]` (stride `ldw`) into 32-wide panels (`dst[(j/32)·k·32 + kk·32 + j%32] =
+/// W[j][kk]`) by 16 × 16 transposes. Requires `n` and `k` to be multiples of 16.
+///
+/// # Safety
+/// The CPU has AVX-512F; `w` holds the `n` rows, `dst` the `n/32` (rounded up) panels.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn pack_rows_f32(w: &[f32], ldw: usize, n: usize, k: usize, dst: &mut [f32]) {
+    assert!(n.is_multiple_of(16) && k.is_multiple_of(16));
+    assert!(n == 0 || w.len() >= (n - 1) * ldw + k);
+    assert!(dst.len() >= n.div_ceil(NR) * k * NR);
+    for jb in (0..n).step_by(16) {
+        for kb in (0..k).step_by(16) {
+            // SAFETY: rows jb .. jb + 16, columns kb .. kb + 16 lie inside `w` (asserted above).
+            let mut r: [__m512; 16] =
+                std::array::from_fn(|i| unsafe { _mm512_loadu_ps(w.as_ptr().add((jb + i) * ldw + kb)) });
+            transpose16(&mut r);
+            let base = (jb / NR) * k * NR + jb % NR;
+            for (c, v) in r.iter().enumerate() {
+                // SAFETY: 16 floats at row kb + c of panel jb / 32, inside `dst` (asserted above).
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(base + (kb + c) * NR), *v) };
+            }
+        }
+    }
+    // A half-filled last panel gets zeros in its upper half, like the portable packing.
+    if !n.is_multiple_of(NR) {
+        let base = (n / NR) * k * NR;
+        for kk in 0..k {
+            dst[base + kk * NR + 16..base + kk * NR + NR].fill(0.0);
         }
     }
 }

@@ -31,6 +31,7 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.gemm_u8s8 = avx512::gemm_u8s8;
         t.gemm_u8s8_name = "gemm_u8s8_4x32_avx512";
         t.quantize_row = avx512::quantize_row;
+        t.pack_rows = Some(avx512::pack_rows_f32);
         t.quantize_row_name = "quantize_u8_avx512";
     }
     if cap >= Isa::Vnni {
