@@ -181,7 +181,7 @@ impl<'a> BView<'a> {
     /// Start of panel `p` (`k` rows of 32 floats, `ld` apart).
     pub fn panel_ptr(&self, p: usize) -> *const f32 {
         assert!(p < self.panels());
-        // SAFETY (of the offset): panel p < panels starts inside `data` (checked at construction).
+        // SAFETY: panel p < panels starts inside `data` (checked at construction).
         unsafe { self.data.as_ptr().add(p * self.panel_stride) }
     }
 

@@ -328,6 +328,9 @@ impl Block {
     }
 
     /// This block's rows of `m`, exclusively. Panics if `m` was already taken in this block.
+    // The exclusive borrow comes from `m`'s own `&mut` data, split by rows; the run-time check above
+    // replaces what the borrow checker cannot see across threads.
+    #[allow(clippy::mut_from_ref)]
     pub fn rows_mut<'b, T>(&'b self, m: &'b SharedRows<'_, T>) -> &'b mut [T] {
         let key = m.ptr as usize;
         let mut taken = self.taken.borrow_mut();
