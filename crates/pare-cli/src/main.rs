@@ -3,7 +3,9 @@
 
 mod bench;
 mod common;
+mod decompress;
 mod embed;
+mod hwbench;
 mod inspect;
 mod quantize;
 
@@ -51,10 +53,47 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Quantize a float model (int8 weights, embeddings and activations) into OUT_DIR.
     Quantize(quantize::QuantizeArgs),
+    /// Speed of every available kernel against this machine's measured peak.
+    Hwbench(hwbench::HwbenchArgs),
+    /// Write any model pare runs as a plain float32 model (weights dequantized and densified).
+    Decompress {
+        /// Model directory or zoo name.
+        model: String,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace the output directory if it exists and is not empty.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Parses the command line; usage errors become one line on stderr and exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| {
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            e.exit();
+        }
+        let text = e.render().to_string();
+        let msg: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+            .collect();
+        eprintln!("{}", msg.join(" "));
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     if let Err(e) = pare_kernels::isa::cap_from_env() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -67,6 +106,8 @@ fn main() -> ExitCode {
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Bench(args) => bench::run(&args),
         Command::Quantize(args) => quantize::run(&args),
+        Command::Hwbench(args) => hwbench::run(&args),
+        Command::Decompress { model, output, force } => decompress::run(&model, &output, force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

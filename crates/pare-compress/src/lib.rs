@@ -2,6 +2,7 @@
 //! calibrated static activations — written in the compressed-tensors layout so other tools can read it.
 
 pub mod calibration;
+pub mod decompress;
 pub mod error;
 pub mod output;
 pub mod quantize;

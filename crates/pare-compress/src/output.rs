@@ -38,14 +38,18 @@ pub fn write_model_dir(
     metadata: HashMap<String, String>,
 ) -> Result<PathBuf> {
     let staged = StagedDir::new(out)?;
-    copy_tree(src, &staged.path(""), Path::new(""))?;
+    let skip = [staged.path(""), out.to_path_buf()];
+    copy_tree(src, &staged.path(""), Path::new(""), &skip)?;
     let json = serde_json::to_vec_pretty(config).map_err(|e| CompressError::Invalid(e.to_string()))?;
     write_atomic(&staged.path("config.json"), &json)?;
     write_safetensors(&staged.path("model.safetensors"), tensors, Some(metadata))?;
     Ok(staged.commit()?)
 }
 
-fn copy_tree(src: &Path, dst: &Path, rel: &Path) -> Result<()> {
+/// Copies the files of `src` (recursively) into `dst`, except config.json and model.safetensors at the
+/// top, the directories in `skip` (the output being written, when it lies inside the source) and nested
+/// model directories (any directory with its own model.safetensors).
+fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: &[PathBuf]) -> Result<()> {
     let dir = src.join(rel);
     let entries = std::fs::read_dir(&dir).map_err(|e| pare_formats::FormatError::io(&dir, e))?;
     for e in entries {
@@ -56,9 +60,19 @@ fn copy_tree(src: &Path, dst: &Path, rel: &Path) -> Result<()> {
             continue;
         }
         let path = e.path();
+        let same = |p: &PathBuf| match (p.canonicalize(), path.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if skip.iter().any(same) {
+            continue;
+        }
         if path.is_dir() {
+            if path.join("model.safetensors").exists() {
+                continue;
+            }
             std::fs::create_dir_all(dst.join(&r)).map_err(|e| pare_formats::FormatError::io(dst.join(&r), e))?;
-            copy_tree(src, dst, &r)?;
+            copy_tree(src, dst, &r, skip)?;
         } else if path.is_file() {
             std::fs::copy(&path, dst.join(&r)).map_err(|e| pare_formats::FormatError::io(&path, e))?;
         }

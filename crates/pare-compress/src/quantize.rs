@@ -319,7 +319,7 @@ pub fn quantize(
                 opts.symmetric_activations,
                 if static_acts { "tensor" } else { "token" },
                 !static_acts,
-                Some("minmax"),
+                if static_acts { Some("minmax") } else { None },
             )),
             output_activations: None,
         },

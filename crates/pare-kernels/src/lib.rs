@@ -11,6 +11,7 @@ pub mod gemm_i8;
 pub mod isa;
 pub mod norm;
 pub mod par;
+pub mod peak;
 pub mod quant;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]

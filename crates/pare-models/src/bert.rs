@@ -376,6 +376,32 @@ impl Bert {
         v
     }
 
+    /// Every parameter as dense f32 (dequantized, densified) under its checkpoint name, with its shape:
+    /// a plain float checkpoint of the model as pare runs it.
+    pub fn export_f32(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let h = self.hidden();
+        let mut out = Vec::new();
+        let e = &self.embeddings;
+        for (name, table) in EMBEDDING_NAMES.iter().zip([&e.word, &e.position, &e.token_type]) {
+            out.push((format!("{name}.weight"), vec![table.rows(), h], table.to_dense()));
+        }
+        let norm = |out: &mut Vec<_>, name: &str, n: &LayerNorm| {
+            out.push((format!("{name}.weight"), vec![n.gamma.len()], n.gamma.clone()));
+            out.push((format!("{name}.bias"), vec![n.beta.len()], n.beta.clone()));
+        };
+        norm(&mut out, "embeddings.LayerNorm", &e.norm);
+        for (l, layer) in self.layers.iter().enumerate() {
+            for (name, lin) in layer.named_linears() {
+                let p = format!("encoder.layer.{l}.{name}");
+                out.push((format!("{p}.weight"), vec![lin.out_features(), lin.in_features()], lin.weight.to_dense()));
+                out.push((format!("{p}.bias"), vec![lin.out_features()], lin.bias.clone()));
+            }
+            norm(&mut out, &format!("encoder.layer.{l}.attention.output.LayerNorm"), &layer.attn_norm);
+            norm(&mut out, &format!("encoder.layer.{l}.output.LayerNorm"), &layer.ffn_norm);
+        }
+        out
+    }
+
     /// Hidden width.
     pub fn hidden(&self) -> usize {
         self.config.hidden_size

@@ -1,0 +1,13 @@
+//! `pare decompress`: a plain float32 copy of any model pare runs.
+
+use crate::common;
+use anyhow::Result;
+use std::path::Path;
+
+/// Runs `pare decompress`.
+pub fn run(model: &str, output: &Path, force: bool) -> Result<()> {
+    let dir = common::model_dir(model)?;
+    let out = pare_compress::decompress::decompress(&dir, output, force, &mut |m| eprintln!("{m}"))?;
+    println!("{}", out.display());
+    Ok(())
+}
