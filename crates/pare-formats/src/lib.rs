@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod quant_config;
 pub mod sentence;
+pub mod sparse;
 pub mod tensors;
 pub mod tokenizer;
 pub mod writer;

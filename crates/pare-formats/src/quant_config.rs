@@ -72,19 +72,63 @@ pub struct QuantScheme {
 pub struct QuantizationConfig {
     /// Always `compressed-tensors`.
     pub quant_method: String,
-    /// On-disk format of the quantized weights, e.g. `int-quantized`.
+    /// On-disk format of the quantized weights, e.g. `int-quantized` (absent for sparsity alone).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub format: String,
     /// `compressed` for files written by pare.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub quantization_status: String,
-    /// Groups by name.
+    /// Groups by name (empty when only sparsity is described).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config_groups: BTreeMap<String, QuantScheme>,
     /// Modules left unquantized even when a group targets them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<String>,
     /// Sparsity of the stored weights, when pruned (compressed-tensors `sparsity_config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sparsity_config: Option<serde_json::Value>,
+    pub sparsity_config: Option<SparsityConfig>,
+}
+
+/// compressed-tensors `sparsity_config`: how pruned Linear weights are stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SparsityConfig {
+    /// `sparse-bitmask` or `sparse-24-bitmask` (`dense`: stored dense).
+    pub format: String,
+    /// Fraction of zeros over the targeted weights.
+    #[serde(default)]
+    pub global_sparsity: f64,
+    /// `unstructured`, `2:4`, `N:M`.
+    #[serde(default = "unstructured")]
+    pub sparsity_structure: String,
+    /// Module classes or names stored sparse.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    /// Modules stored dense although targeted.
+    #[serde(default)]
+    pub ignore: Option<Vec<String>>,
+}
+
+fn unstructured() -> String {
+    "unstructured".into()
+}
+
+impl QuantizationConfig {
+    /// A block that only describes sparsity.
+    pub fn sparsity_only(sparsity: SparsityConfig) -> Self {
+        QuantizationConfig {
+            quant_method: QUANT_METHOD.into(),
+            format: String::new(),
+            quantization_status: String::new(),
+            config_groups: BTreeMap::new(),
+            ignore: Vec::new(),
+            sparsity_config: Some(sparsity),
+        }
+    }
+
+    /// Whether weights are quantized (some config group exists).
+    pub fn is_quantized(&self) -> bool {
+        !self.config_groups.is_empty()
+    }
 }
 
 /// The kind of module a name refers to, for matching class targets.
@@ -145,7 +189,7 @@ impl QuantizationConfig {
 }
 
 /// Key of pare's own extension block in config.json, beside `quantization_config`.
-pub const PARE_EXTENSION_KEY: &str = "pare_quantization";
+pub const PARE_EXTENSION_KEY: &str = "pare_compression";
 
 /// What pare records about a compressed model beyond the compressed-tensors block. Other readers
 /// ignore it and still run the model correctly (with plain int8 activations).
@@ -153,8 +197,20 @@ pub const PARE_EXTENSION_KEY: &str = "pare_quantization";
 pub struct PareExtension {
     /// Input channels of each Linear (by checkpoint name) kept in f32 at run time instead of being
     /// quantized with the rest of the activation row.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub activation_outliers: BTreeMap<String, Vec<u32>>,
+    /// Per-layer sizes after structured pruning (empty: every layer as config.json says).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerShape>,
+}
+
+/// The size of one encoder layer after structured pruning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerShape {
+    /// Attention heads kept.
+    pub heads: usize,
+    /// Feed-forward neurons kept.
+    pub intermediate_size: usize,
 }
 
 /// Everything config.json says about how the weights are stored.

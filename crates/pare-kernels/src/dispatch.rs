@@ -26,6 +26,11 @@ pub struct Table {
     /// Name of the layer-norm kernel.
     pub layer_norm_name: &'static str,
     pub(crate) softmax: norm::SoftmaxKernel,
+    pub(crate) spmm_f32: crate::spmm::SpmmKernel,
+    /// Name of the sparse f32 kernel.
+    pub spmm_f32_name: &'static str,
+    pub(crate) transpose_f32: crate::spmm::TransposeKernel,
+    pub(crate) untranspose_f32: crate::spmm::UntransposeKernel,
     /// Fast path of row packing (16 × 16 transposes) when the CPU has one.
     pub(crate) pack_rows: Option<PackRowsKernel>,
     /// Name of the softmax kernel.
@@ -41,6 +46,7 @@ impl std::fmt::Debug for Table {
             .field("quantize_row", &self.quantize_row_name)
             .field("layer_norm", &self.layer_norm_name)
             .field("softmax", &self.softmax_name)
+            .field("spmm_f32", &self.spmm_f32_name)
             .finish()
     }
 }
@@ -60,6 +66,10 @@ impl Table {
             layer_norm_name: "layernorm_f32_ref_scalar",
             softmax: reference::softmax_kernel,
             pack_rows: None,
+            spmm_f32: reference::spmm_f32_kernel,
+            spmm_f32_name: "spmm_f32_csr_ref_scalar",
+            transpose_f32: reference::transpose_f32,
+            untranspose_f32: reference::untranspose_f32,
             softmax_name: "softmax_f32_ref_scalar",
         }
     }

@@ -238,6 +238,12 @@ impl<'a> Epilogue<'a> {
         Self { bias: Some(bias), ..Self::default() }
     }
 
+    /// The epilogue seen from column `j0` on (bias shifted; residual and row scales unchanged), for
+    /// kernels that write a block of columns as if it started at column 0.
+    pub fn columns(&self, j0: usize) -> Epilogue<'a> {
+        Epilogue { bias: self.bias.map(|b| &b[j0..]), residual: self.residual.map(|(r, ld)| (&r[j0..], ld)), ..*self }
+    }
+
     /// Scalar definition, used by the reference kernel and by the tails of SIMD kernels.
     #[inline]
     pub fn apply(&self, acc: f32, i: usize, j: usize) -> f32 {

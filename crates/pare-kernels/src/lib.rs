@@ -14,6 +14,7 @@ pub mod par;
 pub mod peak;
 pub mod quant;
 pub mod reference;
+pub mod spmm;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -24,3 +25,4 @@ pub use gemm_i8::{I8Out, PackedI8, QuantRows, Split, gemm_u8s8};
 pub use isa::Isa;
 pub use norm::layer_norm;
 pub use quant::{ActQuant, quantize_rows};
+pub use spmm::{CsrF32, spmm_f32};

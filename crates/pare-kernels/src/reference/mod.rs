@@ -132,3 +132,47 @@ pub fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant, skip: &[u32]) -> 
     }
     (scale, zero)
 }
+
+/// Reference sparse kernel: rows `rows` of `Cᵀ`, nonzeros in stored order.
+///
+/// # Safety
+/// As [`crate::spmm::SpmmKernel`].
+pub(crate) unsafe fn spmm_f32_kernel(args: &crate::spmm::SpmmArgs<'_>, rows: Range<usize>) {
+    for j in rows {
+        let (cols, vals) = args.w.row(j);
+        for i in 0..args.mp {
+            let mut s = 0f32;
+            for (&c, &v) in cols.iter().zip(vals) {
+                s += v * args.at[c as usize * args.mp + i];
+            }
+            // SAFETY: row j of Cᵀ (mp floats) is ours.
+            unsafe { *args.ct.get().add(j * args.mp + i) = s };
+        }
+    }
+}
+
+/// Reference transpose `at[c][i] = a[i][c]`.
+pub(crate) fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
+    for i in 0..m {
+        for c in 0..k {
+            at[c * mp + i] = a[i * lda + c];
+        }
+    }
+}
+
+/// Reference transpose back with the epilogue: `c[i][j] = epi(ct[j][i])`.
+pub(crate) fn untranspose_f32(
+    ct: &[f32],
+    mp: usize,
+    n: usize,
+    m: usize,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &crate::gemm_f32::Epilogue,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            c[i * ldc + j] = epi.apply(ct[j * mp + i], i, j);
+        }
+    }
+}

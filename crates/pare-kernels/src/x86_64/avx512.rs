@@ -493,3 +493,145 @@ pub(crate) unsafe fn pack_rows_f32(w: &[f32], ldw: usize, n: usize, k: usize, ds
         }
     }
 }
+
+/// Sparse kernel: rows `rows` of `Cᵀ`. Tokens go by blocks of 64 (16 at the end); within a block,
+/// columns by segments of 128 so the rows of `Aᵀ` it reads (32 KB) stay in L1; each row's nonzeros of
+/// the segment feed two sets of accumulators in turn, so multiply-adds do not wait on each other.
+/// Partial sums of later segments are added into `Cᵀ`.
+///
+/// # Safety
+/// As [`crate::spmm::SpmmKernel`]; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn spmm_f32(args: &crate::spmm::SpmmArgs<'_>, rows: Range<usize>) {
+    let mp = args.mp;
+    let segs = args.w.segments();
+    let mut m0 = 0;
+    while m0 + 64 <= mp {
+        for s in 0..segs.max(1) {
+            for j in rows.clone() {
+                // SAFETY: forwarded contract; m0 + 64 ≤ mp.
+                unsafe { spmm_block::<4>(args, j, s, m0) };
+            }
+        }
+        m0 += 64;
+    }
+    while m0 < mp {
+        for s in 0..segs.max(1) {
+            for j in rows.clone() {
+                // SAFETY: forwarded contract; m0 + 16 ≤ mp.
+                unsafe { spmm_block::<1>(args, j, s, m0) };
+            }
+        }
+        m0 += 16;
+    }
+}
+
+/// Segment `s` of row `j` of `Cᵀ`, tokens `m0 .. m0 + 16·L`: stored when `s == 0`, added otherwise.
+///
+/// # Safety
+/// As [`spmm_f32`], with `m0 + 16·L ≤ mp`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[inline]
+unsafe fn spmm_block<const L: usize>(args: &crate::spmm::SpmmArgs<'_>, j: usize, s: usize, m0: usize) {
+    let mp = args.mp;
+    // SAFETY: tokens m0 .. m0 + 16L of every row of Aᵀ exist (mp ≥ m0 + 16L, k rows).
+    let at = unsafe { args.at.as_ptr().add(m0) };
+    let (cols, vals) = if args.w.segments() == 0 { (&[][..], &[][..]) } else { args.w.row_segment(j, s) };
+    let mut acc = [[_mm512_setzero_ps(); L]; 2];
+    let (cq, vq) = (cols.chunks_exact(2), vals.chunks_exact(2));
+    let (cr, vr) = (cq.remainder(), vq.remainder());
+    for (c2, v2) in cq.zip(vq) {
+        for u in 0..2 {
+            let w = _mm512_set1_ps(v2[u]);
+            // SAFETY: column index < k (CSR invariant), so the row exists in Aᵀ.
+            let p = unsafe { at.add(c2[u] as usize * mp) };
+            for h in 0..L {
+                // SAFETY: as above.
+                acc[u][h] = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(p.add(16 * h)) }, acc[u][h]);
+            }
+        }
+    }
+    for (&c, &v) in cr.iter().zip(vr) {
+        let w = _mm512_set1_ps(v);
+        // SAFETY: as above.
+        let p = unsafe { at.add(c as usize * mp) };
+        for h in 0..L {
+            // SAFETY: as above.
+            acc[0][h] = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(p.add(16 * h)) }, acc[0][h]);
+        }
+    }
+    // SAFETY: row j of Cᵀ is ours; tokens m0 .. m0 + 16L ≤ mp.
+    let out = unsafe { args.ct.get().add(j * mp + m0) };
+    for h in 0..L {
+        let mut v = _mm512_add_ps(acc[0][h], acc[1][h]);
+        if s > 0 {
+            // SAFETY: as above.
+            v = _mm512_add_ps(v, unsafe { _mm512_loadu_ps(out.add(16 * h)) });
+        }
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_ps(out.add(16 * h), v) };
+    }
+}
+
+/// `at[c][i] = a[i][c]` by 16 × 16 blocks (rows past `m` and columns past `k` read as zeros).
+pub(crate) fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
+    // SAFETY: only installed when the CPU has AVX-512F.
+    unsafe { transpose_f32_impl(a, lda, m, k, at, mp) }
+}
+
+#[target_feature(enable = "avx512f")]
+fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
+    assert!(mp >= m && (k == 0 || at.len() >= (k - 1) * mp + m));
+    assert!(m == 0 || a.len() >= (m - 1) * lda + k);
+    for i0 in (0..m).step_by(16) {
+        for c0 in (0..k).step_by(16) {
+            let cm = lanes(k - c0);
+            let mut r: [__m512; 16] = std::array::from_fn(|i| {
+                if i0 + i < m {
+                    // SAFETY: masked to columns < k of row i0 + i < m.
+                    unsafe { _mm512_maskz_loadu_ps(cm, a.as_ptr().add((i0 + i) * lda + c0)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            transpose16(&mut r);
+            let tm = lanes(m - i0);
+            for (c, v) in r.iter().enumerate().take(16.min(k - c0)) {
+                // SAFETY: row c0 + c < k of Aᵀ, tokens i0 .. min(i0 + 16, m) (masked), inside `at`.
+                unsafe { _mm512_mask_storeu_ps(at.as_mut_ptr().add((c0 + c) * mp + i0), tm, *v) };
+            }
+        }
+    }
+}
+
+/// `c[i][j] = epi(ct[j][i])` by 16 × 16 blocks.
+pub(crate) fn untranspose_f32(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    // SAFETY: only installed when the CPU has AVX-512F.
+    unsafe { untranspose_f32_impl(ct, mp, n, m, c, ldc, epi) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    assert!(ct.len() >= n * mp && mp >= m);
+    assert!(m == 0 || c.len() >= (m - 1) * ldc + n);
+    for j0 in (0..n).step_by(16) {
+        let w = 16.min(n - j0);
+        for i0 in (0..m).step_by(16) {
+            let mut r: [__m512; 16] = std::array::from_fn(|jj| {
+                if jj < w {
+                    // SAFETY: row j0 + jj < n of Cᵀ, tokens i0 .. i0 + 16 ≤ mp.
+                    unsafe { _mm512_loadu_ps(ct.as_ptr().add((j0 + jj) * mp + i0)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            transpose16(&mut r);
+            for (ii, v) in r.iter().enumerate().take(16.min(m - i0)) {
+                let i = i0 + ii;
+                let v = _mm512_mul_ps(*v, _mm512_set1_ps(epi.scale(i)));
+                // SAFETY: row i < m, columns j0 .. j0 + w < n of C.
+                unsafe { finish_row(epi, v, _mm512_setzero_ps(), i, j0, w, c.as_mut_ptr().add(i * ldc + j0)) };
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Sparse × dense f32 GEMM for pruned weights: `C = act(A · Wᵀ + bias) + residual`, `W` stored as
+//! CSR rows (one per output feature) with u16 column indices.
+//!
+//! The kernels vectorise over tokens: `A` (`m × k`, row-major) is first transposed to `Aᵀ` (`k × m`,
+//! padded to a multiple of 16 tokens), so each nonzero `W[j][c]` is one broadcast multiply-add of
+//! `Aᵀ[c][tokens]`. Outputs are computed transposed (`Cᵀ[j][tokens]`) and written back through
+//! 16 × 16 transposes, where the epilogue is applied. Work per call ∝ nonzeros, not `n · k`.
+
+use crate::aligned::AlignedVec;
+use crate::dispatch::{self, Table};
+use crate::gemm_f32::Epilogue;
+use crate::par::{self, SendPtr};
+use std::cell::RefCell;
+
+/// Columns per segment: the kernels walk `Aᵀ` one segment at a time so the rows they read stay in L1
+/// (128 columns × 64 tokens × 4 bytes = 32 KB).
+pub const SEGMENT: usize = 128;
+
+/// A sparse `n × k` matrix (`W[out][in]`) in compressed rows, each row's nonzeros also split by column
+/// segment of [`SEGMENT`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsrF32 {
+    n: usize,
+    k: usize,
+    row_ptr: Vec<u32>,
+    /// `n × (segments + 1)`: start of each segment of each row in `cols` / `vals`.
+    seg_ptr: Vec<u32>,
+    cols: Vec<u16>,
+    vals: Vec<f32>,
+}
+
+impl CsrF32 {
+    /// The nonzeros of row-major `w[n][k]` (`k ≤ 65 536`).
+    pub fn from_dense(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "CsrF32: {} values for {n}×{k}", w.len());
+        assert!(k <= 1 << 16, "CsrF32: k={k} needs column indices wider than u16");
+        let mut row_ptr = Vec::with_capacity(n + 1);
+        let (mut cols, mut vals) = (Vec::new(), Vec::new());
+        row_ptr.push(0);
+        for row in w.chunks_exact(k.max(1)).take(n) {
+            for (c, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    cols.push(c as u16);
+                    vals.push(v);
+                }
+            }
+            row_ptr.push(vals.len() as u32);
+        }
+        while row_ptr.len() < n + 1 {
+            row_ptr.push(vals.len() as u32);
+        }
+        let segs = k.div_ceil(SEGMENT);
+        let mut seg_ptr = Vec::with_capacity(n * (segs + 1));
+        for j in 0..n {
+            let (a, b) = (row_ptr[j] as usize, row_ptr[j + 1] as usize);
+            let mut p = a;
+            for sgm in 0..=segs {
+                while p < b && (cols[p] as usize) < sgm * SEGMENT {
+                    p += 1;
+                }
+                seg_ptr.push(p as u32);
+            }
+        }
+        CsrF32 { n, k, row_ptr, seg_ptr, cols, vals }
+    }
+
+    /// Column segments per row.
+    pub fn segments(&self) -> usize {
+        self.k.div_ceil(SEGMENT)
+    }
+
+    /// The nonzeros of row `j` whose columns lie in segment `s`.
+    pub fn row_segment(&self, j: usize, s: usize) -> (&[u16], &[f32]) {
+        let base = j * (self.segments() + 1);
+        let (a, b) = (self.seg_ptr[base + s] as usize, self.seg_ptr[base + s + 1] as usize);
+        (&self.cols[a..b], &self.vals[a..b])
+    }
+
+    /// Rows (output features).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Columns (input features).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Stored nonzeros.
+    pub fn nnz(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Fraction of nonzeros.
+    pub fn density(&self) -> f64 {
+        self.nnz() as f64 / (self.n * self.k).max(1) as f64
+    }
+
+    /// Row `j`: its column indices and values.
+    pub fn row(&self, j: usize) -> (&[u16], &[f32]) {
+        let (a, b) = (self.row_ptr[j] as usize, self.row_ptr[j + 1] as usize);
+        (&self.cols[a..b], &self.vals[a..b])
+    }
+
+    /// Back to row-major `W[n][k]`.
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut w = vec![0f32; self.n * self.k];
+        for j in 0..self.n {
+            let (c, v) = self.row(j);
+            for (&c, &v) in c.iter().zip(v) {
+                w[j * self.k + c as usize] = v;
+            }
+        }
+        w
+    }
+
+    /// Bytes held in memory.
+    pub fn bytes(&self) -> usize {
+        self.row_ptr.len() * 4 + self.seg_ptr.len() * 4 + self.cols.len() * 2 + self.vals.len() * 4
+    }
+}
+
+/// The problem as the per-ISA kernels see it.
+pub(crate) struct SpmmArgs<'a> {
+    /// `Aᵀ`: `k` rows of `mp` floats (tokens padded to a multiple of 16 with zeros).
+    pub at: &'a [f32],
+    pub mp: usize,
+    pub w: &'a CsrF32,
+    /// `Cᵀ` scratch: `n` rows of `mp` floats.
+    pub ct: SendPtr<f32>,
+}
+
+/// Computes rows `rows` of `Cᵀ` (no epilogue).
+///
+/// # Safety
+/// `ct` holds `n · mp` floats; concurrent calls get disjoint `rows`; the CPU has the kernel's tier.
+pub(crate) type SpmmKernel = unsafe fn(&SpmmArgs<'_>, std::ops::Range<usize>);
+
+thread_local! {
+    /// `Aᵀ` and `Cᵀ`, 64-byte aligned so every 16-token vector sits in one cache line.
+    static SCRATCH: RefCell<(AlignedVec<f32>, AlignedVec<f32>)> =
+        RefCell::new((AlignedVec::zeroed(0), AlignedVec::zeroed(0)));
+}
+
+fn check(a: &[f32], lda: usize, m: usize, w: &CsrF32, c: &[f32], ldc: usize, epi: &Epilogue) {
+    let (n, k) = (w.n, w.k);
+    assert!(lda >= k && ldc >= n, "spmm: strides lda={lda} ldc={ldc} smaller than k={k} n={n}");
+    if m > 0 {
+        assert!(a.len() >= (m - 1) * lda + k, "spmm: A too short");
+        assert!(c.len() >= (m - 1) * ldc + n, "spmm: C too short");
+        if let Some((r, ld)) = epi.residual {
+            assert!(ld >= n && r.len() >= (m - 1) * ld + n, "spmm: residual too short");
+        }
+        if let Some(r) = epi.row_scale {
+            assert!(r.len() >= m, "spmm: row_scale too short");
+        }
+    }
+    if let Some(b) = epi.bias {
+        assert_eq!(b.len(), n, "spmm: bias length");
+    }
+}
+
+/// `C = act(alpha · A·Wᵀ + bias) + residual` for a sparse `W`, on the kernel threads (`parallel`) or
+/// the calling thread only.
+#[allow(clippy::too_many_arguments)]
+pub fn spmm_f32_with(
+    table: &Table,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &CsrF32,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    parallel: bool,
+) {
+    check(a, lda, m, w, c, ldc, epi);
+    let (n, k) = (w.n, w.k);
+    let mp = m.div_ceil(16) * 16;
+    SCRATCH.with_borrow_mut(|(at, ct)| {
+        if at.len() < k * mp {
+            *at = AlignedVec::zeroed(k * mp);
+        }
+        if ct.len() < n * mp {
+            *ct = AlignedVec::zeroed(n * mp);
+        }
+        let (at, ct) = (&mut at[..k * mp], &mut ct[..n * mp]);
+        // Token padding must read as zeros (the transpose writes only the m real tokens).
+        if mp > m {
+            for row in at.chunks_exact_mut(mp) {
+                row[m..].fill(0.0);
+            }
+        }
+        let (at_ptr, c_ptr) = (SendPtr(at.as_mut_ptr()), SendPtr(c.as_mut_ptr()));
+        let clen = c.len();
+        // Aᵀ by blocks of 16 tokens: each block writes its own 16 columns of every row of Aᵀ.
+        let transpose = |blocks: std::ops::Range<usize>| {
+            for bl in blocks {
+                let i0 = bl * 16;
+                let rows = 16.min(m - i0);
+                // SAFETY: block `bl` writes only tokens i0 .. i0 + 16 of each row of Aᵀ; the blocks
+                // of concurrent calls are disjoint.
+                let at = unsafe { std::slice::from_raw_parts_mut(at_ptr.get(), k * mp) };
+                (table.transpose_f32)(&a[i0 * lda..], lda, rows, k, &mut at[i0..], mp);
+            }
+        };
+        let blocks = m.div_ceil(16);
+        if parallel {
+            par::for_each_chunk(blocks, transpose);
+        } else {
+            transpose(0..blocks);
+        }
+        let args = SpmmArgs { at, mp, w, ct: SendPtr(ct.as_mut_ptr()) };
+        // Rows of Cᵀ, then the same columns of C (with the epilogue).
+        let compute = |rows: std::ops::Range<usize>| {
+            // SAFETY: `ct` holds n · mp floats; chunks are disjoint row ranges.
+            unsafe { (table.spmm_f32)(&args, rows.clone()) };
+            // SAFETY: this chunk writes only columns `rows` of C.
+            let c = unsafe { std::slice::from_raw_parts_mut(c_ptr.get(), clen) };
+            let ct = &args_ct(&args)[..];
+            (table.untranspose_f32)(
+                &ct[rows.start * mp..],
+                mp,
+                rows.len(),
+                m,
+                &mut c[rows.start..],
+                ldc,
+                &epi.columns(rows.start),
+            );
+        };
+        if parallel {
+            par::for_each_chunk(n, compute);
+        } else {
+            compute(0..n);
+        }
+    });
+}
+
+/// [`spmm_f32_with`] with the dispatched kernels, on the kernel threads.
+#[allow(clippy::too_many_arguments)]
+pub fn spmm_f32(a: &[f32], lda: usize, m: usize, w: &CsrF32, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    spmm_f32_with(dispatch::table(), a, lda, m, w, c, ldc, epi, true)
+}
+
+/// `Cᵀ` as a slice (read after the rows it holds were written by this thread).
+fn args_ct<'a>(args: &'a SpmmArgs<'_>) -> &'a [f32] {
+    let len = args.w.n() * args.mp;
+    // SAFETY: `ct` points at `n · mp` floats that live as long as `args`; callers read rows their own
+    // thread finished writing.
+    unsafe { std::slice::from_raw_parts(args.ct.get(), len) }
+}
+
+/// `at[c][i] = a[i][c]` for `i < m`, `c < k` (`at` rows of `mp` floats; the padding past `m` is zeroed
+/// by the caller).
+pub(crate) type TransposeKernel = fn(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize);
+
+/// `c[i][j] = epi(ct[j][i])` for `i < m`, `j < n`.
+pub(crate) type UntransposeKernel =
+    fn(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue);

@@ -1,0 +1,105 @@
+//! Sparse × dense kernels of every tier against dense math, on edge shapes, densities and epilogues.
+
+use pare_kernels::dispatch::Table;
+use pare_kernels::gemm_f32::dot_tolerance;
+use pare_kernels::spmm::spmm_f32_with;
+use pare_kernels::{Activation, CsrF32, Epilogue, Isa};
+use proptest::prelude::*;
+
+/// SIMD GELU against libm's erff (as in the dense tests).
+const GELU_TOL: f32 = 2e-6;
+
+fn tiers() -> Vec<Table> {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    Isa::ALL
+        .into_iter()
+        .filter_map(|isa| {
+            let t = Table::for_isa(isa);
+            if t.is_none() {
+                NOTE.call_once(|| eprintln!("note: this CPU lacks {isa}; its kernels are not tested here"));
+            }
+            t
+        })
+        .collect()
+}
+
+fn fill(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn check(m: usize, n: usize, k: usize, density: f64, epi_kind: u8, seed: u64) {
+    let lda = k + (seed as usize % 3);
+    let a = fill(m * lda, seed);
+    let keep = fill(n * k, seed + 1);
+    let w: Vec<f32> = fill(n * k, seed + 2)
+        .iter()
+        .zip(&keep)
+        .map(|(v, r)| if ((r + 1.0) / 2.0) as f64 <= density { *v } else { 0.0 })
+        .collect();
+    let csr = CsrF32::from_dense(&w, n, k);
+    assert_eq!(csr.to_dense(), w, "CSR round trip");
+    let bias = fill(n, seed + 3);
+    let res = fill(m * n, seed + 4);
+    let epi = match epi_kind % 3 {
+        0 => Epilogue::default(),
+        1 => Epilogue { bias: Some(&bias), act: Activation::Gelu, ..Epilogue::default() },
+        _ => Epilogue { alpha: 0.5, bias: Some(&bias), residual: Some((&res, n)), ..Epilogue::default() },
+    };
+    for t in tiers() {
+        for parallel in [false, true] {
+            let mut c = vec![f32::NAN; m * n];
+            spmm_f32_with(&t, &a, lda, m, &csr, &mut c, n, &epi, parallel);
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut s, mut abs) = (0f64, 0f64);
+                    for kk in 0..k {
+                        let p = a[i * lda + kk] as f64 * w[j * k + kk] as f64;
+                        s += p;
+                        abs += p.abs();
+                    }
+                    let want = epi.apply(s as f32, i, j);
+                    let tol = dot_tolerance(k, abs as f32) * 2.0 + GELU_TOL * want.abs() + 1e-6;
+                    let got = c[i * n + j];
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{} m={m} n={n} k={k} d={density}: [{i}][{j}] {got} vs {want}",
+                        t.spmm_f32_name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn spmm_edge_shapes_and_densities() {
+    for &m in &[1, 2, 15, 16, 17, 31, 33, 64, 129] {
+        for &(n, k) in &[(1, 1), (3, 7), (16, 16), (17, 33), (40, 100)] {
+            for (e, &d) in [0.0, 0.1, 0.5, 1.0].iter().enumerate() {
+                check(m, n, k, d, e as u8, (m * 7 + n * 3 + k) as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn spmm_model_shapes() {
+    for &(n, k) in &[(384, 384), (1536, 384), (384, 1536)] {
+        check(128, n, k, 0.3, 1, 5);
+        check(9, n, k, 0.1, 2, 6);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn spmm_random(m in 1usize..50, n in 1usize..60, k in 1usize..80, d in 0.0f64..1.0, e in 0u8..3, seed in 0u64..1000) {
+        check(m, n, k, d, e, seed);
+    }
+}
