@@ -217,7 +217,7 @@ pub fn spmm_f32_with(
             unsafe { (table.spmm_f32)(&args, rows.clone()) };
             // SAFETY: this chunk writes only columns `rows` of C.
             let c = unsafe { std::slice::from_raw_parts_mut(c_ptr.get(), clen) };
-            let ct = &args_ct(&args)[..];
+            let ct = args_ct(&args);
             (table.untranspose_f32)(
                 &ct[rows.start * mp..],
                 mp,

@@ -532,6 +532,7 @@ pub(crate) unsafe fn spmm_f32(args: &crate::spmm::SpmmArgs<'_>, rows: Range<usiz
 /// As [`spmm_f32`], with `m0 + 16·L ≤ mp`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 #[inline]
+#[allow(clippy::needless_range_loop)] // `h` also selects the token offset 16·h
 unsafe fn spmm_block<const L: usize>(args: &crate::spmm::SpmmArgs<'_>, j: usize, s: usize, m0: usize) {
     let mp = args.mp;
     // SAFETY: tokens m0 .. m0 + 16L of every row of Aᵀ exist (mp ≥ m0 + 16L, k rows).
