@@ -8,6 +8,6 @@ use std::path::Path;
 pub fn run(model: &str, output: &Path, force: bool) -> Result<()> {
     let dir = common::model_dir(model)?;
     let out = pare_compress::decompress::decompress(&dir, output, force, &mut |m| eprintln!("{m}"))?;
-    println!("{}", out.display());
+    println!("{}", out.out_dir.display());
     Ok(())
 }

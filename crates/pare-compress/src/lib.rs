@@ -3,9 +3,12 @@
 
 pub mod calibration;
 pub mod decompress;
+pub mod encode;
 pub mod error;
 pub mod output;
 pub mod quantize;
+pub mod source;
 
+pub use encode::Summary;
 pub use error::{CompressError, Result};
-pub use quantize::{QuantizeOptions, QuantizeSummary, quantize};
+pub use quantize::{QuantizeOptions, quantize};

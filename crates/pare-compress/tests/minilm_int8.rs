@@ -55,8 +55,7 @@ fn int8_default_meets_size_and_fidelity() {
     let bytes = std::fs::metadata(out.join("model.safetensors")).unwrap().len();
     let (mean, min) = fidelity(&out);
     eprintln!(
-        "int8 ({}): {bytes} bytes ({:.3}× of {}), cosine to PyTorch f32 mean {mean:.5} min {min:.5}",
-        summary.activations,
+        "int8: {bytes} bytes ({:.3}× of {}), cosine to PyTorch f32 mean {mean:.5} min {min:.5}",
         bytes as f64 / summary.file_bytes_before as f64,
         summary.file_bytes_before
     );

@@ -5,6 +5,7 @@
 use crate::error::{ModelError, Result};
 use crate::weight::{Embedding, Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
+use pare_formats::sparse::{self, Matrix};
 use pare_formats::{BertConfig, TensorFile};
 use pare_kernels::norm::layer_norm_with;
 use pare_kernels::par::{SharedRows, for_each_row_block};
@@ -239,10 +240,18 @@ impl Reader<'_> {
     fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
         let w = format!("{name}.weight");
         let bias = self.f32(&format!("{name}.bias"), &[out])?;
-        if self.dtype(&w)? != "I8" {
-            let dense = self.f32(&w, &[out, inp])?;
-            return Ok(Linear { weight: Weight::dense_f32(&dense, out, inp), bias });
-        }
+        let full = self.name(name);
+        let matrix = if sparse::is_bitmask(self.file, &full) {
+            sparse::bitmask_decode(self.file, &full, out, inp)?
+        } else if self.dtype(&w)? == "I8" {
+            Matrix::I8(self.file.i8(&self.name(&w), &[out, inp])?)
+        } else {
+            Matrix::F32(self.f32(&w, &[out, inp])?)
+        };
+        let q = match matrix {
+            Matrix::F32(dense) => return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias }),
+            Matrix::I8(q) => q,
+        };
         let scheme = self
             .quant
             .and_then(|q| q.scheme_for(name, ModuleKind::Linear))
@@ -259,12 +268,11 @@ impl Reader<'_> {
                 if wa.symmetric { "symmetric" } else { "asymmetric" }
             )));
         }
-        let q = self.file.i8(&self.name(&w), &[out, inp])?;
         let scales = self.scales(&format!("{name}.weight_scale"), out)?;
         let Some(ia) = scheme.input_activations.as_ref() else {
             // Weight-only int8: dequantize and run in float.
             let dense: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / inp]).collect();
-            return Ok(Linear { weight: Weight::dense_f32(&dense, out, inp), bias });
+            return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias });
         };
         if ia.num_bits != 8 || ia.kind != "int" {
             return Err(
@@ -331,20 +339,36 @@ impl Bert {
             token_type: r.embedding(EMBEDDING_NAMES[2], config.type_vocab_size, h)?,
             norm: r.norm("embeddings.LayerNorm", h, eps)?,
         };
+        let shapes = &compression.pare.layers;
+        if !shapes.is_empty() && shapes.len() != config.num_hidden_layers {
+            return Err(r.error(format!(
+                "{} records {} layer shapes for {} layers",
+                pare_formats::quant_config::PARE_EXTENSION_KEY,
+                shapes.len(),
+                config.num_hidden_layers
+            )));
+        }
+        let dh = config.head_dim();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
+            let (heads, inter) =
+                shapes.get(l).map_or((config.num_attention_heads, i), |s| (s.heads, s.intermediate_size));
+            if heads == 0 || heads > config.num_attention_heads || inter == 0 || inter > i {
+                return Err(r.error(format!("layer {l}: {heads} heads and {inter} neurons do not fit the config")));
+            }
+            let w = heads * dh;
             layers.push(BertLayer {
-                query: r.linear(&format!("{p}.attention.self.query"), h, h)?,
-                key: r.linear(&format!("{p}.attention.self.key"), h, h)?,
-                value: r.linear(&format!("{p}.attention.self.value"), h, h)?,
-                attn_out: r.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                query: r.linear(&format!("{p}.attention.self.query"), w, h)?,
+                key: r.linear(&format!("{p}.attention.self.key"), w, h)?,
+                value: r.linear(&format!("{p}.attention.self.value"), w, h)?,
+                attn_out: r.linear(&format!("{p}.attention.output.dense"), h, w)?,
                 attn_norm: r.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
-                ffn_up: r.linear(&format!("{p}.intermediate.dense"), i, h)?,
-                ffn_down: r.linear(&format!("{p}.output.dense"), h, i)?,
+                ffn_up: r.linear(&format!("{p}.intermediate.dense"), inter, h)?,
+                ffn_down: r.linear(&format!("{p}.output.dense"), h, inter)?,
                 ffn_norm: r.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
-                heads: config.num_attention_heads,
-                head_dim: config.head_dim(),
+                heads,
+                head_dim: dh,
             });
         }
         Ok(Bert { config: config.clone(), embeddings, layers })

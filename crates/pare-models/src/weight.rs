@@ -4,16 +4,51 @@
 use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
 use pare_kernels::quant::quantize_rows_with;
+use pare_kernels::spmm::spmm_f32_with;
 use pare_kernels::{
-    ActQuant, Activation, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8, quantize_rows,
+    ActQuant, Activation, CsrF32, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8,
+    quantize_rows, spmm_f32,
 };
 use std::cell::RefCell;
+
+/// Why a pruned f32 weight runs sparse or dense: its density and both kernels' times on this machine
+/// (one thread, [`CROSSOVER_TOKENS`] tokens, best of several runs), measured when the model loads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Crossover {
+    /// Fraction of nonzero weights.
+    pub density: f64,
+    /// Sparse kernel, microseconds (`NAN` when not measured).
+    pub sparse_us: f64,
+    /// Dense kernel, microseconds (`NAN` when not measured).
+    pub dense_us: f64,
+}
+
+/// Tokens of the timing problem that decides sparse against dense.
+pub const CROSSOVER_TOKENS: usize = 128;
+
+/// Densities above this run dense without measuring (the sparse kernel is slower there on every
+/// machine measured so far).
+pub const ALWAYS_DENSE_ABOVE: f64 = 0.75;
 
 /// The storage format of a Linear layer's weight `W[out][in]`.
 #[derive(Clone, Debug)]
 pub enum Weight {
     /// Dense float32, packed in column panels for the f32 GEMM.
     DenseF32(PackedF32),
+    /// A pruned float32 weight in compressed rows, for the sparse kernel.
+    SparseF32 {
+        /// The nonzeros.
+        csr: CsrF32,
+        /// Why it runs sparse.
+        why: Crossover,
+    },
+    /// A pruned float32 weight that runs dense because that measured faster.
+    PrunedDenseF32 {
+        /// Packed panels.
+        packed: PackedF32,
+        /// Why it runs dense.
+        why: Crossover,
+    },
     /// int8, one scale per output channel; inputs quantized to u8 as `act` says.
     Int8 {
         /// Packed weights, scales and column sums.
@@ -29,10 +64,39 @@ impl Weight {
         Weight::DenseF32(PackedF32::from_rows(w, out_features, in_features))
     }
 
+    /// An f32 weight from row-major `W[out][in]`: dense when it has no zeros worth skipping; when pruned,
+    /// sparse or dense, whichever kernel runs this shape faster here. `PARE_SPARSE=always|never`
+    /// overrides the measurement.
+    pub fn f32_auto(w: &[f32], n: usize, k: usize) -> Self {
+        let nnz = w.iter().filter(|v| **v != 0.0).count();
+        let density = nnz as f64 / (n * k).max(1) as f64;
+        if density >= 0.99 || k > 1 << 16 {
+            return Weight::dense_f32(w, n, k);
+        }
+        let packed = PackedF32::from_rows(w, n, k);
+        let unmeasured = Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN };
+        match std::env::var("PARE_SPARSE").as_deref() {
+            Ok("always") => return Weight::SparseF32 { csr: CsrF32::from_dense(w, n, k), why: unmeasured },
+            Ok("never") => return Weight::PrunedDenseF32 { packed, why: unmeasured },
+            _ => {}
+        }
+        if density > ALWAYS_DENSE_ABOVE {
+            return Weight::PrunedDenseF32 { packed, why: unmeasured };
+        }
+        let csr = CsrF32::from_dense(w, n, k);
+        let why = measure_crossover(&packed, &csr, density);
+        if why.sparse_us < why.dense_us {
+            Weight::SparseF32 { csr, why }
+        } else {
+            Weight::PrunedDenseF32 { packed, why }
+        }
+    }
+
     /// Output features.
     pub fn out_features(&self) -> usize {
         match self {
-            Weight::DenseF32(p) => p.n(),
+            Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.n(),
+            Weight::SparseF32 { csr, .. } => csr.n(),
             Weight::Int8 { packed, .. } => packed.n(),
         }
     }
@@ -40,15 +104,33 @@ impl Weight {
     /// Input features.
     pub fn in_features(&self) -> usize {
         match self {
-            Weight::DenseF32(p) => p.k(),
+            Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.k(),
+            Weight::SparseF32 { csr, .. } => csr.k(),
             Weight::Int8 { packed, .. } => packed.k(),
+        }
+    }
+
+    /// Why a pruned weight runs the way it does.
+    pub fn crossover(&self) -> Option<Crossover> {
+        match self {
+            Weight::SparseF32 { why, .. } | Weight::PrunedDenseF32 { why, .. } => Some(*why),
+            _ => None,
         }
     }
 
     /// Short name of the format, for `inspect` and reports.
     pub fn format(&self) -> String {
+        let times = |w: &Crossover| {
+            if w.sparse_us.is_nan() {
+                format!("density {:.2}", w.density)
+            } else {
+                format!("density {:.2}; sparse {:.0} µs vs dense {:.0} µs", w.density, w.sparse_us, w.dense_us)
+            }
+        };
         match self {
             Weight::DenseF32(_) => "f32 dense".into(),
+            Weight::SparseF32 { why, .. } => format!("f32 sparse ({})", times(why)),
+            Weight::PrunedDenseF32 { why, .. } => format!("f32 dense, pruned ({})", times(why)),
             Weight::Int8 { act, packed } => format!(
                 "int8 × u8 {}{}",
                 match act {
@@ -67,7 +149,8 @@ impl Weight {
     /// Bytes the weight occupies in memory.
     pub fn bytes(&self) -> usize {
         match self {
-            Weight::DenseF32(p) => p.bytes(),
+            Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.bytes(),
+            Weight::SparseF32 { csr, .. } => csr.bytes(),
             Weight::Int8 { packed, .. } => packed.bytes(),
         }
     }
@@ -75,7 +158,8 @@ impl Weight {
     /// Back to row-major f32 `W[out][in]` (dequantised / densified where applicable).
     pub fn to_dense(&self) -> Vec<f32> {
         match self {
-            Weight::DenseF32(p) => p.to_rows(),
+            Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.to_rows(),
+            Weight::SparseF32 { csr, .. } => csr.to_dense(),
             Weight::Int8 { packed, .. } => packed.dequantize(),
         }
     }
@@ -160,7 +244,10 @@ impl Linear {
         let epi = Epilogue { bias: Some(&self.bias), act, residual: residual.map(|r| (r, n)), ..Epilogue::default() };
         let out = &mut out[..rows * n];
         match &self.weight {
-            Weight::DenseF32(p) => gemm_f32(x.values(), k, rows, p, out, n, &epi),
+            Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => {
+                gemm_f32(x.values(), k, rows, p, out, n, &epi)
+            }
+            Weight::SparseF32 { csr, .. } => spmm_f32(x.values(), k, rows, csr, out, n, &epi),
             Weight::Int8 { packed, act: mode } => {
                 let q = x.quantized(*mode, packed.outliers());
                 gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi }, split);
@@ -177,7 +264,7 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
     fn epi(l: &Linear) -> Epilogue<'_> {
         Epilogue::bias(&l.bias)
     }
-    let all_f32 = lins.iter().all(|l| matches!(l.weight, Weight::DenseF32(_)));
+    let all_f32 = lins.iter().all(|l| matches!(l.weight, Weight::DenseF32(_) | Weight::PrunedDenseF32 { .. }));
     let first_i8 = match &lins.first().map(|l| &l.weight) {
         Some(Weight::Int8 { packed, act }) => Some((*act, packed.outliers().to_vec())),
         _ => None,
@@ -192,11 +279,11 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
             .iter()
             .zip(outs)
             .map(|(l, o)| match &l.weight {
-                Weight::DenseF32(p) => {
+                Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => {
                     let n = p.n();
                     (p, &mut o[..rows * n], n, epi(l))
                 }
-                Weight::Int8 { .. } => unreachable!("checked: all dense f32"),
+                _ => unreachable!("checked: all dense f32"),
             })
             .collect();
         gemm_f32_group(x.values(), k, rows, jobs);
@@ -210,7 +297,7 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
                     let n = packed.n();
                     (packed, I8Out::F32 { c: &mut o[..rows * n], ldc: n, epi: epi(l) })
                 }
-                Weight::DenseF32(_) => unreachable!("checked: all int8"),
+                _ => unreachable!("checked: all int8"),
             })
             .collect();
         gemm_u8s8_group(&q, jobs);
@@ -238,7 +325,10 @@ impl Linear {
         let epi = Epilogue { bias: Some(&self.bias), act, residual: residual.map(|r| (r, n)), ..Epilogue::default() };
         let out = &mut out[..rows * n];
         match &self.weight {
-            Weight::DenseF32(p) => gemm_f32_with(table, &x[..rows * k], k, rows, p, out, n, &epi),
+            Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => {
+                gemm_f32_with(table, &x[..rows * k], k, rows, p, out, n, &epi)
+            }
+            Weight::SparseF32 { csr, .. } => spmm_f32_with(table, &x[..rows * k], k, rows, csr, out, n, &epi, false),
             Weight::Int8 { packed, act: mode } => {
                 quantize_rows_with(table, x, rows, k, k, *mode, packed.outliers(), scratch);
                 gemm_u8s8_with(table, scratch, packed, I8Out::F32 { c: out, ldc: n, epi });
@@ -312,4 +402,26 @@ impl Embedding {
             Embedding::Int8 { .. } => "int8 rows",
         }
     }
+}
+
+/// Times the dense and sparse kernels on this weight (one thread, [`CROSSOVER_TOKENS`] tokens).
+fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossover {
+    let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
+    let table = pare_kernels::dispatch::table();
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect();
+    let mut c = vec![0f32; m * n];
+    let epi = Epilogue::default();
+    let best = |f: &mut dyn FnMut()| {
+        f();
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let dense_us = best(&mut || gemm_f32_with(table, &a, k, m, packed, &mut c, n, &epi));
+    let sparse_us = best(&mut || spmm_f32_with(table, &a, k, m, csr, &mut c, n, &epi, false));
+    Crossover { density, sparse_us, dense_us }
 }
