@@ -76,6 +76,15 @@ impl SparseLayout {
     }
 }
 
+/// Per-layer sizes after structured pruning.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Structure {
+    /// Heads and neurons kept in each layer.
+    pub layers: Vec<LayerShape>,
+    /// Heads removed from each layer (original indices), for Hugging Face's `pruned_heads`.
+    pub removed_heads: BTreeMap<usize, Vec<usize>>,
+}
+
 /// What to write.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
@@ -83,8 +92,8 @@ pub struct Plan {
     pub quant: Option<QuantPlan>,
     /// Sparse storage of the Linear weights, if pruned.
     pub sparsity: Option<SparseLayout>,
-    /// Per-layer sizes (structured pruning), and the heads removed from each layer (original indices).
-    pub structure: Option<(Vec<LayerShape>, BTreeMap<usize, Vec<usize>>)>,
+    /// Per-layer sizes (structured pruning).
+    pub structure: Option<Structure>,
     /// Fields added to the `pare_compression` block (method, sparsity, calibration, ...).
     pub info: serde_json::Map<String, serde_json::Value>,
 }
@@ -370,7 +379,7 @@ fn config_json(src: &Source, model: &Bert, plan: &Plan) -> Result<serde_json::Va
     }
     let ext = PareExtension {
         activation_outliers: plan.quant.as_ref().map(|q| q.outliers.clone()).unwrap_or_default(),
-        layers: plan.structure.as_ref().map(|(l, _)| l.clone()).unwrap_or_default(),
+        layers: plan.structure.as_ref().map(|st| st.layers.clone()).unwrap_or_default(),
     };
     let mut block = serde_json::to_value(&ext).map_err(|e| CompressError::Invalid(e.to_string()))?;
     let b = block.as_object_mut().expect("a struct serialises to an object");
@@ -392,9 +401,13 @@ fn config_json(src: &Source, model: &Bert, plan: &Plan) -> Result<serde_json::Va
     if plan.quant.is_some() || plan.sparsity.is_some() || plan.structure.is_some() || !plan.info.is_empty() {
         obj.insert(PARE_EXTENSION_KEY.into(), block);
     }
-    if let Some((_, removed)) = plan.structure.as_ref() {
-        let ph: serde_json::Map<String, serde_json::Value> =
-            removed.iter().filter(|(_, v)| !v.is_empty()).map(|(l, v)| (l.to_string(), serde_json::json!(v))).collect();
+    if let Some(st) = plan.structure.as_ref() {
+        let ph: serde_json::Map<String, serde_json::Value> = st
+            .removed_heads
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(l, v)| (l.to_string(), serde_json::json!(v)))
+            .collect();
         obj.insert("pruned_heads".into(), serde_json::Value::Object(ph));
     }
     Ok(config)

@@ -12,7 +12,7 @@
 //! are unchanged; the channel lists go to config.json's `pare_compression` block.
 
 use crate::calibration;
-use crate::encode::{self, Plan, QuantPlan, SparseLayout, Summary};
+use crate::encode::{self, Plan, QuantPlan, SparseLayout, Structure, Summary};
 use crate::error::{CompressError, Result};
 use crate::source::Source;
 use pare_formats::ModelDir;
@@ -185,7 +185,7 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
         embeddings: !opts.keep_float.iter().any(|k| k == "embeddings"),
         describe: describe(opts.activations, opts.symmetric_activations),
         outliers_per_linear: opts.outliers,
-        calibration: needs_calibration.then(|| (source, samples.len())),
+        calibration: needs_calibration.then_some((source, samples.len())),
     })
 }
 
@@ -214,7 +214,7 @@ pub fn inherited(src: &Source) -> Result<Plan> {
                     .collect()
             })
             .unwrap_or_default();
-        (layers.clone(), removed)
+        Structure { layers: layers.clone(), removed_heads: removed }
     });
     let mut info = serde_json::Map::new();
     if let Some(old) = src.config.get(pare_formats::quant_config::PARE_EXTENSION_KEY).and_then(|v| v.as_object()) {
