@@ -7,6 +7,7 @@ mod decompress;
 mod embed;
 mod hwbench;
 mod inspect;
+mod prune;
 mod quantize;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Quantize a float model (int8 weights, embeddings and activations) into OUT_DIR.
     Quantize(quantize::QuantizeArgs),
+    /// Prune a model (magnitude, wanda, sparsegpt, nm, structured) into OUT_DIR, stored packed.
+    Prune(prune::PruneArgs),
     /// Speed of every available kernel against this machine's measured peak.
     Hwbench(hwbench::HwbenchArgs),
     /// Write any model pare runs as a plain float32 model (weights dequantized and densified).
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Quantize(args) => quantize::run(&args),
         Command::Hwbench(args) => hwbench::run(&args),
+        Command::Prune(args) => prune::run(&args),
         Command::Decompress { model, output, force } => decompress::run(&model, &output, force),
     };
     match result {

@@ -1,15 +1,16 @@
 //! Calibration text: a file of the user's (one sample per line) or the set embedded in the binary —
-//! verses of the King James Version's Genesis (public domain), verse numbers removed, verses of six
-//! words or more. It shares no sentence with the evaluation sets of pare's tests and reports.
+//! 1024 verses of the King James Version (public domain) drawn across the whole book, as
+//! `scripts/make-calibration-text` makes them from Debian's bible-kjv (`bible -l0 gen1:1-rev22:21`).
+//! It shares no sentence with the evaluation sets of pare's tests and reports.
 
 use crate::error::{CompressError, Result};
 use std::path::Path;
 
 /// The embedded calibration set, one sample per line.
-pub const DEFAULT_TEXT: &str = include_str!("../data/calibration-kjv-genesis.txt");
+pub const DEFAULT_TEXT: &str = include_str!("../data/calibration-kjv.txt");
 
 /// Name of the embedded set in reports and configs.
-pub const DEFAULT_NAME: &str = "builtin:kjv-genesis";
+pub const DEFAULT_NAME: &str = "builtin:kjv";
 
 /// Samples of a calibration file: its non-blank lines. An empty file is an error.
 pub fn load(path: &Path) -> Result<Vec<String>> {

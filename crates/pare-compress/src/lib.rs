@@ -5,7 +5,9 @@ pub mod calibration;
 pub mod decompress;
 pub mod encode;
 pub mod error;
+pub mod linalg;
 pub mod output;
+pub mod prune;
 pub mod quantize;
 pub mod source;
 

@@ -452,6 +452,21 @@ impl Bert {
         Ok(())
     }
 
+    /// Runs layer `l` alone on `hidden` (`tokens × hidden`, the layer's input, replaced by its output),
+    /// calling `hook` with each Linear's input (names relative to the layer). For calibration.
+    pub fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], ws: &mut Workspace, hook: Option<LinearHook>) {
+        let (t, h) = (b.tokens(), self.hidden());
+        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx] {
+            resize(v, t * h);
+        }
+        ws.x[..t * h].copy_from_slice(&hidden[..t * h]);
+        match hook {
+            Some(hk) => self.layers[l].forward_observed(b, ws, hk),
+            None => self.layers[l].forward(b, ws),
+        }
+        hidden[..t * h].copy_from_slice(&ws.x[..t * h]);
+    }
+
     /// Sum of the three embeddings for every token, then LayerNorm, into `x[tokens][hidden]`.
     pub fn embed(&self, b: &Batch, x: &mut [f32]) {
         let h = self.hidden();
@@ -507,6 +522,19 @@ pub const LINEAR_NAMES: [&str; 6] = [
 ];
 
 impl BertLayer {
+    /// The Linear of a checkpoint name relative to the layer (one of [`LINEAR_NAMES`]).
+    pub fn linear_mut(&mut self, name: &str) -> &mut Linear {
+        match name {
+            "attention.self.query" => &mut self.query,
+            "attention.self.key" => &mut self.key,
+            "attention.self.value" => &mut self.value,
+            "attention.output.dense" => &mut self.attn_out,
+            "intermediate.dense" => &mut self.ffn_up,
+            "output.dense" => &mut self.ffn_down,
+            other => panic!("no Linear named {other} in a BERT layer"),
+        }
+    }
+
     /// The layer's Linears with their checkpoint names (relative to the layer).
     pub fn named_linears(&self) -> [(&'static str, &Linear); 6] {
         [
