@@ -277,10 +277,17 @@ pub fn write(
     let prefix = if src.file.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
     let modules: HashSet<String> =
         model.linears().into_iter().map(|(n, _)| n).chain(EMBEDDING_NAMES.iter().map(|s| s.to_string())).collect();
+    // The pooler (BertModel's dense + tanh over [CLS]) never contributes to a sentence embedding: pare
+    // pools the last hidden state as the sentence-transformers files say. It is dropped, and recorded.
+    let mut dropped = Vec::new();
     for info in src.file.infos() {
         let bare = info.name.strip_prefix(prefix).unwrap_or(&info.name);
         let module = bare.rsplit_once('.').map(|(m, _)| m).unwrap_or(bare);
         if written.contains(bare) || modules.contains(module) || bare.contains("LayerNorm") {
+            continue;
+        }
+        if bare.starts_with("pooler.") {
+            dropped.push(bare.to_string());
             continue;
         }
         tensors.push(TensorData {
@@ -291,7 +298,10 @@ pub fn write(
         });
     }
 
-    let config = config_json(src, model, plan)?;
+    if !dropped.is_empty() {
+        log(&format!("dropped tensors no sentence embedding uses: {}", dropped.join(", ")));
+    }
+    let config = config_json(src, model, plan, &dropped)?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let out_dir = write_model_dir(&src.dir.root, out, &config, &tensors, metadata)?;
     let before = std::fs::metadata(src.dir.file("model.safetensors")).map(|m| m.len()).unwrap_or(0);
@@ -306,7 +316,7 @@ pub fn write(
 }
 
 /// config.json of the result: the source's, with the compression blocks replaced.
-fn config_json(src: &Source, model: &Bert, plan: &Plan) -> Result<serde_json::Value> {
+fn config_json(src: &Source, model: &Bert, plan: &Plan, dropped: &[String]) -> Result<serde_json::Value> {
     let mut config = src.config.clone();
     let obj = config.as_object_mut().ok_or_else(|| CompressError::Invalid("config.json is not an object".into()))?;
     for k in ["quantization_config", "compression_config", PARE_EXTENSION_KEY, "pruned_heads"] {
@@ -398,7 +408,15 @@ fn config_json(src: &Source, model: &Bert, plan: &Plan) -> Result<serde_json::Va
     for (k, v) in &plan.info {
         b.insert(k.clone(), v.clone());
     }
-    if plan.quant.is_some() || plan.sparsity.is_some() || plan.structure.is_some() || !plan.info.is_empty() {
+    if !dropped.is_empty() {
+        b.insert("dropped_unused".into(), serde_json::json!(dropped));
+    }
+    if plan.quant.is_some()
+        || plan.sparsity.is_some()
+        || plan.structure.is_some()
+        || !plan.info.is_empty()
+        || !dropped.is_empty()
+    {
         obj.insert(PARE_EXTENSION_KEY.into(), block);
     }
     if let Some(st) = plan.structure.as_ref() {

@@ -29,6 +29,9 @@ pub struct Table {
     pub(crate) spmm_f32: crate::spmm::SpmmKernel,
     /// Name of the sparse f32 kernel.
     pub spmm_f32_name: &'static str,
+    pub(crate) spmm_u8s8: crate::spmm_i8::SpmmI8Kernel,
+    /// Name of the sparse integer kernel.
+    pub spmm_u8s8_name: &'static str,
     pub(crate) transpose_f32: crate::spmm::TransposeKernel,
     pub(crate) untranspose_f32: crate::spmm::UntransposeKernel,
     /// Fast path of row packing (16 × 16 transposes) when the CPU has one.
@@ -68,6 +71,8 @@ impl Table {
             pack_rows: None,
             spmm_f32: reference::spmm_f32_kernel,
             spmm_f32_name: "spmm_f32_csr_ref_scalar",
+            spmm_u8s8: reference::spmm_u8s8_kernel,
+            spmm_u8s8_name: "spmm_u8s8_csr_ref_scalar",
             transpose_f32: reference::transpose_f32,
             untranspose_f32: reference::untranspose_f32,
             softmax_name: "softmax_f32_ref_scalar",

@@ -15,6 +15,7 @@ pub mod peak;
 pub mod quant;
 pub mod reference;
 pub mod spmm;
+pub mod spmm_i8;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -26,3 +27,4 @@ pub use isa::Isa;
 pub use norm::layer_norm;
 pub use quant::{ActQuant, quantize_rows};
 pub use spmm::{CsrF32, spmm_f32};
+pub use spmm_i8::{CsrI8, spmm_u8s8};

@@ -103,3 +103,67 @@ proptest! {
         check(m, n, k, d, e, seed);
     }
 }
+
+/// The sparse integer kernel against the dense one on the same pruned weights: bit-identical without
+/// GELU (same arithmetic), within the GELU budget with it.
+fn check_i8(m: usize, n: usize, k: usize, density: f64, outliers: &[u32], seed: u64) {
+    use pare_kernels::gemm_i8::gemm_u8s8_with;
+    use pare_kernels::quant::{ActQuant, quantize_rows_with};
+    use pare_kernels::spmm_i8::spmm_u8s8_with;
+    use pare_kernels::{CsrI8, I8Out, PackedI8, QuantRows};
+    let x: Vec<f32> = fill(m * k, seed).iter().map(|v| v * 3.0).collect();
+    let keep = fill(n * k, seed + 1);
+    let q: Vec<i8> = fill(n * k, seed + 2)
+        .iter()
+        .zip(&keep)
+        .map(|(v, r)| if ((r + 1.0) / 2.0) as f64 <= density { (v * 127.0).round() as i8 } else { 0 })
+        .collect();
+    let scales: Vec<f32> = fill(n, seed + 3).iter().map(|v| 0.01 + v.abs() * 0.02).collect();
+    let dense = PackedI8::from_rows(&q, &scales, n, k).with_outliers(outliers);
+    let sparse = CsrI8::from_dense(&q, &scales, n, k).with_outliers(outliers);
+    assert_eq!(sparse.to_rows(), q);
+    let reference = Table::reference();
+    let mut a = QuantRows::default();
+    quantize_rows_with(&reference, &x, m, k, k, ActQuant::DynamicAsymmetric, outliers, &mut a);
+    let bias = fill(n, seed + 4);
+    let res = fill(m * n, seed + 5);
+    for act in [Activation::None, Activation::Gelu] {
+        let epi = Epilogue { bias: Some(&bias), act, residual: Some((&res, n)), ..Epilogue::default() };
+        let mut want = vec![0f32; m * n];
+        gemm_u8s8_with(&reference, &a, &dense, I8Out::F32 { c: &mut want, ldc: n, epi });
+        for t in tiers() {
+            for parallel in [false, true] {
+                let mut got = vec![f32::NAN; m * n];
+                spmm_u8s8_with(&t, &a, &sparse, &mut got, n, &epi, parallel);
+                for idx in 0..m * n {
+                    if act == Activation::None {
+                        assert_eq!(
+                            got[idx].to_bits(),
+                            want[idx].to_bits(),
+                            "{} m={m} n={n} k={k} [{idx}]",
+                            t.spmm_u8s8_name
+                        );
+                    } else {
+                        assert!(
+                            (got[idx] - want[idx]).abs() <= GELU_TOL * want[idx].abs().max(1.0),
+                            "{} gelu [{idx}]",
+                            t.spmm_u8s8_name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn spmm_i8_matches_dense_int8() {
+    for &m in &[1, 15, 16, 17, 64, 130] {
+        for &(n, k) in &[(1, 4), (17, 33), (64, 96), (384, 384)] {
+            for &d in &[0.0, 0.1, 0.5, 1.0] {
+                let outliers: Vec<u32> = if k >= 33 { vec![3, 17, 31, 32] } else { vec![] };
+                check_i8(m, n, k, d, &outliers, (m + n + k) as u64);
+            }
+        }
+    }
+}

@@ -309,8 +309,7 @@ impl Reader<'_> {
         if outliers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(self.error(format!("{name}: activation outlier channels must be distinct and ascending")));
         }
-        let packed = pare_kernels::PackedI8::from_rows(&q, &scales, out, inp).with_outliers(&outliers);
-        Ok(Linear { weight: Weight::Int8 { packed, act }, bias })
+        Ok(Linear { weight: Weight::i8_auto(&q, &scales, out, inp, act, &outliers), bias })
     }
 }
 

@@ -5,9 +5,10 @@ use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
 use pare_kernels::quant::quantize_rows_with;
 use pare_kernels::spmm::spmm_f32_with;
+use pare_kernels::spmm_i8::spmm_u8s8_with;
 use pare_kernels::{
-    ActQuant, Activation, CsrF32, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8,
-    quantize_rows, spmm_f32,
+    ActQuant, Activation, CsrF32, CsrI8, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8,
+    quantize_rows, spmm_f32, spmm_u8s8,
 };
 use std::cell::RefCell;
 
@@ -47,6 +48,15 @@ pub enum Weight {
         /// Packed panels.
         packed: PackedF32,
         /// Why it runs dense.
+        why: Crossover,
+    },
+    /// A pruned int8 weight in compressed rows, for the sparse integer kernel.
+    SparseI8 {
+        /// The nonzeros, scales and outlier columns.
+        csr: CsrI8,
+        /// How this layer's input activations are quantized.
+        act: ActQuant,
+        /// Why it runs sparse.
         why: Crossover,
     },
     /// int8, one scale per output channel; inputs quantized to u8 as `act` says.
@@ -92,11 +102,36 @@ impl Weight {
         }
     }
 
+    /// An int8 weight `q[n][k]` with per-row `scales`: dense, or — when pruned and faster measured —
+    /// sparse. `PARE_SPARSE=always|never` overrides the measurement.
+    pub fn i8_auto(q: &[i8], scales: &[f32], n: usize, k: usize, act: ActQuant, outliers: &[u32]) -> Self {
+        let packed = PackedI8::from_rows(q, scales, n, k).with_outliers(outliers);
+        let nnz = q.iter().filter(|v| **v != 0).count();
+        let density = nnz as f64 / (n * k).max(1) as f64;
+        if density >= 0.99 || k > 1 << 16 {
+            return Weight::Int8 { packed, act };
+        }
+        let sparse = || CsrI8::from_dense(q, scales, n, k).with_outliers(outliers);
+        let unmeasured = Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN };
+        match std::env::var("PARE_SPARSE").as_deref() {
+            Ok("always") => return Weight::SparseI8 { csr: sparse(), act, why: unmeasured },
+            Ok("never") => return Weight::Int8 { packed, act },
+            _ => {}
+        }
+        if density > ALWAYS_DENSE_ABOVE {
+            return Weight::Int8 { packed, act };
+        }
+        let csr = sparse();
+        let why = measure_crossover_i8(&packed, &csr, density, act, outliers);
+        if why.sparse_us < why.dense_us { Weight::SparseI8 { csr, act, why } } else { Weight::Int8 { packed, act } }
+    }
+
     /// Output features.
     pub fn out_features(&self) -> usize {
         match self {
             Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.n(),
             Weight::SparseF32 { csr, .. } => csr.n(),
+            Weight::SparseI8 { csr, .. } => csr.n(),
             Weight::Int8 { packed, .. } => packed.n(),
         }
     }
@@ -106,6 +141,7 @@ impl Weight {
         match self {
             Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.k(),
             Weight::SparseF32 { csr, .. } => csr.k(),
+            Weight::SparseI8 { csr, .. } => csr.k(),
             Weight::Int8 { packed, .. } => packed.k(),
         }
     }
@@ -113,7 +149,9 @@ impl Weight {
     /// Why a pruned weight runs the way it does.
     pub fn crossover(&self) -> Option<Crossover> {
         match self {
-            Weight::SparseF32 { why, .. } | Weight::PrunedDenseF32 { why, .. } => Some(*why),
+            Weight::SparseF32 { why, .. } | Weight::PrunedDenseF32 { why, .. } | Weight::SparseI8 { why, .. } => {
+                Some(*why)
+            }
             _ => None,
         }
     }
@@ -131,6 +169,7 @@ impl Weight {
             Weight::DenseF32(_) => "f32 dense".into(),
             Weight::SparseF32 { why, .. } => format!("f32 sparse ({})", times(why)),
             Weight::PrunedDenseF32 { why, .. } => format!("f32 dense, pruned ({})", times(why)),
+            Weight::SparseI8 { why, .. } => format!("int8 sparse ({})", times(why)),
             Weight::Int8 { act, packed } => format!(
                 "int8 × u8 {}{}",
                 match act {
@@ -151,6 +190,7 @@ impl Weight {
         match self {
             Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.bytes(),
             Weight::SparseF32 { csr, .. } => csr.bytes(),
+            Weight::SparseI8 { csr, .. } => csr.bytes(),
             Weight::Int8 { packed, .. } => packed.bytes(),
         }
     }
@@ -160,6 +200,7 @@ impl Weight {
         match self {
             Weight::DenseF32(p) | Weight::PrunedDenseF32 { packed: p, .. } => p.to_rows(),
             Weight::SparseF32 { csr, .. } => csr.to_dense(),
+            Weight::SparseI8 { csr, .. } => csr.dequantize(),
             Weight::Int8 { packed, .. } => packed.dequantize(),
         }
     }
@@ -252,6 +293,10 @@ impl Linear {
                 let q = x.quantized(*mode, packed.outliers());
                 gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi }, split);
             }
+            Weight::SparseI8 { csr, act: mode, .. } => {
+                let q = x.quantized(*mode, csr.outliers());
+                spmm_u8s8(&q, csr, out, n, &epi);
+            }
         }
     }
 }
@@ -332,6 +377,10 @@ impl Linear {
             Weight::Int8 { packed, act: mode } => {
                 quantize_rows_with(table, x, rows, k, k, *mode, packed.outliers(), scratch);
                 gemm_u8s8_with(table, scratch, packed, I8Out::F32 { c: out, ldc: n, epi });
+            }
+            Weight::SparseI8 { csr, act: mode, .. } => {
+                quantize_rows_with(table, x, rows, k, k, *mode, csr.outliers(), scratch);
+                spmm_u8s8_with(table, scratch, csr, out, n, &epi, false);
             }
         }
     }
@@ -423,5 +472,29 @@ fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossove
     };
     let dense_us = best(&mut || gemm_f32_with(table, &a, k, m, packed, &mut c, n, &epi));
     let sparse_us = best(&mut || spmm_f32_with(table, &a, k, m, csr, &mut c, n, &epi, false));
+    Crossover { density, sparse_us, dense_us }
+}
+
+/// Times the dense and sparse integer kernels on this weight (one thread, [`CROSSOVER_TOKENS`] tokens).
+fn measure_crossover_i8(packed: &PackedI8, csr: &CsrI8, density: f64, act: ActQuant, outliers: &[u32]) -> Crossover {
+    let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
+    let table = pare_kernels::dispatch::table();
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect();
+    let mut q = QuantRows::default();
+    quantize_rows_with(table, &a, m, k, k, act, outliers, &mut q);
+    let mut c = vec![0f32; m * n];
+    let epi = Epilogue::default();
+    let best = |f: &mut dyn FnMut()| {
+        f();
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let dense_us = best(&mut || gemm_u8s8_with(table, &q, packed, I8Out::F32 { c: &mut c, ldc: n, epi }));
+    let sparse_us = best(&mut || spmm_u8s8_with(table, &q, csr, &mut c, n, &epi, false));
     Crossover { density, sparse_us, dense_us }
 }

@@ -176,3 +176,19 @@ pub(crate) fn untranspose_f32(
         }
     }
 }
+
+/// Reference sparse integer kernel: rows `rows` of the dequantized `Cᵀ`.
+///
+/// # Safety
+/// As [`crate::spmm_i8::SpmmI8Kernel`].
+pub(crate) unsafe fn spmm_u8s8_kernel(args: &crate::spmm_i8::SpmmI8Args<'_>, rows: Range<usize>) {
+    for j in rows {
+        let (cols, vals) = args.w.row(j);
+        for i in 0..args.mp {
+            let acc: i32 =
+                cols.iter().zip(vals).map(|(&c, &v)| args.qt[c as usize * args.mp + i] as i32 * v as i32).sum();
+            // SAFETY: row j of Cᵀ (mp floats) is ours.
+            unsafe { *args.ct.get().add(j * args.mp + i) = args.finish(acc, j, i) };
+        }
+    }
+}

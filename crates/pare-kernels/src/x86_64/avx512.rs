@@ -636,3 +636,42 @@ fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32]
         }
     }
 }
+
+/// Sparse integer kernel: per row and block of 16 tokens, the nonzeros multiply zero-extended u8
+/// activations into i32 lanes (two accumulators in turn); the epilogue dequantizes with the same
+/// operations as the scalar definition.
+///
+/// # Safety
+/// As [`crate::spmm_i8::SpmmI8Kernel`]; the CPU has AVX-512F/BW.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn spmm_u8s8(args: &crate::spmm_i8::SpmmI8Args<'_>, rows: Range<usize>) {
+    let mp = args.mp;
+    let no = args.w.outliers().len();
+    for j in rows {
+        let (cols, vals) = args.w.row(j);
+        let (rs, sw) = (_mm512_set1_epi32(args.row_sum(j)), _mm512_set1_ps(args.scale(j)));
+        for m0 in (0..mp).step_by(16) {
+            let mut acc = [_mm512_setzero_si512(); 2];
+            for (t, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+                // SAFETY: 16 bytes at tokens m0 .. m0 + 16 ≤ mp of row c < k of qᵀ.
+                let x =
+                    _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(args.qt.as_ptr().add(c as usize * mp + m0).cast()) });
+                acc[t & 1] = _mm512_add_epi32(acc[t & 1], _mm512_mullo_epi32(x, _mm512_set1_epi32(v as i32)));
+            }
+            let acc = _mm512_add_epi32(acc[0], acc[1]);
+            // SAFETY: per-token arrays hold mp values.
+            let (z, sx) = unsafe {
+                (_mm512_loadu_si512(args.zx.as_ptr().add(m0).cast()), _mm512_loadu_ps(args.sx.as_ptr().add(m0)))
+            };
+            let corr = _mm512_sub_epi32(acc, _mm512_mullo_epi32(z, rs));
+            let mut f = _mm512_mul_ps(_mm512_cvtepi32_ps(corr), _mm512_mul_ps(sx, sw));
+            for t in 0..no {
+                // SAFETY: outlier values are `[outliers][mp]`.
+                let xo = unsafe { _mm512_loadu_ps(args.xo.as_ptr().add(t * mp + m0)) };
+                f = _mm512_fmadd_ps(xo, _mm512_set1_ps(args.outlier_w(t, j)), f);
+            }
+            // SAFETY: row j of Cᵀ is ours; tokens m0 .. m0 + 16 ≤ mp.
+            unsafe { _mm512_storeu_ps(args.ct.get().add(j * mp + m0), f) };
+        }
+    }
+}

@@ -33,7 +33,9 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.quantize_row = avx512::quantize_row;
         t.pack_rows = Some(avx512::pack_rows_f32);
         t.spmm_f32 = avx512::spmm_f32;
-        t.spmm_f32_name = "spmm_f32_csr32t_avx512";
+        t.spmm_f32_name = "spmm_f32_csr64t_avx512";
+        t.spmm_u8s8 = avx512::spmm_u8s8;
+        t.spmm_u8s8_name = "spmm_u8s8_csr16t_avx512";
         t.transpose_f32 = avx512::transpose_f32;
         t.untranspose_f32 = avx512::untranspose_f32;
         t.quantize_row_name = "quantize_u8_avx512";
