@@ -83,6 +83,8 @@ pub struct Structure {
     pub layers: Vec<LayerShape>,
     /// Heads removed from each layer (original indices), for Hugging Face's `pruned_heads`.
     pub removed_heads: BTreeMap<usize, Vec<usize>>,
+    /// FFN neurons removed from each layer (original indices).
+    pub removed_neurons: BTreeMap<usize, Vec<usize>>,
 }
 
 /// What to write.
@@ -427,6 +429,11 @@ fn config_json(src: &Source, model: &Bert, plan: &Plan, dropped: &[String]) -> R
             .map(|(l, v)| (l.to_string(), serde_json::json!(v)))
             .collect();
         obj.insert("pruned_heads".into(), serde_json::Value::Object(ph));
+        let rn: serde_json::Map<String, serde_json::Value> =
+            st.removed_neurons.iter().map(|(l, v)| (l.to_string(), serde_json::json!(v))).collect();
+        if let Some(b) = obj.get_mut(PARE_EXTENSION_KEY).and_then(|b| b.as_object_mut()) {
+            b.insert("removed_neurons".into(), serde_json::Value::Object(rn));
+        }
     }
     Ok(config)
 }

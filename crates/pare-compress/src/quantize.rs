@@ -199,22 +199,25 @@ pub fn inherited(src: &Source) -> Result<Plan> {
     };
     let layers = &src.compression.pare.layers;
     let structure = (!layers.is_empty()).then(|| {
-        let removed: BTreeMap<usize, Vec<usize>> = src
-            .config
-            .get("pruned_heads")
-            .and_then(|v| v.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        Some((
-                            k.parse().ok()?,
-                            v.as_array()?.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Structure { layers: layers.clone(), removed_heads: removed }
+        let per_layer = |v: Option<&serde_json::Value>| -> BTreeMap<usize, Vec<usize>> {
+            v.and_then(|v| v.as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            Some((
+                                k.parse().ok()?,
+                                v.as_array()?.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let removed = per_layer(src.config.get("pruned_heads"));
+        let neurons = per_layer(
+            src.config.get(pare_formats::quant_config::PARE_EXTENSION_KEY).and_then(|b| b.get("removed_neurons")),
+        );
+        Structure { layers: layers.clone(), removed_heads: removed, removed_neurons: neurons }
     });
     let mut info = serde_json::Map::new();
     if let Some(old) = src.config.get(pare_formats::quant_config::PARE_EXTENSION_KEY).and_then(|v| v.as_object()) {

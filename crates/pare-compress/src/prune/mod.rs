@@ -272,6 +272,18 @@ pub fn prune(src: &ModelDir, out: &Path, opts: &PruneOptions, log: &mut dyn FnMu
             src.root.display()
         )));
     }
+    if opts.method == Method::Nm {
+        let m = opts.nm.1;
+        if let Some((name, lin)) =
+            source.enc.model.linears().into_iter().find(|(_, l)| !l.in_features().is_multiple_of(m))
+        {
+            return Err(CompressError::Invalid(format!(
+                "--nm {}:{m}: {name} has {} inputs, not a multiple of M={m}",
+                opts.nm.0,
+                lin.in_features()
+            )));
+        }
+    }
     let mut model = source.enc.model.clone();
     let mut plan = inherited(&source)?;
     plan.quant = inherited_quant(&source);

@@ -182,6 +182,7 @@ pub fn prune(model: &mut Bert, src: &Source, opts: &PruneOptions, log: &mut dyn 
     log(&format!("calibrating on {} samples ({} tokens) of {}", cal.batches.len(), cal.tokens(), cal.source));
     let mut shapes = Vec::with_capacity(layers);
     let mut removed_heads = BTreeMap::new();
+    let mut removed_neurons = BTreeMap::new();
     for l in 0..layers {
         // Heads: group OBS on the attention output projection.
         let (ctx, width) =
@@ -219,6 +220,7 @@ pub fn prune(model: &mut Bert, src: &Source, opts: &PruneOptions, log: &mut dyn 
         layer.ffn_down =
             Linear { weight: Weight::dense_f32(&keep_cols(&wd, h, inter, &kept), h, kept.len()), bias: bd };
         layer.ffn_up = keep_rows(&layer.ffn_up, &kept);
+        removed_neurons.insert(l, gone_n.clone());
         shapes.push(LayerShape { heads: kept_heads.len(), intermediate_size: kept.len() });
         log(&format!(
             "encoder.layer.{l}: heads {heads} → {} (removed {gone:?}), FFN neurons {inter} → {}",
@@ -227,5 +229,5 @@ pub fn prune(model: &mut Bert, src: &Source, opts: &PruneOptions, log: &mut dyn 
         ));
         cal.advance(model, l);
     }
-    Ok(Structure { layers: shapes, removed_heads })
+    Ok(Structure { layers: shapes, removed_heads, removed_neurons })
 }
