@@ -27,8 +27,22 @@ def main():
     mc = ModelCompressor.from_compression_config(qcfg)
     dense = load_file(f"{dense_dir}/model.safetensors")
     checked = 0
+    stored = load_file(f"{comp_dir}/model.safetensors")
+    sparse = {}
+    if mc.sparsity_compressor is not None:
+        # Stacked compressors decompress sparsity first, leaving quantization parameters to the
+        # quantization compressor, as ModelCompressor.decompress does.
+        skip = mc.quantization_compressor.compression_param_names if mc.quantization_compressor else None
+        for name, tensor in mc.sparsity_compressor.decompress(comp_dir, params_to_skip_load=skip):
+            sparse[name] = tensor
+        if mc.quantization_compressor is None:
+            for name, got in sparse.items():
+                want = dense[name]
+                diff = (got.float() - want).abs().max().item()
+                if got.shape != want.shape or diff != 0.0:
+                    raise SystemExit(f"{name}: sparse decompression differs from pare by {diff}")
+                checked += 1
     if mc.quantization_compressor is not None:
-        stored = load_file(f"{comp_dir}/model.safetensors")
         groups = mc.quantization_config.config_groups
         ignore = set(mc.quantization_config.ignore or [])
 
@@ -42,7 +56,13 @@ def main():
         modules = [k[: -len(".weight_scale")] for k in stored if k.endswith(".weight_scale")]
         modules = [m for m in modules if m not in ignore]
         names_to_scheme = {m: scheme_for(m) for m in modules}
-        for module, data in mc.quantization_compressor.decompress(comp_dir, names_to_scheme):
+        if sparse:
+            state = dict(stored)
+            state.update(sparse)
+            source = state
+        else:
+            source = comp_dir
+        for module, data in mc.quantization_compressor.decompress(source, names_to_scheme=names_to_scheme):
             got = data["weight"].float()
             want = dense[f"{module}.weight"]
             if got.shape != want.shape:
@@ -51,21 +71,12 @@ def main():
             if diff != 0.0:
                 raise SystemExit(f"{module}: compressed-tensors and pare differ by up to {diff}")
             checked += 1
-    if mc.sparsity_compressor is not None:
-        for name, tensor in mc.sparsity_compressor.decompress(comp_dir):
-            if not name.endswith(".weight"):
-                continue
-            want = dense[name]
-            got = tensor.float()
-            if mc.quantization_compressor is not None:
-                continue  # quantized sparse weights were compared above
-            diff = (got - want).abs().max().item()
-            if got.shape != want.shape or diff != 0.0:
-                raise SystemExit(f"{name}: sparse decompression differs from pare by {diff}")
-            checked += 1
+    layout = mc.sparsity_config.format if mc.sparsity_compressor is not None else "dense"
+    quant = mc.quantization_config.format if mc.quantization_compressor is not None else "float"
     if checked == 0:
         raise SystemExit("no compressed tensor found")
-    print(f"compressed-tensors {__import__('compressed_tensors').__version__} read {checked} tensors; all equal pare's values")
+    version = __import__("compressed_tensors").__version__
+    print(f"compressed-tensors {version} read {checked} tensors ({quant}, {layout}); all equal pare's values")
 
 
 if __name__ == "__main__":

@@ -47,9 +47,13 @@ pub struct PruneArgs {
     /// Scope of `magnitude`.
     #[arg(long, value_enum, default_value_t = ScopeArg::Layer)]
     pub scope: ScopeArg,
-    /// Calibration text, one sample per line (default: the built-in set).
-    #[arg(long)]
-    pub calibrate: Option<PathBuf>,
+    /// Calibration text: a file (one sample per line) or a built-in set, `builtin:wordnet` (default)
+    /// or `builtin:kjv`.
+    #[arg(long, value_name = "FILE|builtin:NAME")]
+    pub calibrate: Option<String>,
+    /// Calibration samples used: the first N.
+    #[arg(long, value_name = "N", default_value_t = pare_compress::prune::DEFAULT_SAMPLES)]
+    pub samples: usize,
     /// Output directory.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -75,9 +79,10 @@ pub fn run(a: &PruneArgs) -> Result<()> {
             ScopeArg::Global => Scope::Global,
         },
         calibration: match &a.calibrate {
-            Some(p) => Some((p.display().to_string(), pare_compress::calibration::load(p)?)),
+            Some(spec) => Some((spec.clone(), pare_compress::calibration::resolve(spec)?)),
             None => None,
         },
+        samples: a.samples,
         force: a.force,
     };
     pare_compress::prune::validate(&opts)?;

@@ -30,9 +30,10 @@ pub struct QuantizeArgs {
     /// Quantization scheme.
     #[arg(long, value_enum)]
     pub scheme: Scheme,
-    /// Calibration text, one sample per line; implies `--activations static`.
-    #[arg(long)]
-    pub calibrate: Option<PathBuf>,
+    /// Calibration text, a file (one sample per line) or `builtin:wordnet` / `builtin:kjv`; implies
+    /// `--activations static`.
+    #[arg(long, value_name = "FILE|builtin:NAME")]
+    pub calibrate: Option<String>,
     /// Activation quantization: dynamic per token, or static per tensor.
     #[arg(long, value_enum)]
     pub activations: Option<Activations>,
@@ -64,7 +65,7 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
         _ => ActivationMode::Dynamic,
     };
     let calibration = match &a.calibrate {
-        Some(p) => Some((p.display().to_string(), pare_compress::calibration::load(p)?)),
+        Some(spec) => Some((spec.clone(), pare_compress::calibration::resolve(spec)?)),
         None => None,
     };
     let dir = common::model_dir(&a.model)?;

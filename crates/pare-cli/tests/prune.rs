@@ -157,7 +157,8 @@ fn calibrated_methods_hold_the_requested_sparsity_per_row() {
         );
         let cfg = config(&out);
         assert_eq!(cfg["quantization_config"]["sparsity_config"]["format"], "sparse-bitmask");
-        assert_eq!(cfg["pare_compression"]["pruning_calibration"]["source"], "builtin:kjv");
+        assert_eq!(cfg["pare_compression"]["pruning_calibration"]["source"], "builtin:wordnet");
+        assert_eq!(cfg["pare_compression"]["pruning_calibration"]["samples"], 4096);
         for (key, (shape, v)) in linear_weights(&out) {
             let k = shape[1];
             for (r, row) in v.chunks_exact(k).enumerate() {
@@ -172,6 +173,22 @@ fn calibrated_methods_hold_the_requested_sparsity_per_row() {
             let cos: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
             assert!(cos > 0.5, "{method} {sparsity}: cosine {cos}");
         }
+    }
+}
+
+#[test]
+fn calibration_sets_and_sample_counts() {
+    let d = model();
+    let cal = d.path().join("cal.txt");
+    std::fs::write(&cal, "the model is small\n\nfast and small!\na small model, and a fast one?\n").unwrap();
+    for (spec, samples, want) in
+        [("builtin:kjv", "4096", 1024), ("builtin:wordnet", "100", 100), (s(&cal), "4096", 3), (s(&cal), "2", 2)]
+    {
+        let out =
+            prune(d.path(), &format!("cal-{want}"), &["--method", "wanda", "--calibrate", spec, "--samples", samples]);
+        let c = &config(&out)["pare_compression"]["pruning_calibration"];
+        assert_eq!(c["source"], spec);
+        assert_eq!(c["samples"], want, "{spec} --samples {samples}");
     }
 }
 
@@ -396,6 +413,8 @@ fn prune_bad_input() {
     refused(p, &["--method", "sparsegpt", "--calibrate", s(&empty)], "holds no text");
     refused(p, &["--method", "wanda", "--calibrate", s(&p.join("missing.txt"))], "cannot read calibration file");
     refused(p, &["--method", "wanda", "--scope", "global"], "--scope global");
+    refused(p, &["--method", "wanda", "--calibrate", "builtin:gutenberg"], "unknown calibration set");
+    refused(p, &["--method", "wanda", "--samples", "0"], "--samples 0");
     refused(p, &["--method", "lottery"], "lottery");
     // A pruned model is not pruned again.
     let once = prune(p, "once", &["--method", "magnitude"]);

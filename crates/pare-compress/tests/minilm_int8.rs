@@ -74,7 +74,7 @@ fn int8_static_calibrated_is_recorded_and_close() {
     quantize(&src, &out, &opts, &mut |_| {}).unwrap();
     let cfg = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(cfg.contains("\"dynamic\": false") && cfg.contains("\"strategy\": \"tensor\""));
-    assert!(cfg.contains("builtin:kjv"), "calibration source recorded");
+    assert!(cfg.contains(pare_compress::calibration::DEFAULT_NAME), "calibration source recorded");
     let (mean, min) = fidelity(&out);
     eprintln!("int8 static per-tensor: cosine mean {mean:.5} min {min:.5}");
     // Static per-tensor ranges are coarser than per-token ones; this guards against regressions.

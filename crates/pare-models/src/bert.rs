@@ -466,6 +466,25 @@ impl Bert {
         hidden[..t * h].copy_from_slice(&ws.x[..t * h]);
     }
 
+    /// The input of Linear `name` of layer `l` (relative name) when the layer receives `hidden`,
+    /// passed to `take`; only the part of the layer before that Linear is computed. For calibration.
+    pub fn layer_input_of(
+        &self,
+        l: usize,
+        b: &Batch,
+        hidden: &[f32],
+        ws: &mut Workspace,
+        name: &str,
+        take: LinearHook,
+    ) {
+        let (t, h) = (b.tokens(), self.hidden());
+        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx] {
+            resize(v, t * h);
+        }
+        ws.x[..t * h].copy_from_slice(&hidden[..t * h]);
+        self.layers[l].input_of(b, ws, name, take);
+    }
+
     /// Sum of the three embeddings for every token, then LayerNorm, into `x[tokens][hidden]`.
     pub fn embed(&self, b: &Batch, x: &mut [f32]) {
         let h = self.hidden();
@@ -579,10 +598,7 @@ impl BertLayer {
 
         let ctx = &ws.ctx[..t * width];
         match hook {
-            // Observing needs `&mut` access from one thread: run the row section serially then.
-            Some(hk) => {
-                self.rows_section(ctx, &mut ws.x[..t * h], t, &mut |name, v, cols| hk(name, v, v.len() / cols, cols))
-            }
+            Some(hk) => self.observed_rest(ctx, &mut ws.x[..t * h], t, &ws.quant, hk, None),
             None => {
                 let xs = SharedRows::new(&mut ws.x, t, h);
                 for_each_row_block(t, ROW_ALIGN, true, |blk| {
@@ -592,6 +608,67 @@ impl BertLayer {
                 });
             }
         }
+    }
+
+    /// Everything after attention on all `t` rows at once, each Linear on the kernel threads, calling
+    /// `hook` with each Linear's input; stops before computing the Linear named `stop`, if given
+    /// (then `x` is left as it was).
+    fn observed_rest(
+        &self,
+        ctx: &[f32],
+        x: &mut [f32],
+        t: usize,
+        quant: &RefCell<QuantCache>,
+        hook: LinearHook,
+        stop: Option<&str>,
+    ) {
+        let h = self.query.in_features();
+        let width = self.heads * self.head_dim;
+        let inter = self.ffn_up.out_features();
+        hook(LINEAR_NAMES[3], ctx, t, width);
+        if stop == Some(LINEAR_NAMES[3]) {
+            return;
+        }
+        let mut tmp = vec![0f32; t * h];
+        self.attn_out.forward(&Input::new(ctx, t, width, quant), &mut tmp, Activation::None, Some(x));
+        self.attn_norm.apply(&mut tmp);
+        hook(LINEAR_NAMES[4], &tmp, t, h);
+        if stop == Some(LINEAR_NAMES[4]) {
+            return;
+        }
+        let mut ffn = vec![0f32; t * inter];
+        self.ffn_up.forward(&Input::new(&tmp, t, h, quant), &mut ffn, Activation::Gelu, None);
+        hook(LINEAR_NAMES[5], &ffn, t, inter);
+        if stop == Some(LINEAR_NAMES[5]) {
+            return;
+        }
+        self.ffn_down.forward(&Input::new(&ffn, t, inter, quant), x, Activation::None, Some(&tmp));
+        self.ffn_norm.apply(x);
+    }
+
+    /// Runs the layer on `ws.x` only as far as the input of the Linear `name` (relative to the
+    /// layer) and passes that input, `tokens × in_features`, to `take`. `ws.x` is left unchanged.
+    pub fn input_of(&self, b: &Batch, ws: &mut Workspace, name: &str, take: LinearHook) {
+        let t = b.tokens();
+        let h = self.query.in_features();
+        if LINEAR_NAMES[..3].contains(&name) {
+            take(name, &ws.x[..t * h], t, h);
+            return;
+        }
+        let x = Input::new(&ws.x, t, h, &ws.quant);
+        forward_group(&[&self.query, &self.key, &self.value], &x, vec![&mut ws.q, &mut ws.k, &mut ws.v]);
+        let width = self.heads * self.head_dim;
+        let shape = AttentionShape { batch: b.batch, seq: b.seq, heads: self.heads, head_dim: self.head_dim };
+        let all_ones = b.mask.iter().all(|&m| m != 0);
+        let mask = if all_ones { None } else { Some(&b.mask[..]) };
+        attention_f32(&ws.q, &ws.k, &ws.v, width, mask, shape, &mut ws.ctx, width);
+        let mut keep = ws.x[..t * h].to_vec();
+        let mut only = |n: &str, v: &[f32], r: usize, c: usize| {
+            if n == name {
+                take(n, v, r, c);
+            }
+        };
+        self.observed_rest(&ws.ctx[..t * width], &mut keep, t, &ws.quant, &mut only, Some(name));
     }
 
     /// Everything after attention for `rows` rows: `x` (the layer input, becoming its output) and

@@ -78,6 +78,8 @@ pub struct PruneOptions {
     pub scope: Scope,
     /// Calibration samples and their source (default: the built-in set).
     pub calibration: Option<(String, Vec<String>)>,
+    /// Calibration samples used: the first this many.
+    pub samples: usize,
     /// Replace a non-empty output directory.
     pub force: bool,
 }
@@ -90,17 +92,20 @@ impl Default for PruneOptions {
             nm: (2, 4),
             scope: Scope::Layer,
             calibration: None,
+            samples: DEFAULT_SAMPLES,
             force: false,
         }
     }
 }
 
-/// Calibration samples used when no file is given (of the built-in set). Measured on MiniLM with
-/// SparseGPT at 50%: 128 samples 0.893 mean cosine, 512 samples 0.906, 1024 samples 0.910.
-pub const DEFAULT_SAMPLES: usize = 256;
+/// Calibration samples used by default (all of the built-in WordNet set). Measured on MiniLM,
+/// SparseGPT 50%, mean cosine to the float model: 1024 samples 0.926, 2048 0.928, 4096 0.930; the
+/// KJV set reaches 0.907 with 256 and 0.910 with 1024. Time grows linearly (about 5 s per 1000).
+pub const DEFAULT_SAMPLES: usize = 4096;
 
-/// Conjugate-gradient iterations of the least-squares refinement (more overfit the calibration text).
-pub const REFINE_ITERATIONS: usize = 10;
+/// Conjugate-gradient iterations of the least-squares refinement (measured on MiniLM, SparseGPT 50%,
+/// 4096 samples: 0 → 0.915, 10 → 0.929, 20 → 0.930, 40 → 0.930).
+pub const REFINE_ITERATIONS: usize = 20;
 
 /// Checks options that do not need the model.
 pub fn validate(opts: &PruneOptions) -> Result<()> {
@@ -111,6 +116,9 @@ pub fn validate(opts: &PruneOptions) -> Result<()> {
     let (n, m) = opts.nm;
     if opts.method == Method::Nm && !(m >= 2 && n >= 1 && n < m) {
         return bad(format!("--nm {n}:{m}: N:M needs 1 ≤ N < M (e.g. 2:4)"));
+    }
+    if opts.samples == 0 {
+        return bad("--samples 0: calibration needs at least one sample".into());
     }
     if opts.scope == Scope::Global && opts.method != Method::Magnitude {
         return bad(format!("--scope global applies to magnitude pruning, not {}", opts.method.name()));
@@ -129,11 +137,18 @@ pub fn parse_nm(s: &str) -> Result<(usize, usize)> {
     Ok((n, m))
 }
 
-/// Calibration text as token sequences, one batch per sample (no padding).
+/// Sequences per calibration batch, at most.
+const BATCH_SEQS: usize = 64;
+/// Padded tokens per calibration batch, at most (one sequence may exceed it).
+const BATCH_TOKENS: usize = 1024;
+
+/// Calibration text as token sequences in padded batches.
 pub(crate) struct Calibration {
     pub batches: Vec<Batch>,
     /// Hidden states entering the current layer, per sample.
     pub states: Vec<Vec<f32>>,
+    /// Samples (sequences) over all batches.
+    pub samples: usize,
     pub source: String,
 }
 
@@ -141,41 +156,50 @@ impl Calibration {
     pub fn new(model: &Bert, enc: &pare_models::SentenceEncoder, opts: &PruneOptions) -> Result<Self> {
         let (source, samples) = match &opts.calibration {
             Some(c) => c.clone(),
-            None => (calibration::DEFAULT_NAME.to_string(), calibration::default_samples(DEFAULT_SAMPLES)),
+            None => (calibration::DEFAULT_NAME.to_string(), calibration::default_samples(opts.samples)),
         };
-        let mut batches = Vec::with_capacity(samples.len());
-        let mut states = Vec::with_capacity(samples.len());
-        for s in &samples {
-            let b = Batch::repeat(&enc.tokenize(s)?, 1);
+        let samples = &samples[..samples.len().min(opts.samples)];
+        // Samples sorted by length and padded in batches of similar length: whole batches keep the
+        // kernels busy, and padding rows are left out of every captured activation.
+        let mut seqs = samples.iter().map(|s| enc.tokenize(s)).collect::<std::result::Result<Vec<_>, _>>()?;
+        seqs.sort_by_key(Vec::len);
+        let mut batches = Vec::new();
+        let mut states = Vec::new();
+        let mut start = 0;
+        while start < seqs.len() {
+            let longest = seqs[start..].iter().take(BATCH_SEQS).map(Vec::len).max().unwrap_or(1).max(1);
+            let count = (BATCH_TOKENS / longest).clamp(1, BATCH_SEQS).min(seqs.len() - start);
+            let b = Batch::pad(&seqs[start..start + count], 0);
             let mut x = vec![0f32; b.tokens() * model.hidden()];
             model.embed(&b, &mut x);
             batches.push(b);
             states.push(x);
+            start += count;
         }
-        Ok(Calibration { batches, states, source })
+        Ok(Calibration { batches, states, samples: seqs.len(), source })
     }
 
-    /// Tokens over all samples.
+    /// Real (unpadded) tokens over all samples.
     pub fn tokens(&self) -> usize {
-        self.batches.iter().map(Batch::tokens).sum()
+        self.batches.iter().map(|b| b.mask.iter().filter(|m| **m != 0).count()).sum()
     }
 
-    /// Runs layer `l` on every sample and returns the inputs of the Linears named (relative to the
-    /// layer), each as `tokens × in_features` rows.
-    pub fn capture(&self, model: &Bert, l: usize, names: &[&str]) -> BTreeMap<String, (Vec<f32>, usize)> {
-        let mut out: BTreeMap<String, (Vec<f32>, usize)> = BTreeMap::new();
+    /// The inputs of Linear `name` (relative to layer `l`) over every sample, padding left out:
+    /// `tokens × in_features` rows and `in_features`. Only the part of the layer before it runs.
+    pub fn capture(&self, model: &Bert, l: usize, name: &str) -> (Vec<f32>, usize) {
+        let mut out = Vec::new();
+        let mut width = 0;
         let mut ws = Workspace::default();
         for (b, st) in self.batches.iter().zip(&self.states) {
-            let mut h = st.clone();
-            let mut hook = |name: &str, x: &[f32], _rows: usize, cols: usize| {
-                if names.contains(&name) {
-                    let e = out.entry(name.to_string()).or_insert_with(|| (Vec::new(), cols));
-                    e.0.extend_from_slice(x);
+            let mut take = |_: &str, x: &[f32], rows: usize, cols: usize| {
+                width = cols;
+                for (r, _) in b.mask.iter().enumerate().take(rows).filter(|(_, m)| **m != 0) {
+                    out.extend_from_slice(&x[r * cols..(r + 1) * cols]);
                 }
             };
-            model.run_layer(l, b, &mut h, &mut ws, Some(&mut hook));
+            model.layer_input_of(l, b, st, &mut ws, name, &mut take);
         }
-        out
+        (out, width)
     }
 
     /// Moves every sample through layer `l` (with its current weights).
@@ -189,16 +213,59 @@ impl Calibration {
 
 /// `XᵀX` of `x` (`t × k` rows) in f64, through the f32 GEMM.
 pub(crate) fn gram(x: &[f32], t: usize, k: usize) -> Vec<f64> {
-    let mut xt = vec![0f32; k * t];
-    for i in 0..t {
-        for j in 0..k {
-            xt[j * t + i] = x[i * k + j];
+    // f32 products over chunks of tokens, summed in f64: a single f32 sum over tens of thousands of
+    // tokens loses the small entries next to MiniLM's outlier channels and can leave H indefinite.
+    // Only the upper block triangle is computed, then mirrored.
+    const CHUNK: usize = 1024;
+    const COLS: usize = 256;
+    let mut h = vec![0f64; k * k];
+    let mut part = vec![0f32; k * COLS];
+    let mut xt = vec![0f32; k * CHUNK];
+    let mut xb = vec![0f32; CHUNK * COLS];
+    for c0 in (0..t).step_by(CHUNK) {
+        let tc = CHUNK.min(t - c0);
+        let xc = &x[c0 * k..(c0 + tc) * k];
+        for i in 0..tc {
+            for j in 0..k {
+                xt[j * tc + i] = xc[i * k + j];
+            }
+        }
+        for j0 in (0..k).step_by(COLS) {
+            let nb = COLS.min(k - j0);
+            for i in 0..tc {
+                xb[i * nb..(i + 1) * nb].copy_from_slice(&xc[i * k + j0..i * k + j0 + nb]);
+            }
+            let b = PackedF32::from_cols(&xb[..tc * nb], tc, nb);
+            // Rows 0 .. j0+nb of XᵀX, columns j0 .. j0+nb.
+            let m = j0 + nb;
+            gemm_f32(&xt[..k * tc], tc, m, &b, &mut part[..m * nb], nb, &Default::default());
+            for r in 0..m {
+                for (c, &p) in part[r * nb..(r + 1) * nb].iter().enumerate() {
+                    h[r * k + j0 + c] += f64::from(p);
+                }
+            }
         }
     }
-    let b = PackedF32::from_cols(x, t, k);
-    let mut h = vec![0f32; k * k];
-    gemm_f32(&xt, t, k, &b, &mut h, k, &Default::default());
-    h.into_iter().map(f64::from).collect()
+    for i in 0..k {
+        for j in 0..i {
+            h[i * k + j] = h[j * k + i];
+        }
+    }
+    h
+}
+
+/// Mean and Euclidean norm of every column of `x` (`t × k` rows), summed in f64.
+fn column_stats(x: &[f32], t: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let (mut sum, mut sq) = (vec![0f64; k], vec![0f64; k]);
+    for row in x.chunks_exact(k).take(t) {
+        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
+            *s += f64::from(v);
+            *q += f64::from(v) * f64::from(v);
+        }
+    }
+    let mean = sum.iter().map(|s| (s / t.max(1) as f64) as f32).collect();
+    let norms = sq.iter().map(|q| q.sqrt() as f32).collect();
+    (mean, norms)
 }
 
 /// Zeroes the `count` entries of smallest `score` (ties to the lower index).
@@ -302,11 +369,11 @@ pub fn prune(src: &ModelDir, out: &Path, opts: &PruneOptions, log: &mut dyn FnMu
         }
         Method::Wanda | Method::SparseGpt | Method::Nm => {
             let mut cal = Calibration::new(&model, &source.enc, opts)?;
-            log(&format!("calibrating on {} samples ({} tokens) of {}", cal.batches.len(), cal.tokens(), cal.source));
+            log(&format!("calibrating on {} samples ({} tokens) of {}", cal.samples, cal.tokens(), cal.source));
             prune_sequential(&mut model, &mut cal, opts, log)?;
             plan.info.insert(
                 "pruning_calibration".into(),
-                serde_json::json!({"source": cal.source, "samples": cal.batches.len()}),
+                serde_json::json!({"source": cal.source, "samples": cal.samples}),
             );
             if opts.method == Method::Nm {
                 plan.sparsity = Some(SparseLayout::NM(opts.nm.0, opts.nm.1));
@@ -382,18 +449,15 @@ fn prune_sequential(
     let groups: [&[&str]; 4] = [&LINEAR_NAMES[..3], &LINEAR_NAMES[3..4], &LINEAR_NAMES[4..5], &LINEAR_NAMES[5..6]];
     for l in 0..model.layers.len() {
         for group in groups {
-            let inputs = cal.capture(model, l, &group[..1]);
-            let (x, k) = inputs
-                .get(group[0])
-                .cloned()
-                .ok_or_else(|| CompressError::Invalid(format!("calibration did not reach layer {l}")))?;
+            let (x, k) = cal.capture(model, l, group[0]);
+            if x.is_empty() {
+                return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
+            }
             let t = x.len() / k.max(1);
             let h = if opts.method == Method::Wanda { None } else { Some(gram(&x, t, k)) };
             let prepared = h.as_ref().map(|h| obs::prepare(h, k)).transpose()?;
             let hd = h.as_ref().map(|h| obs::damped(h, k));
-            let mean: Vec<f32> = (0..k).map(|j| (0..t).map(|i| x[i * k + j]).sum::<f32>() / t.max(1) as f32).collect();
-            let norms: Vec<f32> =
-                (0..k).map(|j| (0..t).map(|i| x[i * k + j] * x[i * k + j]).sum::<f32>().sqrt()).collect();
+            let (mean, norms) = column_stats(&x, t, k);
             for name in group {
                 let lin = model.layers[l].linear_mut(name);
                 let (n, kk) = (lin.out_features(), lin.in_features());
@@ -432,4 +496,26 @@ fn prune_sequential(
         cal.advance(model, l);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gram_matches_f64_sum() {
+        // Sizes across the chunk (1024 tokens) and column-block (256) edges.
+        for (t, k) in [(1, 1), (7, 33), (1030, 300), (2100, 513)] {
+            let x = pare_models::testing::random(t * k, (t * k) as u64, 2.0);
+            let h = gram(&x, t, k);
+            for i in (0..k).step_by(k.div_ceil(17)) {
+                for j in (0..k).step_by(k.div_ceil(13)) {
+                    let want: f64 = (0..t).map(|r| f64::from(x[r * k + i]) * f64::from(x[r * k + j])).sum();
+                    let tol = 1e-5 * (1.0 + want.abs()) + 1e-6 * t as f64;
+                    assert!((h[i * k + j] - want).abs() < tol, "t={t} k={k} ({i},{j}): {} vs {want}", h[i * k + j]);
+                    assert_eq!(h[i * k + j], h[j * k + i]);
+                }
+            }
+        }
+    }
 }

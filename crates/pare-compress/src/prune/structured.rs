@@ -179,14 +179,13 @@ pub fn prune(model: &mut Bert, src: &Source, opts: &PruneOptions, log: &mut dyn 
         }
     }
     let mut cal = Calibration::new(model, &src.enc, opts)?;
-    log(&format!("calibrating on {} samples ({} tokens) of {}", cal.batches.len(), cal.tokens(), cal.source));
+    log(&format!("calibrating on {} samples ({} tokens) of {}", cal.samples, cal.tokens(), cal.source));
     let mut shapes = Vec::with_capacity(layers);
     let mut removed_heads = BTreeMap::new();
     let mut removed_neurons = BTreeMap::new();
     for l in 0..layers {
         // Heads: group OBS on the attention output projection.
-        let (ctx, width) =
-            cal.capture(model, l, &[LINEAR_NAMES[3]]).remove(LINEAR_NAMES[3]).expect("attention output input");
+        let (ctx, width) = cal.capture(model, l, LINEAR_NAMES[3]);
         let t = ctx.len() / width;
         let (heads, dh) = (model.layers[l].heads, model.layers[l].head_dim);
         let mut hinv = inverse_hessian(&ctx, t, width)?;
@@ -207,7 +206,7 @@ pub fn prune(model: &mut Bert, src: &Source, opts: &PruneOptions, log: &mut dyn 
         removed_heads.insert(l, gone.clone());
 
         // Neurons: OBS on the FFN down projection, one input column at a time.
-        let (act, inter) = cal.capture(model, l, &[LINEAR_NAMES[5]]).remove(LINEAR_NAMES[5]).expect("FFN input");
+        let (act, inter) = cal.capture(model, l, LINEAR_NAMES[5]);
         let t = act.len() / inter;
         let mut hinv = inverse_hessian(&act, t, inter)?;
         let layer = &mut model.layers[l];
