@@ -2,48 +2,16 @@
 //! size on disk, fidelity, and the compressed-tensors package reading pare's weights back.
 //! Needs the real model: ignored by default, run by `scripts/test`.
 
+mod common;
+
+use common::{check_compressed_tensors, fidelity, minilm};
 use pare_compress::quantize::{ActivationMode, QuantizeOptions, quantize};
-use pare_formats::{ModelDir, zoo};
-use pare_models::SentenceEncoder;
-use std::path::Path;
-use std::process::Command;
+use pare_formats::ModelDir;
 
 /// Issue targets for the default scheme.
 const MAX_FILE_BYTES: u64 = 24_000_000;
 const MIN_MEAN_COSINE: f64 = 0.998;
 const MIN_MIN_COSINE: f64 = 0.995;
-
-fn minilm() -> ModelDir {
-    let dir = zoo::resolve("all-minilm-l6-v2", &mut |m| eprintln!("{m}")).expect("fetch all-minilm-l6-v2");
-    ModelDir::open(dir).unwrap()
-}
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// (mean, min) cosine of the model's embeddings to the fixture's PyTorch float32 embeddings.
-fn fidelity(dir: &Path) -> (f64, f64) {
-    let fx: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/minilm/reference.json")).unwrap())
-            .unwrap();
-    let recs = fx["records"].as_array().unwrap();
-    let texts: Vec<String> = recs.iter().map(|r| r["text"].as_str().unwrap().to_string()).collect();
-    let enc = SentenceEncoder::load(&ModelDir::open(dir).unwrap()).unwrap();
-    let embs = enc.embed(&texts).unwrap();
-    let cos: Vec<f64> = recs
-        .iter()
-        .zip(&embs)
-        .map(|(r, e)| {
-            let want: Vec<f64> = r["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            let dot: f64 = e.iter().zip(&want).map(|(a, b)| *a as f64 * b).sum();
-            let na = e.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
-            let nb = want.iter().map(|b| b * b).sum::<f64>().sqrt();
-            dot / (na * nb)
-        })
-        .collect();
-    (cos.iter().sum::<f64>() / cos.len() as f64, cos.iter().copied().fold(1.0, f64::min))
-}
 
 #[test]
 #[ignore = "needs the all-minilm-l6-v2 model (scripts/test fetches it)"]
@@ -89,14 +57,5 @@ fn compressed_tensors_reads_pare_int8_weights() {
     let (q, dense) = (tmp.path().join("int8"), tmp.path().join("dense"));
     quantize(&src, &q, &QuantizeOptions::default(), &mut |_| {}).unwrap();
     pare_compress::decompress::decompress(&ModelDir::open(&q).unwrap(), &dense, false, &mut |_| {}).unwrap();
-    let env = Command::new(repo().join("scripts/python-env")).output().expect("run scripts/python-env");
-    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
-    let python = String::from_utf8(env.stdout).unwrap().lines().last().unwrap().trim().to_string();
-    let out = Command::new(&python)
-        .arg(repo().join("scripts/check_compressed_tensors.py"))
-        .args([&q, &dense])
-        .output()
-        .unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_compressed_tensors(&q, &dense);
 }
