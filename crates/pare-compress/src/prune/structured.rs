@@ -69,27 +69,50 @@ fn obs_remove_groups(
         wa[r * ka + k] = f64::from(b[r]);
     }
     let mut alive: Vec<bool> = vec![true; groups.len()];
+    // Columns still in play (the bias column always is); removed ones are zero in W and never read.
+    let mut live_col = vec![true; ka];
     let mut removed = Vec::new();
+    let mut gram = Vec::new();
+    let mut colsq = vec![0f64; ka];
+    let single = groups.iter().all(|g| g.len() == 1);
     for _ in 0..remove {
-        // Cost of each remaining group: Σ_rows w_G · (H⁻¹_GG)⁻¹ · w_Gᵀ.
+        if single {
+            colsq.iter_mut().for_each(|v| *v = 0.0);
+            for row in wa.chunks_exact(ka).take(n) {
+                for (q, &x) in colsq.iter_mut().zip(row) {
+                    *q += x * x;
+                }
+            }
+        }
+        // Cost of each remaining group: Σ_rows w_G · (H⁻¹_GG)⁻¹ · w_Gᵀ = trace((H⁻¹_GG)⁻¹ · W_Gᵀ W_G).
         let mut best: Option<(f64, usize, Vec<f64>)> = None;
         for (g, cols) in groups.iter().enumerate().filter(|(g, _)| alive[*g]) {
             let m = cols.len();
-            let mut blk = vec![0f64; m * m];
-            for (a, &ca) in cols.iter().enumerate() {
-                for (bb, &cb) in cols.iter().enumerate() {
-                    blk[a * m + bb] = hinv[ca * ka + cb];
+            let (cost, inv) = if m == 1 {
+                let inv = 1.0 / hinv[cols[0] * ka + cols[0]];
+                (colsq[cols[0]] * inv, vec![inv])
+            } else {
+                let mut blk = vec![0f64; m * m];
+                for (a, &ca) in cols.iter().enumerate() {
+                    for (bb, &cb) in cols.iter().enumerate() {
+                        blk[a * m + bb] = hinv[ca * ka + cb];
+                    }
                 }
-            }
-            let inv = spd_inverse(&blk, m)?;
-            let mut cost = 0.0;
-            for r in 0..n {
-                let wg: Vec<f64> = cols.iter().map(|&c| wa[r * ka + c]).collect();
-                for a in 0..m {
-                    let s: f64 = (0..m).map(|bb| inv[a * m + bb] * wg[bb]).sum();
-                    cost += wg[a] * s;
+                let inv = spd_inverse(&blk, m)?;
+                gram.clear();
+                gram.resize(m * m, 0f64);
+                for row in wa.chunks_exact(ka).take(n) {
+                    for (a, &ca) in cols.iter().enumerate() {
+                        let x = row[ca];
+                        if x != 0.0 {
+                            for (gv, &cb) in gram[a * m..(a + 1) * m].iter_mut().zip(cols) {
+                                *gv += x * row[cb];
+                            }
+                        }
+                    }
                 }
-            }
+                (inv.iter().zip(&gram).map(|(i, g)| i * g).sum(), inv)
+            };
             if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
                 best = Some((cost, g, inv));
             }
@@ -97,26 +120,32 @@ fn obs_remove_groups(
         let (_, g, inv) = best.ok_or_else(|| CompressError::Invalid("no structure left to remove".into()))?;
         let cols = &groups[g];
         let m = cols.len();
-        // W ← W − W_G (H⁻¹_GG)⁻¹ H⁻¹_{G,:};  H⁻¹ ← H⁻¹ − H⁻¹_{:,G} (H⁻¹_GG)⁻¹ H⁻¹_{G,:}.
-        let hg: Vec<f64> = cols.iter().flat_map(|&c| hinv[c * ka..(c + 1) * ka].to_vec()).collect(); // m × ka
+        let live: Vec<usize> = (0..ka).filter(|&c| live_col[c]).collect();
+        // W ← W − W_G (H⁻¹_GG)⁻¹ H⁻¹_{G,:};  H⁻¹ ← H⁻¹ − H⁻¹_{:,G} (H⁻¹_GG)⁻¹ H⁻¹_{G,:}, on live columns.
         let mut coef = vec![0f64; m * ka]; // (H⁻¹_GG)⁻¹ H⁻¹_{G,:}
         for a in 0..m {
-            for bb in 0..m {
+            for (bb, &cb) in cols.iter().enumerate() {
                 let f = inv[a * m + bb];
                 if f != 0.0 {
-                    for (c, h) in coef[a * ka..(a + 1) * ka].iter_mut().zip(&hg[bb * ka..(bb + 1) * ka]) {
-                        *c += f * h;
+                    let h = &hinv[cb * ka..(cb + 1) * ka];
+                    let c = &mut coef[a * ka..(a + 1) * ka];
+                    for &j in &live {
+                        c[j] += f * h[j];
                     }
                 }
             }
         }
+        let mut wg = vec![0f64; m];
         for r in 0..n {
-            let wg: Vec<f64> = cols.iter().map(|&c| wa[r * ka + c]).collect();
+            for (x, &c) in wg.iter_mut().zip(cols) {
+                *x = wa[r * ka + c];
+            }
             let row = &mut wa[r * ka..(r + 1) * ka];
             for (a, &x) in wg.iter().enumerate() {
                 if x != 0.0 {
-                    for (y, c) in row.iter_mut().zip(&coef[a * ka..(a + 1) * ka]) {
-                        *y -= x * c;
+                    let c = &coef[a * ka..(a + 1) * ka];
+                    for &j in &live {
+                        row[j] -= x * c[j];
                     }
                 }
             }
@@ -124,16 +153,23 @@ fn obs_remove_groups(
                 row[c] = 0.0;
             }
         }
-        for i in 0..ka {
-            let hig: Vec<f64> = cols.iter().map(|&c| hinv[i * ka + c]).collect();
+        let mut hig = vec![0f64; m];
+        for &i in &live {
+            for (x, &c) in hig.iter_mut().zip(cols) {
+                *x = hinv[i * ka + c];
+            }
             let row = &mut hinv[i * ka..(i + 1) * ka];
             for (a, &x) in hig.iter().enumerate() {
                 if x != 0.0 {
-                    for (y, c) in row.iter_mut().zip(&coef[a * ka..(a + 1) * ka]) {
-                        *y -= x * c;
+                    let c = &coef[a * ka..(a + 1) * ka];
+                    for &j in &live {
+                        row[j] -= x * c[j];
                     }
                 }
             }
+        }
+        for &c in cols {
+            live_col[c] = false;
         }
         alive[g] = false;
         removed.push(g);
