@@ -9,6 +9,7 @@ mod hwbench;
 mod inspect;
 mod prune;
 mod quantize;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Prune a model (magnitude, wanda, sparsegpt, nm, structured) into OUT_DIR, stored packed.
     Prune(prune::PruneArgs),
+    /// The compression report: build a sweep of variants, measure them side by side, analyse, and
+    /// write report.md, report.json and report.html.
+    Report(report::ReportArgs),
     /// Speed of every available kernel against this machine's measured peak.
     Hwbench(hwbench::HwbenchArgs),
     /// Write any model pare runs as a plain float32 model (weights dequantized and densified).
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => quantize::run(&args),
         Command::Hwbench(args) => hwbench::run(&args),
         Command::Prune(args) => prune::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Decompress { model, output, force } => decompress::run(&model, &output, force),
     };
     match result {

@@ -1,0 +1,339 @@
+//! `pare report`: build a sweep of compressed variants, measure each (size, latency with spread,
+//! throughput, memory, fidelity, task metrics) in one run, analyse, and write the report in four forms.
+
+mod measure;
+mod peers;
+mod plan;
+mod progress;
+
+use crate::common;
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use pare_eval::metrics::mean_min_cosine;
+use pare_eval::tasks::{TaskData, fidelity_sentences};
+use pare_formats::zoo;
+use pare_models::Batch;
+use pare_report::{Build, Fidelity, Kind, Machine, ModelInfo, Report, SCHEMA_VERSION, Settings, TaskInfo, Variant};
+use progress::Progress;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+/// Options of `pare report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Model directory or zoo name.
+    #[arg(default_value = "all-minilm-l6-v2")]
+    pub model: String,
+    /// Output directory: report.md, report.json, report.html, build.log, and every variant's model
+    /// under models/.
+    #[arg(long, default_value = "pare-report")]
+    pub out: PathBuf,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+    /// Fidelity budget: a variant counts as usable when its mean cosine to the original is at least
+    /// 1 − max-loss.
+    #[arg(long, default_value_t = 0.02)]
+    pub max_loss: f64,
+    /// A reduced sweep with few runs (for tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// Add ONNX Runtime float32 and int8 rows (needs Python with onnxruntime and onnx).
+    #[arg(long)]
+    pub peers: bool,
+    /// Calibration samples of the calibrated pruning methods (default 512; 128 with --quick).
+    #[arg(long)]
+    pub samples: Option<usize>,
+}
+
+/// Tokens per timed sequence (or the model's positions, when fewer).
+const SEQ_MAX: usize = 128;
+const BIG_BATCH: usize = 8;
+
+fn task_infos() -> Vec<TaskInfo> {
+    let e = &zoo::DATASETS[0];
+    let src = format!("{} {} test data (PyPI wheel, sha256 {}…)", e.package, e.version, &e.sha256[..12]);
+    vec![
+        TaskInfo {
+            id: "lee".into(),
+            name: "Lee document similarity".into(),
+            metric: "Pearson r".into(),
+            source: format!("{src}: lee.cor, similarities0-1.txt"),
+            items: 1225,
+        },
+        TaskInfo {
+            id: "wordsim".into(),
+            name: "WordSim-353 word similarity".into(),
+            metric: "Spearman ρ".into(),
+            source: format!("{src}: wordsim353.tsv"),
+            items: 353,
+        },
+    ]
+}
+
+/// Writes `text` to `dir/name` through a temporary name.
+fn write(dir: &std::path::Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    pare_formats::writer::write_atomic(&path, text.as_bytes())
+        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Runs `pare report`.
+pub fn run(a: &ReportArgs) -> Result<()> {
+    if !(a.max_loss.is_finite() && (0.0..1.0).contains(&a.max_loss)) {
+        bail!("--max-loss {} is outside [0, 1)", a.max_loss);
+    }
+    if a.samples == Some(0) {
+        bail!("--samples 0: calibration needs at least one sample");
+    }
+    if a.out.exists() && !a.out.is_dir() {
+        bail!("{}: --out is a file, not a directory", a.out.display());
+    }
+    let threads = usize::from(a.threads);
+    common::threads(threads);
+    let src = common::model_dir(&a.model)?;
+    let data_dir = zoo::fetch(&zoo::DATASETS[0], &mut |m| eprintln!("{m}"))?;
+    let data = TaskData::load(&data_dir).map_err(|e| anyhow!("{e}"))?;
+    let models = a.out.join("models");
+    std::fs::create_dir_all(&models).with_context(|| format!("cannot create {}", models.display()))?;
+
+    let specs = plan::sweep(a.quick);
+    let samples = a.samples.unwrap_or(if a.quick { 128 } else { 512 });
+    let (rounds, runs, big_runs) = if a.quick { (2, 5, 1) } else { (5, 20, 2) };
+    let fixture = fidelity_sentences();
+    let mut texts = fixture.clone();
+    texts.extend(data.lee.docs.iter().cloned());
+    let words = data.words();
+    let peers_ok = if a.peers {
+        match peers::unavailable() {
+            None => true,
+            Some(why) => {
+                eprintln!("--peers: ONNX Runtime rows skipped: {why}");
+                false
+            }
+        }
+    } else {
+        false
+    };
+
+    // Estimated costs (seconds) for the progress bar.
+    let load_cost = 2.5;
+    let round_cost = specs.len() as f64 * (runs as f64 * 0.006 + big_runs as f64 * 0.06 + 0.05);
+    let peer_cost = 20.0;
+    let total = specs.iter().map(|s| plan::build_cost(s, samples)).sum::<f64>()
+        + specs.len() as f64 * load_cost
+        + rounds as f64 * round_cost
+        + if peers_ok { 2.0 * peer_cost } else { 0.0 };
+    let steps = 2 * specs.len() + rounds + if peers_ok { 2 } else { 0 } - 1;
+    let mut progress = Progress::new(steps, total);
+
+    // Build.
+    let log_path = a.out.join("build.log");
+    let mut log = std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
+    let mut dirs = Vec::with_capacity(specs.len());
+    let mut build_seconds = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        if spec.recipe == plan::Recipe::Original {
+            dirs.push(src.root.clone());
+            build_seconds.push(None);
+            continue;
+        }
+        progress.begin(&format!("building {}", spec.label));
+        let t = std::time::Instant::now();
+        let _ = writeln!(log, "== {}", spec.label);
+        let dir = plan::build(spec, &src, &models, samples, &mut |m| {
+            let _ = writeln!(log, "{m}");
+        })?;
+        build_seconds.push(Some(t.elapsed().as_secs_f64()));
+        dirs.push(dir);
+        progress.end(plan::build_cost(spec, samples));
+    }
+
+    // Load, embed, memory.
+    let probe = pare_models::SentenceEncoder::load(&src)?;
+    let ids = probe.tokenizer.encode_untruncated(&crate::bench::BENCH_TEXT.repeat(64))?;
+    let seq = SEQ_MAX.min(probe.model.config.max_position_embeddings).min(ids.len());
+    drop(probe);
+    let one = Batch::repeat(&ids[..seq], 1);
+    let big = Batch::repeat(&ids[..seq], BIG_BATCH);
+    let mut loaded = Vec::with_capacity(specs.len());
+    for (spec, dir) in specs.iter().zip(&dirs) {
+        progress.begin(&format!("loading and embedding {}", spec.label));
+        loaded.push(measure::load(dir, &texts, &words, &big).with_context(|| format!("measuring {}", spec.label))?);
+        progress.end(load_cost);
+    }
+
+    // Timing: every round visits every variant, starting one further along each time.
+    let mut peer_runs = Vec::new();
+    let mut peer_texts = texts.clone();
+    peer_texts.extend(words.iter().cloned());
+    for r in 0..rounds {
+        progress.begin(&format!("timing round {}/{rounds}", r + 1));
+        for k in 0..loaded.len() {
+            let i = (k + r) % loaded.len();
+            measure::time(&mut loaded[i], &one, 2, runs, false)?;
+            measure::time(&mut loaded[i], &big, 1, big_runs, true)?;
+        }
+        progress.end(round_cost);
+        if peers_ok && r + 1 == rounds.div_ceil(2) {
+            for variant in ["fp32", "int8"] {
+                progress.begin(&format!("ONNX Runtime {variant}"));
+                let work = a.out.join("peers").join(variant);
+                peer_runs.push((
+                    variant,
+                    peers::run(
+                        &src.root,
+                        variant,
+                        &work,
+                        &peer_texts,
+                        seq,
+                        threads,
+                        rounds * runs,
+                        (BIG_BATCH, rounds * big_runs),
+                    )?,
+                ));
+                progress.end(peer_cost);
+            }
+        }
+    }
+    progress.finish();
+
+    // The variants.
+    let orig_texts = loaded[0].texts.clone();
+    let lee_of = |emb: &[Vec<f32>]| data.lee_pearson(&emb[fixture.len()..]);
+    let mut variants: Vec<Variant> = Vec::new();
+    for ((spec, l), (dir, secs)) in specs.iter().zip(&loaded).zip(dirs.iter().zip(&build_seconds)) {
+        let (mean_cos, min_cos) = mean_min_cosine(&l.texts, &orig_texts);
+        let file_bytes = std::fs::metadata(dir.join("model.safetensors"))?.len();
+        variants.push(Variant {
+            id: spec.id.clone(),
+            label: spec.label.clone(),
+            kind: spec.kind,
+            method: spec.method.clone(),
+            sparsity: spec.sparsity,
+            engine: format!("pare {}", env!("CARGO_PKG_VERSION")),
+            recipe: plan::command(spec, &a.model, samples, &models),
+            path: Some(dir.display().to_string()),
+            file_bytes,
+            parameters: l.parameters,
+            nonzeros: l.nonzeros,
+            sparse_layers: l.sparse_layers,
+            latency: measure::timing(&l.latency, 1, seq),
+            throughput: Some(measure::timing(&l.throughput, BIG_BATCH, seq)),
+            peak_memory_bytes: l.peak_memory_bytes,
+            fidelity: Fidelity { mean_cos, min_cos, texts: texts.len() },
+            tasks: BTreeMap::from([
+                ("lee".to_string(), lee_of(&l.texts)),
+                ("wordsim".to_string(), data.wordsim_spearman(&l.words)),
+            ]),
+            build_seconds: *secs,
+            speedup: 1.0,
+            size_ratio: 1.0,
+        });
+    }
+    for (variant, p) in &peer_runs {
+        if p.embeddings.len() != peer_texts.len() || p.latency_ms.is_empty() || p.throughput_ms.is_empty() {
+            bail!(
+                "ONNX Runtime peer ({variant}) returned {} embeddings and {} timings",
+                p.embeddings.len(),
+                p.latency_ms.len()
+            );
+        }
+        let (peer_emb, peer_words) = p.embeddings.split_at(texts.len());
+        let (mean_cos, min_cos) = mean_min_cosine(peer_emb, &orig_texts);
+        variants.push(Variant {
+            id: format!("onnxruntime-{variant}"),
+            label: format!("ONNX Runtime {variant}"),
+            kind: Kind::Peer,
+            method: format!("onnxruntime-{variant}"),
+            sparsity: None,
+            engine: p.engine.clone(),
+            recipe: format!(
+                "bench/peers/ort_peer.py {} --variant {variant} (ONNX graph from the same safetensors{})",
+                a.model,
+                if *variant == "int8" { "; onnxruntime.quantization.quantize_dynamic, per-channel QInt8" } else { "" }
+            ),
+            path: None,
+            file_bytes: p.file_bytes,
+            parameters: loaded[0].parameters,
+            nonzeros: loaded[0].nonzeros,
+            sparse_layers: 0,
+            latency: measure::timing(&p.latency_ms, 1, seq),
+            throughput: Some(measure::timing(&p.throughput_ms, BIG_BATCH, seq)),
+            peak_memory_bytes: None,
+            fidelity: Fidelity { mean_cos, min_cos, texts: texts.len() },
+            tasks: BTreeMap::from([
+                ("lee".to_string(), lee_of(peer_emb)),
+                ("wordsim".to_string(), data.wordsim_spearman(peer_words)),
+            ]),
+            build_seconds: None,
+            speedup: 1.0,
+            size_ratio: 1.0,
+        });
+    }
+    pare_eval::analysis::relate(&mut variants);
+    let tasks = task_infos();
+    let analysis = pare_eval::analysis::analyse(&variants, &tasks, a.max_loss);
+    let table = pare_kernels::dispatch::table();
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        pare: Build {
+            version: env!("CARGO_PKG_VERSION").into(),
+            commit: option_env!("PARE_COMMIT").filter(|c| !c.is_empty()).map(str::to_string),
+        },
+        machine: Machine {
+            cpu: pare_kernels::isa::cpu_model(),
+            isa: pare_kernels::isa::describe(),
+            kernels: BTreeMap::from(
+                [
+                    ("gemm_f32", table.gemm_f32_name),
+                    ("gemm_u8s8", table.gemm_u8s8_name),
+                    ("spmm_f32", table.spmm_f32_name),
+                    ("spmm_u8s8", table.spmm_u8s8_name),
+                    ("layer_norm", table.layer_norm_name),
+                    ("softmax", table.softmax_name),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            ),
+            threads,
+            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        model: ModelInfo {
+            name: a.model.clone(),
+            path: src.root.display().to_string(),
+            architecture: "bert".into(),
+            parameters: loaded[0].parameters,
+            file_bytes: variants[0].file_bytes,
+        },
+        settings: Settings {
+            max_loss: a.max_loss,
+            quick: a.quick,
+            seq,
+            throughput_batch: BIG_BATCH,
+            rounds,
+            runs_per_round: runs,
+            throughput_runs_per_round: big_runs,
+            calibration: pare_compress::calibration::DEFAULT_NAME.into(),
+            calibration_samples: samples,
+            fidelity_texts: format!(
+                "the {} sentences of pare's PyTorch reference fixture and the {} Lee corpus documents",
+                fixture.len(),
+                data.lee.docs.len()
+            ),
+            fidelity_count: texts.len(),
+        },
+        tasks,
+        variants,
+        analysis,
+        wall_seconds: progress.elapsed(),
+    };
+    let json = write(&a.out, "report.json", &pare_report::render::json(&report))?;
+    let md = write(&a.out, "report.md", &pare_report::render::markdown(&report))?;
+    let html = write(&a.out, "report.html", &pare_report::render::html(&report))?;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    print!("{}", pare_report::render::terminal(&report, color));
+    eprintln!("wrote {}, {}, {} ({:.0} s)", md.display(), json.display(), html.display(), report.wall_seconds);
+    Ok(())
+}

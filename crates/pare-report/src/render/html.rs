@@ -1,0 +1,317 @@
+//! report.html: one self-contained page (inline CSS and SVG, no scripts, no network resources).
+
+use super::svg::{self, BarRow, Point, Series};
+use super::{esc, mb};
+use crate::{Kind, Report, Variant};
+use std::fmt::Write;
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 7px}th{background:#f4f4f4}
+td.n{text-align:right;font-variant-numeric:tabular-nums}tr.over td{color:#8a6d00}tr.peer td{color:#1f6f8b}
+.meta{font-size:13px;color:#444}.meta b{display:inline-block;min-width:90px}.grid{display:flex;flex-wrap:wrap;gap:18px}
+svg.plot{background:#fff;border:1px solid #eee}svg .title{font-size:14px;font-weight:600}svg .label{font-size:12px}
+svg .value,svg .tick{font-size:11px;fill:#444}li{margin:3px 0}.note{font-size:12px;color:#555}";
+
+/// What a bar chart shows of a variant: value, text, whisker end.
+type BarOf = dyn Fn(&Variant) -> (f64, String, Option<f64>);
+
+fn ms(x: f64) -> String {
+    if x < 10.0 { format!("{x:.2}") } else { format!("{x:.1}") }
+}
+
+fn over(r: &Report, v: &Variant) -> bool {
+    v.kind != Kind::Peer && v.fidelity.mean_cos < 1.0 - r.analysis.max_loss
+}
+
+fn table(o: &mut String, head: &[String], rows: &[(String, Vec<(String, bool)>)]) {
+    o.push_str("<table><tr>");
+    for h in head {
+        let _ = write!(o, "<th>{}</th>", esc(h));
+    }
+    o.push_str("</tr>");
+    for (class, cells) in rows {
+        let _ = write!(o, r#"<tr class="{class}">"#);
+        for (c, num) in cells {
+            let _ = write!(o, "<td{}>{}</td>", if *num { r#" class="n""# } else { "" }, esc(c));
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</table>");
+}
+
+/// The report as a self-contained HTML page.
+pub fn html(r: &Report) -> String {
+    let s = &r.settings;
+    let vs = &r.variants;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pare report: {}</title><style>{CSS}</style></head><body>",
+        esc(&r.model.name)
+    );
+    let _ = write!(o, "<h1>Model compression report: {}</h1>", esc(&r.model.name));
+    let meta = [
+        (
+            "model",
+            format!(
+                "{} ({}, {:.1} M parameters, {} MB)",
+                r.model.path,
+                r.model.architecture,
+                r.model.parameters as f64 / 1e6,
+                mb(r.model.file_bytes)
+            ),
+        ),
+        (
+            "machine",
+            format!(
+                "{}; {}; {} threads of {} logical CPUs",
+                r.machine.cpu, r.machine.isa, r.machine.threads, r.machine.logical_cpus
+            ),
+        ),
+        (
+            "timing",
+            format!(
+                "batch 1 × {} tokens, {} rounds × {} runs per variant, variants alternating round by round; throughput at batch {} × {}",
+                s.seq, s.rounds, s.runs_per_round, s.throughput_batch, s.seq
+            ),
+        ),
+        (
+            "fidelity",
+            format!("cosine to the original's embeddings over {} texts ({})", s.fidelity_count, s.fidelity_texts),
+        ),
+        ("calibration", format!("{} ({} samples)", s.calibration, s.calibration_samples)),
+        ("budget", r.analysis.rules.get("budget").cloned().unwrap_or_default()),
+        (
+            "pare",
+            format!(
+                "{}{}; sweep {}{:.0} s",
+                r.pare.version,
+                r.pare.commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+                if s.quick { "--quick, " } else { "" },
+                r.wall_seconds
+            ),
+        ),
+    ];
+    o.push_str(r#"<div class="meta">"#);
+    for (k, v) in meta {
+        let _ = write!(o, "<div><b>{k}</b> {}</div>", esc(&v));
+    }
+    o.push_str("</div>");
+
+    o.push_str(r#"<h2>Size, time, speed and fidelity</h2><div class="grid">"#);
+    let rows = |f: &BarOf| -> Vec<BarRow> {
+        vs.iter()
+            .map(|v| {
+                let (value, text, whisker) = f(v);
+                BarRow { label: v.label.clone(), value, text, whisker, dim: over(r, v) }
+            })
+            .collect()
+    };
+    o.push_str(&svg::bars("Model size (MB)", &rows(&|v| (v.file_bytes as f64 / 1e6, mb(v.file_bytes), None))));
+    o.push_str(&svg::bars(
+        "Inference time, batch 1 (ms: median, whisker to p90)",
+        &rows(&|v| {
+            (
+                v.latency.median_ms,
+                format!("{} (p90 {})", ms(v.latency.median_ms), ms(v.latency.p90_ms)),
+                Some(v.latency.p90_ms),
+            )
+        }),
+    ));
+    o.push_str(&svg::bars("Speedup (× the original)", &rows(&|v| (v.speedup, format!("{:.2}×", v.speedup), None))));
+    o.push_str(&svg::bars(
+        "Fidelity (mean cosine; bar from 0.5)",
+        &rows(&|v| ((v.fidelity.mean_cos - 0.5).max(0.0), format!("{:.4}", v.fidelity.mean_cos), None)),
+    ));
+    for t in &r.tasks {
+        let rs: Vec<BarRow> = vs
+            .iter()
+            .filter_map(|v| {
+                v.tasks.get(&t.id).map(|x| BarRow {
+                    label: v.label.clone(),
+                    value: x.max(0.0),
+                    text: format!("{x:.3}"),
+                    whisker: None,
+                    dim: over(r, v),
+                })
+            })
+            .collect();
+        o.push_str(&svg::bars(&format!("{} ({})", t.name, t.metric), &rs));
+    }
+    o.push_str("</div>");
+    o.push_str(r#"<p class="note">Pale bars: over the fidelity budget.</p>"#);
+
+    o.push_str("<h2>Summary</h2>");
+    let mut head: Vec<String> = [
+        "Method",
+        "Size (MB)",
+        "Median ms",
+        "p90 ms",
+        "min–max ms",
+        "runs",
+        "Speedup",
+        "Size reduction",
+        "Params (M)",
+        "Nonzero (M)",
+        "Mean cos",
+        "Min cos",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for t in &r.tasks {
+        head.push(t.metric.clone());
+    }
+    head.extend(["Sentences/s".into(), "Peak MB".into(), "Budget".into()]);
+    let body: Vec<(String, Vec<(String, bool)>)> = vs
+        .iter()
+        .map(|v| {
+            let mut c = vec![
+                (v.label.clone(), false),
+                (mb(v.file_bytes), true),
+                (ms(v.latency.median_ms), true),
+                (ms(v.latency.p90_ms), true),
+                (format!("{}–{}", ms(v.latency.min_ms), ms(v.latency.max_ms)), true),
+                (v.latency.runs.to_string(), true),
+                (format!("{:.2}×", v.speedup), true),
+                (format!("{:.1}%", 100.0 * (1.0 - v.size_ratio)), true),
+                (format!("{:.2}", v.parameters as f64 / 1e6), true),
+                (format!("{:.2}", v.nonzeros as f64 / 1e6), true),
+                (format!("{:.4}", v.fidelity.mean_cos), true),
+                (format!("{:.4}", v.fidelity.min_cos), true),
+            ];
+            for t in &r.tasks {
+                c.push((v.tasks.get(&t.id).map_or("–".into(), |x| format!("{x:.3}")), true));
+            }
+            c.push((v.throughput.as_ref().map_or("–".into(), |t| format!("{:.1}", t.sentences_per_s)), true));
+            c.push((v.peak_memory_bytes.map_or("–".into(), mb), true));
+            let (class, b) = match (v.kind, over(r, v)) {
+                (Kind::Peer, _) => ("peer", "peer"),
+                (_, true) => ("over", "over"),
+                _ => ("", "within"),
+            };
+            c.push((b.into(), false));
+            (class.to_string(), c)
+        })
+        .collect();
+    table(&mut o, &head, &body);
+
+    if !r.analysis.pruning_curves.is_empty() {
+        o.push_str(r#"<h2>Pruning ratio against speedup and fidelity</h2><div class="grid">"#);
+        let series = |f: &dyn Fn(&crate::CurvePoint) -> f64| -> Vec<Series> {
+            r.analysis
+                .pruning_curves
+                .iter()
+                .map(|c| Series {
+                    name: c.label.clone(),
+                    points: c.points.iter().map(|p| (100.0 * p.sparsity, f(p))).collect(),
+                })
+                .collect()
+        };
+        let pct = |v: f64| format!("{v:.0}%");
+        o.push_str(&svg::lines(
+            "Speedup against weights removed",
+            "weights removed",
+            "speedup (×)",
+            &series(&|p| p.speedup),
+            &pct,
+            &|v| format!("{v:.2}"),
+            Some(0.0),
+        ));
+        o.push_str(&svg::lines(
+            "Fidelity against weights removed",
+            "weights removed",
+            "mean cosine",
+            &series(&|p| p.fidelity),
+            &pct,
+            &|v| format!("{v:.2}"),
+            None,
+        ));
+        o.push_str("</div>");
+    }
+
+    o.push_str("<h2>Size, latency and fidelity together</h2>");
+    let max_mb = vs.iter().map(|v| v.file_bytes).max().unwrap_or(1).max(1) as f64;
+    let points: Vec<Point> = vs
+        .iter()
+        .map(|v| Point {
+            label: v.label.clone(),
+            x: v.latency.median_ms,
+            y: v.fidelity.mean_cos,
+            r: 3.0 + 11.0 * (v.file_bytes as f64 / max_mb).sqrt(),
+            frontier: r.analysis.pareto.contains(&v.id),
+            dim: over(r, v),
+        })
+        .collect();
+    o.push_str(&svg::scatter(
+        "Median latency (ms) against mean cosine; area ∝ file size",
+        "median latency, batch 1 (ms)",
+        "mean cosine",
+        &points,
+    ));
+    let _ = write!(
+        o,
+        r#"<p class="note">Outlined: the Pareto front ({}). {}</p>"#,
+        esc(&r.analysis.pareto.iter().map(|id| r.label(id).to_string()).collect::<Vec<_>>().join(", ")),
+        esc(r.analysis.rules.get("pareto").map(String::as_str).unwrap_or(""))
+    );
+
+    o.push_str("<h2>Key findings</h2><ul>");
+    for f in &r.analysis.findings {
+        let _ = write!(o, "<li>{}</li>", esc(f));
+    }
+    o.push_str("</ul>");
+
+    o.push_str("<h2>Trade-offs</h2>");
+    let head: Vec<String> =
+        ["Variant", "Size reduction", "Speed gain", "Fidelity loss"].iter().map(|s| s.to_string()).collect();
+    let body: Vec<(String, Vec<(String, bool)>)> = r
+        .analysis
+        .tradeoffs
+        .iter()
+        .map(|t| {
+            (
+                String::new(),
+                vec![
+                    (r.label(&t.variant).to_string(), false),
+                    (format!("{:.1}%", t.size_reduction_pct), true),
+                    (format!("{:+.0}%", t.speed_gain_pct), true),
+                    (format!("{:.4}", t.fidelity_loss), true),
+                ],
+            )
+        })
+        .collect();
+    table(&mut o, &head, &body);
+
+    o.push_str("<h2>Efficiency ranking</h2>");
+    let _ = write!(
+        o,
+        r#"<p class="note">{}; {}.</p><ol>"#,
+        esc(r.analysis.rules.get("score").map(String::as_str).unwrap_or("")),
+        esc(r.analysis.rules.get("ranking").map(String::as_str).unwrap_or(""))
+    );
+    for k in &r.analysis.ranking {
+        let _ = write!(o, "<li>{}: score {:.2}; {}</li>", esc(r.label(&k.variant)), k.score, esc(&k.note));
+    }
+    o.push_str("</ol>");
+
+    o.push_str("<h2>Deployment recommendations</h2><ul>");
+    for rec in &r.analysis.recommendations {
+        let _ = write!(
+            o,
+            "<li><b>{}</b>: {}.<br><span class=\"note\">Rule: {}.</span></li>",
+            esc(&rec.use_case),
+            esc(&rec.reason),
+            esc(&rec.rule)
+        );
+    }
+    o.push_str("</ul>");
+
+    o.push_str("<h2>How each variant was made</h2><ul>");
+    for v in vs {
+        let _ = write!(o, "<li>{}: <code>{}</code></li>", esc(&v.label), esc(&v.recipe));
+    }
+    o.push_str("</ul></body></html>\n");
+    o
+}
