@@ -38,8 +38,8 @@ pub fn rules(max_loss: f64) -> BTreeMap<String, String> {
         ("budget", format!("within budget: mean cosine to the original's embeddings ≥ 1 − max-loss = {floor:.3}")),
         ("score", "efficiency score = √(speedup × compression), compression = original bytes / variant bytes: the geometric mean of how many times faster and how many times smaller".into()),
         ("ranking", "pare's variants within budget first, by score (higher first), then the others by score; peers are not ranked".into()),
-        ("mobile_edge", "Mobile/Edge: the smallest file within budget (ties within 1% go to the lower median latency)".into()),
-        ("speed_critical", "Speed-critical: the lowest median latency at batch 1 within budget (ties within 1% go to the smaller file)".into()),
+        ("mobile_edge", "Mobile/Edge: the smallest file within budget; among files within 1% of the smallest, the lowest median latency".into()),
+        ("speed_critical", "Speed-critical: the lowest median latency at batch 1 within budget; among latencies within 1% of the lowest, the smallest file".into()),
         ("production", format!("Production: within budget and every task metric at most {max_loss} below the original's; among those, the highest score")),
         ("pays_off", "a pruning ratio pays off in speed when its speedup is ≥ 1.10×".into()),
         ("speedup", "speedup = the original's median latency / the variant's, both measured in the same run, alternating round by round".into()),
@@ -268,21 +268,18 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
 
     let rules = rules(max_loss);
     let mut recommendations = Vec::new();
-    let near = |a: f64, b: f64| (a - b).abs() <= 0.01 * a.abs().max(b.abs());
-    let smallest = ok.iter().copied().min_by(|a, b| {
-        if near(a.file_bytes as f64, b.file_bytes as f64) {
-            a.latency.median_ms.total_cmp(&b.latency.median_ms)
-        } else {
-            a.file_bytes.cmp(&b.file_bytes)
-        }
-    });
-    let fastest = ok.iter().copied().min_by(|a, b| {
-        if near(a.latency.median_ms, b.latency.median_ms) {
-            a.file_bytes.cmp(&b.file_bytes)
-        } else {
-            a.latency.median_ms.total_cmp(&b.latency.median_ms)
-        }
-    });
+    // Best by one key; among those within 1% of the best, best by the other.
+    let pick = |key: &dyn Fn(&Variant) -> f64, tie: &dyn Fn(&Variant) -> f64| -> Option<&Variant> {
+        let best = ok.iter().map(|v| key(v)).fold(f64::INFINITY, f64::min);
+        ok.iter()
+            .copied()
+            .filter(|v| key(v) <= best * 1.01)
+            .min_by(|a, b| tie(a).total_cmp(&tie(b)).then(key(a).total_cmp(&key(b))))
+    };
+    let size = |v: &Variant| v.file_bytes as f64;
+    let latency = |v: &Variant| v.latency.median_ms;
+    let smallest = pick(&size, &latency);
+    let fastest = pick(&latency, &size);
     let task_ok = |v: &Variant| {
         let Some(o) = orig else { return true };
         tasks.iter().all(|t| match (v.tasks.get(&t.id), o.tasks.get(&t.id)) {

@@ -45,6 +45,9 @@ pub struct ReportArgs {
     /// Calibration samples of the calibrated pruning methods (default 512; 128 with --quick).
     #[arg(long)]
     pub samples: Option<usize>,
+    /// Measure nothing: read this report.json, analyse it again (with --max-loss) and render it.
+    #[arg(long, value_name = "REPORT_JSON")]
+    pub from: Option<PathBuf>,
 }
 
 /// Tokens per timed sequence (or the model's positions, when fewer).
@@ -90,6 +93,9 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     }
     if a.out.exists() && !a.out.is_dir() {
         bail!("{}: --out is a file, not a directory", a.out.display());
+    }
+    if let Some(from) = &a.from {
+        return rerender(from, a);
     }
     let threads = usize::from(a.threads);
     common::threads(threads);
@@ -329,11 +335,30 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         analysis,
         wall_seconds: progress.elapsed(),
     };
-    let json = write(&a.out, "report.json", &pare_report::render::json(&report))?;
-    let md = write(&a.out, "report.md", &pare_report::render::markdown(&report))?;
-    let html = write(&a.out, "report.html", &pare_report::render::html(&report))?;
+    emit(&report, &a.out)
+}
+
+/// Reads a report.json, analyses its measurements again under `--max-loss`, and renders it.
+fn rerender(from: &std::path::Path, a: &ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let mut report: Report =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a pare report.json: {e}", from.display()))?;
+    if report.schema_version != SCHEMA_VERSION {
+        bail!("{}: schema_version {}, this pare reads {SCHEMA_VERSION}", from.display(), report.schema_version);
+    }
+    report.settings.max_loss = a.max_loss;
+    report.analysis = pare_eval::analysis::analyse(&report.variants, &report.tasks, a.max_loss);
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    emit(&report, &a.out)
+}
+
+/// Writes report.json, report.md and report.html into `out` and prints the terminal rendering.
+fn emit(report: &Report, out: &std::path::Path) -> Result<()> {
+    let json = write(out, "report.json", &pare_report::render::json(report))?;
+    let md = write(out, "report.md", &pare_report::render::markdown(report))?;
+    let html = write(out, "report.html", &pare_report::render::html(report))?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    print!("{}", pare_report::render::terminal(&report, color));
-    eprintln!("wrote {}, {}, {} ({:.0} s)", md.display(), json.display(), html.display(), report.wall_seconds);
+    print!("{}", pare_report::render::terminal(report, color));
+    eprintln!("wrote {}, {}, {}", md.display(), json.display(), html.display());
     Ok(())
 }

@@ -210,13 +210,14 @@ pub fn html(r: &Report) -> String {
                 .collect()
         };
         let pct = |v: f64| format!("{v:.0}%");
+        let two = |v: f64| format!("{:.2}", (v * 100.0).round() / 100.0);
         o.push_str(&svg::lines(
             "Speedup against weights removed",
             "weights removed",
             "speedup (×)",
             &series(&|p| p.speedup),
             &pct,
-            &|v| format!("{v:.2}"),
+            &two,
             Some(0.0),
         ));
         o.push_str(&svg::lines(
@@ -225,7 +226,7 @@ pub fn html(r: &Report) -> String {
             "mean cosine",
             &series(&|p| p.fidelity),
             &pct,
-            &|v| format!("{v:.2}"),
+            &two,
             None,
         ));
         o.push_str("</div>");

@@ -79,8 +79,30 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    (0..=n).map(|i| lo + (hi - lo) * i as f64 / n as f64).collect()
+/// A "nice" tick step (1, 2, 2.5 or 5 × 10ᵏ) giving about `n` intervals over `span`.
+fn nice_step(span: f64, n: usize) -> f64 {
+    let raw = span / n as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    mag * if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 2.5 {
+        2.5
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+/// The range widened to whole steps, and its ticks.
+fn nice(lo: f64, hi: f64, n: usize) -> ((f64, f64), Vec<f64>) {
+    let step = nice_step(hi - lo, n);
+    let (a, b) = ((lo / step).floor() * step, (hi / step).ceil() * step);
+    let count = ((b - a) / step).round() as usize;
+    ((a, b), (0..=count).map(|i| a + step * i as f64).collect())
 }
 
 struct Frame {
@@ -90,6 +112,8 @@ struct Frame {
     h: f64,
     xr: (f64, f64),
     yr: (f64, f64),
+    xt: Vec<f64>,
+    yt: Vec<f64>,
 }
 
 impl Frame {
@@ -107,7 +131,7 @@ impl Frame {
         fx: &dyn Fn(f64) -> String,
         fy: &dyn Fn(f64) -> String,
     ) {
-        for t in ticks(self.yr.0, self.yr.1, 4) {
+        for &t in &self.yt {
             let y = self.y(t);
             let _ = write!(
                 s,
@@ -119,7 +143,7 @@ impl Frame {
                 v = fy(t)
             );
         }
-        for t in ticks(self.xr.0, self.xr.1, 5) {
+        for &t in &self.xt {
             let x = self.x(t);
             let _ = write!(
                 s,
@@ -144,10 +168,17 @@ impl Frame {
     }
 }
 
-fn range(vals: impl Iterator<Item = f64>, pad_frac: f64, floor: Option<f64>) -> (f64, f64) {
+/// The data range of `vals`, padded by `pad_frac` of its span (at least `floor` below, at most `ceil`
+/// above), widened to nice ticks.
+fn range(
+    vals: impl Iterator<Item = f64>,
+    pad_frac: f64,
+    floor: Option<f64>,
+    ceil: Option<f64>,
+) -> ((f64, f64), Vec<f64>) {
     let (mut lo, mut hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
-        return (0.0, 1.0);
+        return nice(0.0, 1.0, 5);
     }
     if hi - lo < 1e-9 {
         lo -= 0.5;
@@ -155,7 +186,8 @@ fn range(vals: impl Iterator<Item = f64>, pad_frac: f64, floor: Option<f64>) -> 
     }
     let pad = (hi - lo) * pad_frac;
     let lo = floor.map_or(lo - pad, |f| (lo - pad).max(f));
-    (lo, hi + pad)
+    let hi = ceil.map_or(hi + pad, |c| (hi + pad).min(c));
+    nice(lo, hi, 5)
 }
 
 /// A line chart of several series with a legend; `fx`, `fy` format the ticks.
@@ -169,14 +201,9 @@ pub fn lines(
     y_floor: Option<f64>,
 ) -> String {
     let (width, height) = (520.0, 300.0);
-    let f = Frame {
-        x0: 60.0,
-        y0: 34.0,
-        w: 330.0,
-        h: 210.0,
-        xr: range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)), 0.03, None),
-        yr: range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), 0.08, y_floor),
-    };
+    let (xr, xt) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)), 0.0, None, None);
+    let (yr, yt) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), 0.05, y_floor, None);
+    let f = Frame { x0: 60.0, y0: 34.0, w: 330.0, h: 210.0, xr, yr, xt, yt };
     let mut s = String::new();
     let _ = write!(
         s,
@@ -219,21 +246,16 @@ pub struct Point {
 /// A scatter with labelled points; points on the Pareto front get an outline.
 pub fn scatter(title: &str, x_label: &str, y_label: &str, points: &[Point]) -> String {
     let (width, height) = (720.0, 420.0);
-    let f = Frame {
-        x0: 60.0,
-        y0: 34.0,
-        w: 600.0,
-        h: 320.0,
-        xr: range(points.iter().map(|p| p.x), 0.08, Some(0.0)),
-        yr: range(points.iter().map(|p| p.y), 0.08, None),
-    };
+    let (xr, xt) = range(points.iter().map(|p| p.x), 0.05, Some(0.0), None);
+    let (yr, yt) = range(points.iter().map(|p| p.y), 0.03, None, Some(1.0));
+    let f = Frame { x0: 60.0, y0: 34.0, w: 560.0, h: 320.0, xr, yr, xt, yt };
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{t}"><text x="0" y="16" class="title">{t}</text>"#,
         t = esc(title)
     );
-    f.axes(&mut s, x_label, y_label, &|v| format!("{v:.1}"), &|v| format!("{v:.2}"));
+    f.axes(&mut s, x_label, y_label, &|v| format!("{v}"), &|v| format!("{v:.1}"));
     for p in points {
         let _ = write!(
             s,
@@ -251,4 +273,17 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, points: &[Point]) -> S
     }
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nice_ticks() {
+        let ((a, b), t) = super::nice(0.0, 90.0, 5);
+        assert_eq!((a, b), (0.0, 100.0));
+        assert_eq!(t, vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        let ((a, b), t) = super::nice(0.13, 1.0, 5);
+        assert!((a - 0.0).abs() < 1e-12 && (b - 1.0).abs() < 1e-12, "{a} {b}");
+        assert_eq!(t.len(), 6);
+    }
 }
