@@ -34,7 +34,7 @@ pub struct ReportArgs {
     pub threads: u16,
     /// Fidelity budget: a variant counts as usable when its mean cosine to the original is at least
     /// 1 − max-loss.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.02, allow_negative_numbers = true)]
     pub max_loss: f64,
     /// A reduced sweep with few runs (for tests).
     #[arg(long)]

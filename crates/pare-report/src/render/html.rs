@@ -218,7 +218,7 @@ pub fn html(r: &Report) -> String {
             &series(&|p| p.speedup),
             &pct,
             &two,
-            Some(0.0),
+            (Some(0.0), None),
         ));
         o.push_str(&svg::lines(
             "Fidelity against weights removed",
@@ -227,7 +227,7 @@ pub fn html(r: &Report) -> String {
             &series(&|p| p.fidelity),
             &pct,
             &two,
-            None,
+            (None, Some(1.0)),
         ));
         o.push_str("</div>");
     }

@@ -190,7 +190,8 @@ fn range(
     nice(lo, hi, 5)
 }
 
-/// A line chart of several series with a legend; `fx`, `fy` format the ticks.
+/// A line chart of several series with a legend; `fx`, `fy` format the ticks; the y axis stays within
+/// `y_bounds` where given.
 pub fn lines(
     title: &str,
     x_label: &str,
@@ -198,11 +199,11 @@ pub fn lines(
     series: &[Series],
     fx: &dyn Fn(f64) -> String,
     fy: &dyn Fn(f64) -> String,
-    y_floor: Option<f64>,
+    y_bounds: (Option<f64>, Option<f64>),
 ) -> String {
     let (width, height) = (520.0, 300.0);
     let (xr, xt) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)), 0.0, None, None);
-    let (yr, yt) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), 0.05, y_floor, None);
+    let (yr, yt) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), 0.05, y_bounds.0, y_bounds.1);
     let f = Frame { x0: 60.0, y0: 34.0, w: 330.0, h: 210.0, xr, yr, xt, yt };
     let mut s = String::new();
     let _ = write!(

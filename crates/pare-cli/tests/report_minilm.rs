@@ -1,0 +1,124 @@
+//! `pare report --quick` on all-minilm-l6-v2: figures agree with `pare bench`, `pare embed` and the
+//! files on disk, and report.html renders in headless Chromium with its plots drawn. Needs the model, the
+//! gensim test data and Debian's chromium (scripts/test provides all three): ignored by default.
+
+use pare_eval::metrics::mean_min_cosine;
+use pare_report::Report;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pare(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_pare")).args(args).env_remove("PARE_ISA").output().expect("run pare");
+    assert!(o.status.success(), "pare {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn embed(model: &str, input: &Path) -> Vec<Vec<f32>> {
+    String::from_utf8(pare(&["embed", model, "--input", s(input)]).stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        })
+        .collect()
+}
+
+/// Pixels of `png` within a small distance of `rgb`.
+fn count_colour(rgba: &[u8], channels: usize, rgb: [u8; 3]) -> usize {
+    rgba.chunks_exact(channels).filter(|p| (0..3).all(|i| (i32::from(p[i]) - i32::from(rgb[i])).abs() <= 12)).count()
+}
+
+/// The colour `c` drawn with `opacity` over white.
+fn hex(c: &str, opacity: f64) -> [u8; 3] {
+    let v = u32::from_str_radix(c.trim_start_matches('#'), 16).unwrap();
+    [(v >> 16) as u8, (v >> 8) as u8, v as u8].map(|x| (f64::from(x) * opacity + 255.0 * (1.0 - opacity)).round() as u8)
+}
+
+#[test]
+#[ignore = "needs all-minilm-l6-v2, the gensim test data and chromium (scripts/test provides them)"]
+fn quick_report_agrees_and_renders() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("report");
+    pare(&["report", "all-minilm-l6-v2", "--quick", "--out", s(&out)]);
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+
+    // Bytes on disk.
+    for v in &r.variants {
+        let dir = Path::new(v.path.as_deref().unwrap());
+        assert_eq!(v.file_bytes, std::fs::metadata(dir.join("model.safetensors")).unwrap().len(), "{}", v.id);
+    }
+    // Latency: `pare bench` on the same directories, within run-to-run noise (a loose bound: the host
+    // is shared; this checks the report times the same thing, not the speed itself).
+    for id in ["original", "int8"] {
+        let v = r.variant(id).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_slice(&pare(&["bench", v.path.as_deref().unwrap(), "--runs", "30", "--json"]).stdout)
+                .unwrap();
+        let ratio = b["median_ms"].as_f64().unwrap() / v.latency.median_ms;
+        eprintln!("{id}: pare bench {:.3} ms, report {:.3} ms", b["median_ms"].as_f64().unwrap(), v.latency.median_ms);
+        assert!((0.5..2.0).contains(&ratio), "{id}: bench / report = {ratio}");
+    }
+    // Fidelity: `pare embed` of the same texts.
+    let data =
+        pare_eval::tasks::TaskData::load(&pare_formats::zoo::model_dir(&pare_formats::zoo::DATASETS[0])).unwrap();
+    let mut texts = pare_eval::tasks::fidelity_sentences();
+    texts.extend(data.lee.docs.iter().cloned());
+    // embed reads one text per line: the documents and sentences hold no newline.
+    assert!(texts.iter().all(|t| !t.contains('\n')));
+    // Calibration text never overlaps the evaluation documents.
+    for (name, cal) in pare_compress::calibration::BUILTIN {
+        for line in cal.lines().filter(|l| l.split_whitespace().count() >= 6) {
+            assert!(!data.lee.docs.iter().any(|d| d.contains(line)), "{name}: {line:?} is in the Lee corpus");
+        }
+    }
+    let input = t.path().join("texts.txt");
+    std::fs::write(&input, texts.join("\n") + "\n").unwrap();
+    let original = embed("all-minilm-l6-v2", &input);
+    for id in ["int8", "sparsegpt-50"] {
+        let v = r.variant(id).unwrap();
+        let (mean, _) = mean_min_cosine(&embed(v.path.as_deref().unwrap(), &input), &original);
+        assert!((mean - v.fidelity.mean_cos).abs() < 1e-5, "{id}: embed {mean} vs report {}", v.fidelity.mean_cos);
+    }
+    // Task metrics of the original, as published for MiniLM (Lee Pearson ≈ 0.656, WordSim Spearman ≈ 0.729).
+    let o = r.variant("original").unwrap();
+    assert!((o.tasks["lee"] - 0.656).abs() < 0.002 && (o.tasks["wordsim"] - 0.729).abs() < 0.002, "{:?}", o.tasks);
+
+    // report.html in headless Chromium: the screenshot shows the bars, both curves and the scatter.
+    let shot = t.path().join("report.png");
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is not installed (scripts/test installs Debian's chromium)");
+    let url = format!("file://{}", out.join("report.html").display());
+    let o = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,7000"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(o.status.success() && shot.is_file(), "chromium: {}", String::from_utf8_lossy(&o.stderr));
+    let mut decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let px = &buf[..info.buffer_size()];
+    // Colours of crates/pare-report/src/render/svg.rs; scatter points are drawn at opacity 0.85.
+    for (what, colour, opacity, min) in [
+        ("bars", "#4c78a8", 1.0, 20_000),
+        ("pale bars (over budget)", "#b8c6d9", 1.0, 5_000),
+        ("first pruning curve", "#f58518", 1.0, 300),
+        ("second pruning curve", "#54a24b", 1.0, 300),
+        ("scatter points", "#e45756", 0.85, 300),
+    ] {
+        let n = count_colour(px, channels, hex(colour, opacity));
+        eprintln!("{what}: {n} pixels of {colour}");
+        assert!(n >= min, "{what}: {n} pixels of {colour} in the screenshot, expected ≥ {min}");
+    }
+}
