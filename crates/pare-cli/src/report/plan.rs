@@ -14,6 +14,8 @@ pub enum Recipe {
     Original,
     /// `pare quantize --scheme int8` of the original, or of the variant named.
     Int8 { of: Option<String> },
+    /// `pare quantize --scheme int8 --activations static` of the original.
+    Int8Static,
     /// `pare prune` of the original.
     Prune { method: Method, sparsity: f64 },
 }
@@ -93,6 +95,14 @@ pub fn sweep(quick: bool) -> Vec<Spec> {
         v.push(int8_of(&sg50));
         return v;
     }
+    v.push(Spec {
+        id: "int8-static".into(),
+        label: "int8 static".into(),
+        kind: Kind::Quantized,
+        method: "int8-static".into(),
+        sparsity: None,
+        recipe: Recipe::Int8Static,
+    });
     for s in [0.1, 0.3, 0.5, 0.7, 0.9] {
         v.push(prune(Method::SparseGpt, s));
     }
@@ -118,7 +128,7 @@ pub fn build_cost(spec: &Spec, samples: usize) -> f64 {
     let per_k = samples as f64 / 1000.0;
     match &spec.recipe {
         Recipe::Original => 0.0,
-        Recipe::Int8 { .. } => 1.5,
+        Recipe::Int8 { .. } | Recipe::Int8Static => 1.5,
         Recipe::Prune { method: Method::Magnitude, .. } => 1.0,
         Recipe::Prune { method: Method::Wanda, .. } => 1.5 + 2.0 * per_k,
         Recipe::Prune { method: Method::Structured, .. } => 7.0 + 4.0 * per_k,
@@ -135,6 +145,9 @@ pub fn command(spec: &Spec, model: &str, samples: usize, dir: &Path) -> String {
             of.as_ref().map_or(model.to_string(), |o| dir.join(o).display().to_string()),
             dir.join(&spec.id).display()
         ),
+        Recipe::Int8Static => {
+            format!("pare quantize {model} --scheme int8 --activations static -o {}", dir.join(&spec.id).display())
+        }
         Recipe::Prune { method, sparsity } => {
             let what = match method {
                 Method::Nm => "--nm 2:4".to_string(),
@@ -158,6 +171,15 @@ pub fn build(spec: &Spec, src: &ModelDir, models: &Path, samples: usize, log: &m
             };
             let opts = QuantizeOptions { force: true, ..QuantizeOptions::default() };
             pare_compress::quantize::quantize(&from, &out, &opts, log)
+                .with_context(|| format!("building {}", spec.label))?;
+        }
+        Recipe::Int8Static => {
+            let opts = QuantizeOptions {
+                activations: pare_compress::quantize::ActivationMode::Static,
+                force: true,
+                ..QuantizeOptions::default()
+            };
+            pare_compress::quantize::quantize(src, &out, &opts, log)
                 .with_context(|| format!("building {}", spec.label))?;
         }
         Recipe::Prune { method, sparsity } => {
