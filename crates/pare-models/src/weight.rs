@@ -453,6 +453,18 @@ impl Embedding {
     }
 }
 
+/// The fastest of five timed calls of `f` (after one untimed), in µs.
+fn best_of_five(f: &mut dyn FnMut()) -> f64 {
+    f();
+    (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// Times the dense and sparse kernels on this weight (one thread, [`CROSSOVER_TOKENS`] tokens).
 fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossover {
     let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
@@ -460,18 +472,8 @@ fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossove
     let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect();
     let mut c = vec![0f32; m * n];
     let epi = Epilogue::default();
-    let best = |f: &mut dyn FnMut()| {
-        f();
-        (0..5)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                f();
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .fold(f64::INFINITY, f64::min)
-    };
-    let dense_us = best(&mut || gemm_f32_with(table, &a, k, m, packed, &mut c, n, &epi));
-    let sparse_us = best(&mut || spmm_f32_with(table, &a, k, m, csr, &mut c, n, &epi, false));
+    let dense_us = best_of_five(&mut || gemm_f32_with(table, &a, k, m, packed, &mut c, n, &epi));
+    let sparse_us = best_of_five(&mut || spmm_f32_with(table, &a, k, m, csr, &mut c, n, &epi, false));
     Crossover { density, sparse_us, dense_us }
 }
 
@@ -484,17 +486,7 @@ fn measure_crossover_i8(packed: &PackedI8, csr: &CsrI8, density: f64, act: ActQu
     quantize_rows_with(table, &a, m, k, k, act, outliers, &mut q);
     let mut c = vec![0f32; m * n];
     let epi = Epilogue::default();
-    let best = |f: &mut dyn FnMut()| {
-        f();
-        (0..5)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                f();
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .fold(f64::INFINITY, f64::min)
-    };
-    let dense_us = best(&mut || gemm_u8s8_with(table, &q, packed, I8Out::F32 { c: &mut c, ldc: n, epi }));
-    let sparse_us = best(&mut || spmm_u8s8_with(table, &q, csr, &mut c, n, &epi, false));
+    let dense_us = best_of_five(&mut || gemm_u8s8_with(table, &q, packed, I8Out::F32 { c: &mut c, ldc: n, epi }));
+    let sparse_us = best_of_five(&mut || spmm_u8s8_with(table, &q, csr, &mut c, n, &epi, false));
     Crossover { density, sparse_us, dense_us }
 }

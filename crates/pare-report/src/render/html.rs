@@ -1,7 +1,7 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, no network resources).
 
 use super::svg::{self, BarRow, Point, Series};
-use super::{esc, mb};
+use super::{esc, mb, ms, summary};
 use crate::{Kind, Report, Variant};
 use std::fmt::Write;
 
@@ -15,10 +15,6 @@ svg .value,svg .tick{font-size:11px;fill:#444}li{margin:3px 0}.note{font-size:12
 
 /// What a bar chart shows of a variant: value, text, whisker end.
 type BarOf = dyn Fn(&Variant) -> (f64, String, Option<f64>);
-
-fn ms(x: f64) -> String {
-    if x < 10.0 { format!("{x:.2}") } else { format!("{x:.1}") }
-}
 
 fn over(r: &Report, v: &Variant) -> bool {
     v.kind != Kind::Peer && v.fidelity.mean_cos < 1.0 - r.analysis.max_loss
@@ -143,56 +139,18 @@ pub fn html(r: &Report) -> String {
     o.push_str(r#"<p class="note">Pale bars: over the fidelity budget.</p>"#);
 
     o.push_str("<h2>Summary</h2>");
-    let mut head: Vec<String> = [
-        "Method",
-        "Size (MB)",
-        "Median ms",
-        "p90 ms",
-        "min–max ms",
-        "runs",
-        "Speedup",
-        "Size reduction",
-        "Params (M)",
-        "Nonzero (M)",
-        "Mean cos",
-        "Min cos",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for t in &r.tasks {
-        head.push(t.metric.clone());
-    }
-    head.extend(["Sentences/s".into(), "Peak MB".into(), "Budget".into()]);
-    let body: Vec<(String, Vec<(String, bool)>)> = vs
-        .iter()
-        .map(|v| {
-            let mut c = vec![
-                (v.label.clone(), false),
-                (mb(v.file_bytes), true),
-                (ms(v.latency.median_ms), true),
-                (ms(v.latency.p90_ms), true),
-                (format!("{}–{}", ms(v.latency.min_ms), ms(v.latency.max_ms)), true),
-                (v.latency.runs.to_string(), true),
-                (format!("{:.2}×", v.speedup), true),
-                (format!("{:.1}%", 100.0 * (1.0 - v.size_ratio)), true),
-                (format!("{:.2}", v.parameters as f64 / 1e6), true),
-                (format!("{:.2}", v.nonzeros as f64 / 1e6), true),
-                (format!("{:.4}", v.fidelity.mean_cos), true),
-                (format!("{:.4}", v.fidelity.min_cos), true),
-            ];
-            for t in &r.tasks {
-                c.push((v.tasks.get(&t.id).map_or("–".into(), |x| format!("{x:.3}")), true));
-            }
-            c.push((v.throughput.as_ref().map_or("–".into(), |t| format!("{:.1}", t.sentences_per_s)), true));
-            c.push((v.peak_memory_bytes.map_or("–".into(), mb), true));
-            let (class, b) = match (v.kind, over(r, v)) {
-                (Kind::Peer, _) => ("peer", "peer"),
-                (_, true) => ("over", "over"),
-                _ => ("", "within"),
+    let (head, rows, status) = summary(r);
+    let last = head.len() - 1;
+    let body: Vec<(String, Vec<(String, bool)>)> = rows
+        .into_iter()
+        .zip(status)
+        .map(|(row, st)| {
+            let class = match st {
+                None => "peer",
+                Some(false) => "over",
+                Some(true) => "",
             };
-            c.push((b.into(), false));
-            (class.to_string(), c)
+            (class.to_string(), row.into_iter().enumerate().map(|(i, c)| (c, i != 0 && i != last)).collect())
         })
         .collect();
     table(&mut o, &head, &body);

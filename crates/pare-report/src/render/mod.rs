@@ -34,6 +34,74 @@ pub(crate) fn bar(value: f64, max: f64, width: usize) -> String {
     s
 }
 
+/// Milliseconds: two decimals under 10, one above.
+pub(crate) fn ms(x: f64) -> String {
+    if x < 10.0 { format!("{x:.2}") } else { format!("{x:.1}") }
+}
+
+/// The summary table: header, one row per variant, and each row's budget status (`None` for peers).
+/// The first column is the label and the last the budget; the others are numbers.
+pub(crate) fn summary(r: &crate::Report) -> (Vec<String>, Vec<Vec<String>>, Vec<Option<bool>>) {
+    let mut head: Vec<String> = [
+        "Method",
+        "Size (MB)",
+        "Median ms",
+        "p90 ms",
+        "min–max ms",
+        "Runs",
+        "Speedup",
+        "Size reduction",
+        "Params (M)",
+        "Nonzero (M)",
+        "Mean cos",
+        "Min cos",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    head.extend(r.tasks.iter().map(|t| t.metric.clone()));
+    head.extend(["Sent/s".to_string(), "Peak MB".to_string(), "Budget".to_string()]);
+    let status: Vec<Option<bool>> = r
+        .variants
+        .iter()
+        .map(|v| (v.kind != crate::Kind::Peer).then_some(v.fidelity.mean_cos >= 1.0 - r.analysis.max_loss))
+        .collect();
+    let rows = r
+        .variants
+        .iter()
+        .zip(&status)
+        .map(|(v, st)| {
+            let mut row = vec![
+                v.label.clone(),
+                mb(v.file_bytes),
+                ms(v.latency.median_ms),
+                ms(v.latency.p90_ms),
+                format!("{}–{}", ms(v.latency.min_ms), ms(v.latency.max_ms)),
+                v.latency.runs.to_string(),
+                format!("{:.2}×", v.speedup),
+                format!("{:.1}%", 100.0 * (1.0 - v.size_ratio)),
+                format!("{:.2}", v.parameters as f64 / 1e6),
+                format!("{:.2}", v.nonzeros as f64 / 1e6),
+                format!("{:.4}", v.fidelity.mean_cos),
+                format!("{:.4}", v.fidelity.min_cos),
+            ];
+            row.extend(r.tasks.iter().map(|t| v.tasks.get(&t.id).map_or("–".into(), |x| format!("{x:.3}"))));
+            row.push(v.throughput.as_ref().map_or("–".into(), |t| format!("{:.1}", t.sentences_per_s)));
+            row.push(v.peak_memory_bytes.map_or("–".into(), mb));
+            row.push(
+                match st {
+                    Some(true) => "within",
+                    Some(false) => "over",
+                    None => "peer",
+                }
+                .into(),
+            );
+            row
+        })
+        .collect();
+    (head, rows, status)
+}
+
 /// Escapes text for HTML and SVG.
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

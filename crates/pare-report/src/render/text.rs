@@ -2,7 +2,7 @@
 //! analysis: bar charts, summary table, pruning curves, findings, trade-offs, ranking,
 //! recommendations), drawn as plain text or as Markdown.
 
-use super::{bar, mb};
+use super::{bar, mb, ms, summary};
 use crate::{Kind, Report, Variant};
 
 const BAR: usize = 40;
@@ -30,10 +30,6 @@ enum Block {
     Numbered(Vec<(String, Option<bool>)>),
     /// Per variant: named bars, each (name, fraction, text).
     Pairs(Vec<(String, Vec<NamedBar>)>),
-}
-
-fn ms(x: f64) -> String {
-    if x < 10.0 { format!("{x:.2}") } else { format!("{x:.1}") }
 }
 
 fn status(r: &Report, v: &Variant) -> Option<bool> {
@@ -144,61 +140,13 @@ fn blocks(r: &Report) -> Vec<Block> {
     }
 
     b.push(Block::Heading("COMPRESSION PERFORMANCE SUMMARY".into()));
-    let mut head: Vec<String> = [
-        "Method",
-        "Size (MB)",
-        "Time (ms)",
-        "p90",
-        "min–max",
-        "Speedup",
-        "Size reduction",
-        "Params (M)",
-        "Nonzero (M)",
-        "Mean cos",
-        "Min cos",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for t in &r.tasks {
-        head.push(t.metric.clone());
-    }
-    head.extend(["Sent/s".to_string(), "Peak MB".to_string(), "Budget".to_string()]);
+    let (head, rows, _) = summary(r);
     let mut right = vec![false];
     right.extend(std::iter::repeat_n(true, head.len() - 2));
     right.push(false);
-    let rows = vs
-        .iter()
-        .map(|v| {
-            let mut row = vec![
-                v.label.clone(),
-                mb(v.file_bytes),
-                ms(v.latency.median_ms),
-                ms(v.latency.p90_ms),
-                format!("{}–{}", ms(v.latency.min_ms), ms(v.latency.max_ms)),
-                format!("{:.2}×", v.speedup),
-                format!("{:.1}%", 100.0 * (1.0 - v.size_ratio)),
-                format!("{:.2}", v.parameters as f64 / 1e6),
-                format!("{:.2}", v.nonzeros as f64 / 1e6),
-                format!("{:.4}", v.fidelity.mean_cos),
-                format!("{:.4}", v.fidelity.min_cos),
-            ];
-            for t in &r.tasks {
-                row.push(v.tasks.get(&t.id).map_or("–".into(), |x| format!("{x:.3}")));
-            }
-            row.push(v.throughput.as_ref().map_or("–".into(), |t| format!("{:.1}", t.sentences_per_s)));
-            row.push(v.peak_memory_bytes.map_or("–".into(), mb));
-            row.push(match status(r, v) {
-                Some(true) => "within".into(),
-                Some(false) => "over".into(),
-                None => "peer".into(),
-            });
-            row
-        })
-        .collect();
     b.push(Block::Table { head, rows, right });
     b.push(Block::Note(format!(
-        "Time: median of {} runs at batch 1 × {}; Sent/s at batch {} × {}; Params: parameters stored (fewer after structured pruning); Nonzero: those not zero; Size reduction of model.safetensors.",
+        "Median, p90, min–max: {} runs at batch 1 × {}; Sent/s at batch {} × {}; Params: parameters stored (fewer after structured pruning); Nonzero: those not zero; Size reduction of model.safetensors.",
         vs.first().map_or(0, |v| v.latency.runs),
         s.seq,
         s.throughput_batch,
