@@ -11,14 +11,7 @@ use std::process::{Command, Output};
 
 const SPEC: TinySpec = TinySpec { hidden: 64, heads: 4, layers: 2, intermediate: 128, max_positions: 64, seed: 7 };
 
-const LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
+const LINEARS: [&str; 6] = pare_models::bert::LINEAR_NAMES;
 
 fn pare_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pare"));

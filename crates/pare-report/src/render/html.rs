@@ -1,7 +1,7 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, no network resources).
 
 use super::svg::{self, BarRow, Point, Series};
-use super::{esc, mb, ms, summary};
+use super::{esc, mb, meta, ms, summary};
 use crate::{Kind, Report, Variant};
 use std::fmt::Write;
 
@@ -38,7 +38,6 @@ fn table(o: &mut String, head: &[String], rows: &[(String, Vec<(String, bool)>)]
 
 /// The report as a self-contained HTML page.
 pub fn html(r: &Report) -> String {
-    let s = &r.settings;
     let vs = &r.variants;
     let mut o = String::new();
     let _ = write!(
@@ -47,50 +46,8 @@ pub fn html(r: &Report) -> String {
         esc(&r.model.name)
     );
     let _ = write!(o, "<h1>Model compression report: {}</h1>", esc(&r.model.name));
-    let meta = [
-        (
-            "model",
-            format!(
-                "{} ({}, {:.1} M parameters, {} MB)",
-                r.model.path,
-                r.model.architecture,
-                r.model.parameters as f64 / 1e6,
-                mb(r.model.file_bytes)
-            ),
-        ),
-        (
-            "machine",
-            format!(
-                "{}; {}; {} threads of {} logical CPUs",
-                r.machine.cpu, r.machine.isa, r.machine.threads, r.machine.logical_cpus
-            ),
-        ),
-        (
-            "timing",
-            format!(
-                "batch 1 × {} tokens, {} rounds × {} runs per variant, variants alternating round by round; throughput at batch {} × {}",
-                s.seq, s.rounds, s.runs_per_round, s.throughput_batch, s.seq
-            ),
-        ),
-        (
-            "fidelity",
-            format!("cosine to the original's embeddings over {} texts ({})", s.fidelity_count, s.fidelity_texts),
-        ),
-        ("calibration", format!("{} ({} samples)", s.calibration, s.calibration_samples)),
-        ("budget", r.analysis.rules.get("budget").cloned().unwrap_or_default()),
-        (
-            "pare",
-            format!(
-                "{}{}; sweep {}{:.0} s",
-                r.pare.version,
-                r.pare.commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
-                if s.quick { "--quick, " } else { "" },
-                r.wall_seconds
-            ),
-        ),
-    ];
     o.push_str(r#"<div class="meta">"#);
-    for (k, v) in meta {
+    for (k, v) in meta(r) {
         let _ = write!(o, "<div><b>{k}</b> {}</div>", esc(&v));
     }
     o.push_str("</div>");

@@ -34,6 +34,56 @@ pub(crate) fn bar(value: f64, max: f64, width: usize) -> String {
     s
 }
 
+/// The header lines: model, machine, timing, fidelity, calibration, budget, pare.
+pub(crate) fn meta(r: &crate::Report) -> Vec<(String, String)> {
+    let s = &r.settings;
+    [
+        (
+            "model",
+            format!(
+                "{} ({}, {:.1} M parameters, {} MB)",
+                r.model.path,
+                r.model.architecture,
+                r.model.parameters as f64 / 1e6,
+                mb(r.model.file_bytes)
+            ),
+        ),
+        (
+            "machine",
+            format!(
+                "{}; {}; {} threads of {} logical CPUs",
+                r.machine.cpu, r.machine.isa, r.machine.threads, r.machine.logical_cpus
+            ),
+        ),
+        (
+            "timing",
+            format!(
+                "batch 1 × {} tokens, {} rounds × {} runs per variant, alternating variants round by round; throughput at batch {} × {}",
+                s.seq, s.rounds, s.runs_per_round, s.throughput_batch, s.seq
+            ),
+        ),
+        (
+            "fidelity",
+            format!("mean and min cosine to the original's embeddings over {} texts ({})", s.fidelity_count, s.fidelity_texts),
+        ),
+        ("calibration", format!("{} ({} samples)", s.calibration, s.calibration_samples)),
+        ("budget", r.analysis.rules.get("budget").cloned().unwrap_or_default()),
+        (
+            "pare",
+            format!(
+                "{}{}; sweep {}{:.0} s",
+                r.pare.version,
+                r.pare.commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+                if s.quick { "--quick, " } else { "" },
+                r.wall_seconds
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Milliseconds: two decimals under 10, one above.
 pub(crate) fn ms(x: f64) -> String {
     if x < 10.0 { format!("{x:.2}") } else { format!("{x:.1}") }

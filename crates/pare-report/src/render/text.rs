@@ -2,7 +2,7 @@
 //! analysis: bar charts, summary table, pruning curves, findings, trade-offs, ranking,
 //! recommendations), drawn as plain text or as Markdown.
 
-use super::{bar, mb, ms, summary};
+use super::{bar, mb, meta, ms, summary};
 use crate::{Kind, Report, Variant};
 
 const BAR: usize = 40;
@@ -48,45 +48,7 @@ fn blocks(r: &Report) -> Vec<Block> {
     let mut b = Vec::new();
     let s = &r.settings;
     b.push(Block::Title(format!("MODEL COMPRESSION REPORT: {}", r.model.name)));
-    b.push(Block::Meta(vec![
-        (
-            "model".into(),
-            format!(
-                "{} ({}, {:.1} M parameters, {} MB)",
-                r.model.path,
-                r.model.architecture,
-                r.model.parameters as f64 / 1e6,
-                mb(r.model.file_bytes)
-            ),
-        ),
-        (
-            "machine".into(),
-            format!("{}; {}; {} threads of {} logical CPUs", r.machine.cpu, r.machine.isa, r.machine.threads, r.machine.logical_cpus),
-        ),
-        (
-            "timing".into(),
-            format!(
-                "batch 1 × {} tokens, {} rounds × {} runs per variant, alternating variants round by round; throughput at batch {} × {}",
-                s.seq, s.rounds, s.runs_per_round, s.throughput_batch, s.seq
-            ),
-        ),
-        (
-            "fidelity".into(),
-            format!("mean and min cosine to the original's embeddings over {} texts ({})", s.fidelity_count, s.fidelity_texts),
-        ),
-        ("calibration".into(), format!("{} ({} samples)", s.calibration, s.calibration_samples)),
-        ("budget".into(), r.analysis.rules.get("budget").cloned().unwrap_or_default()),
-        (
-            "pare".into(),
-            format!(
-                "{}{}; sweep {}{:.0} s",
-                r.pare.version,
-                r.pare.commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
-                if s.quick { "--quick, " } else { "" },
-                r.wall_seconds
-            ),
-        ),
-    ]));
+    b.push(Block::Meta(meta(r)));
     let vs = &r.variants;
 
     b.push(Block::Heading("Model Size (MB)".into()));
