@@ -236,6 +236,90 @@ pub fn spmm_f32_with(
     });
 }
 
+/// One output of [`spmm_f32_group`]: the weight, `C` (`m × n`, row stride `ldc`) and its epilogue.
+pub type SpmmJob<'a> = (&'a CsrF32, &'a mut [f32], usize, Epilogue<'a>);
+
+/// Several sparse products of the same `A` in one parallel section (query, key and value): `Aᵀ` is
+/// made once, and the rows of all outputs are shared out among the kernel threads. Each output is
+/// bit-identical to its own [`spmm_f32`].
+pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<SpmmJob<'_>>) {
+    let table = dispatch::table();
+    for (w, c, ldc, epi) in &jobs {
+        check(a, lda, m, w, c, *ldc, epi);
+    }
+    let Some(k) = jobs.first().map(|j| j.0.k) else { return };
+    assert!(jobs.iter().all(|j| j.0.k == k), "spmm_f32_group: the weights disagree on k");
+    let mp = m.div_ceil(16) * 16;
+    let total: usize = jobs.iter().map(|j| j.0.n).sum();
+    SCRATCH.with_borrow_mut(|(at, ct)| {
+        if at.len() < k * mp {
+            *at = AlignedVec::zeroed(k * mp);
+        }
+        if ct.len() < total * mp {
+            *ct = AlignedVec::zeroed(total * mp);
+        }
+        let (at, ct) = (&mut at[..k * mp], &mut ct[..total * mp]);
+        if mp > m {
+            for row in at.chunks_exact_mut(mp) {
+                row[m..].fill(0.0);
+            }
+        }
+        let at_ptr = SendPtr(at.as_mut_ptr());
+        par::for_each_chunk(m.div_ceil(16), |blocks: std::ops::Range<usize>| {
+            for bl in blocks {
+                let i0 = bl * 16;
+                // SAFETY: block `bl` writes only tokens i0 .. i0 + 16 of each row of Aᵀ; the blocks of
+                // concurrent calls are disjoint.
+                let at = unsafe { std::slice::from_raw_parts_mut(at_ptr.get(), k * mp) };
+                (table.transpose_f32)(&a[i0 * lda..], lda, 16.min(m - i0), k, &mut at[i0..], mp);
+            }
+        });
+        let at: &[f32] = at;
+        // Each job's rows of Cᵀ start at its offset in the shared scratch.
+        let mut offset = 0;
+        let outs: Vec<(SpmmArgs<'_>, SendPtr<f32>, usize, usize, Epilogue<'_>)> = jobs
+            .into_iter()
+            .map(|(w, c, ldc, epi)| {
+                // SAFETY: `offset + w.n ≤ total`: each job gets its own `n · mp` floats of `ct`.
+                let ctp = SendPtr(unsafe { ct.as_mut_ptr().add(offset * mp) });
+                offset += w.n;
+                (SpmmArgs { at, mp, w, ct: ctp }, SendPtr(c.as_mut_ptr()), c.len(), ldc, epi)
+            })
+            .collect();
+        let starts: Vec<usize> = outs
+            .iter()
+            .scan(0, |acc, o| {
+                let s = *acc;
+                *acc += o.0.w.n;
+                Some(s)
+            })
+            .collect();
+        par::for_each_chunk(total, |rows: std::ops::Range<usize>| {
+            for ((args, c_ptr, clen, ldc, epi), &start) in outs.iter().zip(&starts) {
+                let (lo, hi) = (rows.start.max(start), rows.end.min(start + args.w.n));
+                if lo >= hi {
+                    continue;
+                }
+                let r = lo - start..hi - start;
+                // SAFETY: this job's scratch holds n · mp floats; chunks are disjoint row ranges.
+                unsafe { (table.spmm_f32)(args, r.clone()) };
+                // SAFETY: this chunk writes only columns `r` of this job's C.
+                let c = unsafe { std::slice::from_raw_parts_mut(c_ptr.get(), *clen) };
+                let ct = args_ct(args);
+                (table.untranspose_f32)(
+                    &ct[r.start * mp..],
+                    mp,
+                    r.len(),
+                    m,
+                    &mut c[r.start..],
+                    *ldc,
+                    &epi.columns(r.start),
+                );
+            }
+        });
+    });
+}
+
 /// [`spmm_f32_with`] with the dispatched kernels, on the kernel threads.
 #[allow(clippy::too_many_arguments)]
 pub fn spmm_f32(a: &[f32], lda: usize, m: usize, w: &CsrF32, c: &mut [f32], ldc: usize, epi: &Epilogue) {

@@ -167,3 +167,37 @@ fn spmm_i8_matches_dense_int8() {
         }
     }
 }
+
+#[test]
+fn spmm_group_equals_separate_calls() {
+    // Query/key/value-like groups, odd sizes included; each output must be bit-identical to its own call.
+    for (m, k, ns) in [(128, 384, vec![384, 384, 384]), (37, 33, vec![17, 64, 5]), (1, 16, vec![1, 2])] {
+        let a = fill(m * k, 7);
+        let ws: Vec<Vec<f32>> = ns
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                fill(n * k, 11 + i as u64)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(t, v)| if (t * 7 + i) % 10 < 3 { v } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        let csrs: Vec<CsrF32> = ws.iter().zip(&ns).map(|(w, &n)| CsrF32::from_dense(w, n, k)).collect();
+        let biases: Vec<Vec<f32>> = ns.iter().enumerate().map(|(i, &n)| fill(n, 30 + i as u64)).collect();
+        let mut group: Vec<Vec<f32>> = ns.iter().map(|&n| vec![f32::NAN; m * n]).collect();
+        let jobs = csrs
+            .iter()
+            .zip(group.iter_mut())
+            .zip(&biases)
+            .map(|((w, c), b)| (w, &mut c[..], w.n(), Epilogue::bias(b)))
+            .collect();
+        pare_kernels::spmm::spmm_f32_group(&a, k, m, jobs);
+        for ((w, b), got) in csrs.iter().zip(&biases).zip(&group) {
+            let mut want = vec![0f32; m * w.n()];
+            pare_kernels::spmm_f32(&a, k, m, w, &mut want, w.n(), &Epilogue::bias(b));
+            assert!(got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "m={m} k={k} n={}", w.n());
+        }
+    }
+}

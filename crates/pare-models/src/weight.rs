@@ -4,7 +4,7 @@
 use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
 use pare_kernels::quant::quantize_rows_with;
-use pare_kernels::spmm::spmm_f32_with;
+use pare_kernels::spmm::{spmm_f32_group, spmm_f32_with};
 use pare_kernels::spmm_i8::spmm_u8s8_with;
 use pare_kernels::{
     ActQuant, Activation, CsrF32, CsrI8, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8,
@@ -310,6 +310,7 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
         Epilogue::bias(&l.bias)
     }
     let all_f32 = lins.iter().all(|l| matches!(l.weight, Weight::DenseF32(_) | Weight::PrunedDenseF32 { .. }));
+    let all_sparse = lins.iter().all(|l| matches!(l.weight, Weight::SparseF32 { .. }));
     let first_i8 = match &lins.first().map(|l| &l.weight) {
         Some(Weight::Int8 { packed, act }) => Some((*act, packed.outliers().to_vec())),
         _ => None,
@@ -332,6 +333,19 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
             })
             .collect();
         gemm_f32_group(x.values(), k, rows, jobs);
+    } else if all_sparse {
+        let jobs = lins
+            .iter()
+            .zip(outs)
+            .map(|(l, o)| match &l.weight {
+                Weight::SparseF32 { csr, .. } => {
+                    let n = csr.n();
+                    (csr, &mut o[..rows * n], n, epi(l))
+                }
+                _ => unreachable!("checked: all sparse f32"),
+            })
+            .collect();
+        spmm_f32_group(x.values(), x.cols, rows, jobs);
     } else if let (true, Some((mode, outliers))) = (same_i8, first_i8) {
         let q = x.quantized(mode, &outliers);
         let jobs = lins
