@@ -62,10 +62,8 @@ struct Row {
 /// Tables of every tier this CPU has, one per distinct kernel name of `name_of`.
 fn distinct(name_of: fn(&Table) -> &'static str) -> Vec<Table> {
     let mut out: Vec<Table> = Vec::new();
-    for isa in Isa::ALL {
-        if let Some(t) = Table::for_isa(isa)
-            && !out.iter().any(|o| name_of(o) == name_of(&t))
-        {
+    for t in Table::available() {
+        if !out.iter().any(|o| name_of(o) == name_of(&t)) {
             out.push(t);
         }
     }

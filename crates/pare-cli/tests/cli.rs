@@ -1,6 +1,9 @@
 //! End-to-end tests of the `pare` binary on tiny generated models: outputs, and bad input answered
 //! with one clear line and a non-zero exit code.
 
+mod common;
+
+use common::{parse_embeddings, s};
 use pare_formats::writer::{TensorData, write_safetensors};
 use pare_models::testing::{TinySpec, tiny_tensors, write_tiny_bert};
 use std::path::Path;
@@ -38,10 +41,6 @@ fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains("panicked"), "{err}");
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -252,8 +251,7 @@ fn isa_cap_gives_the_same_embeddings() {
             .output()
             .unwrap();
         assert!(out.status.success());
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>()
+        parse_embeddings(&out.stdout).remove(0)
     };
     let base = run("scalar");
     for isa in ["avx2", "avx512", "vnni", "amx"] {
@@ -301,14 +299,7 @@ fn quantize_writes_a_runnable_int8_model() {
     let emb = |m: &Path| -> Vec<Vec<f64>> {
         let o = pare(&["embed", s(m), "--input", s(&inp)]);
         assert!(o.status.success());
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-            })
-            .collect()
+        parse_embeddings(&o.stdout)
     };
     for (a, b) in emb(d.path()).iter().zip(emb(&q)) {
         let cos: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();

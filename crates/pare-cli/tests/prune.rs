@@ -2,6 +2,9 @@
 //! storage round-trips, sparse and dense kernels agree, structured models equal their dense twins with
 //! the same heads and neurons zeroed, pruning composes with int8, and bad input is refused.
 
+mod common;
+
+use common::{parse_embeddings, s};
 use pare_formats::TensorFile;
 use pare_formats::writer::{TensorData, write_safetensors};
 use pare_models::testing::{TinySpec, tiny_config, tiny_tensors, write_tiny_bert};
@@ -29,10 +32,6 @@ fn pare(args: &[&str]) -> Output {
 fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn model() -> tempfile::TempDir {
@@ -78,15 +77,7 @@ fn linear_weights(model: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
 }
 
 fn embeddings(model: &Path, input: &Path, env: &[(&str, &str)]) -> Vec<Vec<f64>> {
-    let o = ok(pare_env(&["embed", s(model), "--input", s(input)], env));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-        })
-        .collect()
+    parse_embeddings(&ok(pare_env(&["embed", s(model), "--input", s(input)], env)).stdout)
 }
 
 fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {

@@ -2,6 +2,9 @@
 //! placed in a private cache): every section printed, the three files written, figures that agree with
 //! `pare embed` and the files on disk, re-analysis from report.json, and bad input refused.
 
+mod common;
+
+use common::{parse_embeddings_f32, s};
 use pare_eval::metrics::mean_min_cosine;
 use pare_models::testing::{TinySpec, write_tiny_bert};
 use pare_report::{Kind, Report};
@@ -18,10 +21,6 @@ fn pare(cache: &Path, args: &[&str]) -> Output {
         .env_remove("PARE_SPARSE")
         .output()
         .expect("run pare")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A private cache holding small stand-ins of the gensim test data.
@@ -52,14 +51,7 @@ fn embed(cache: &Path, model: &str, texts: &[String], at: &Path) -> Vec<Vec<f32>
     std::fs::write(&input, texts.join("\n") + "\n").unwrap();
     let o = pare(cache, &["embed", model, "--input", s(&input)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-        })
-        .collect()
+    parse_embeddings_f32(&o.stdout)
 }
 
 #[test]

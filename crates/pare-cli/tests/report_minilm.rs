@@ -2,6 +2,9 @@
 //! files on disk, and report.html renders in headless Chromium with its plots drawn. Needs the model, the
 //! gensim test data and Debian's chromium (scripts/test provides all three): ignored by default.
 
+mod common;
+
+use common::{parse_embeddings_f32, s};
 use pare_eval::metrics::mean_min_cosine;
 use pare_report::Report;
 use std::path::Path;
@@ -13,19 +16,8 @@ fn pare(args: &[&str]) -> Output {
     o
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn embed(model: &str, input: &Path) -> Vec<Vec<f32>> {
-    String::from_utf8(pare(&["embed", model, "--input", s(input)]).stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-        })
-        .collect()
+    parse_embeddings_f32(&pare(&["embed", model, "--input", s(input)]).stdout)
 }
 
 /// Pixels of `png` within a small distance of `rgb`.

@@ -234,10 +234,9 @@ pub fn write(
             bytes,
         });
     }
-    for (name, shape, v) in model.export_f32() {
-        if name.contains("LayerNorm") {
-            tensors.push(TensorData::f32(name, &shape, &v));
-        }
+    for (name, n) in model.layer_norms() {
+        tensors.push(TensorData::f32(format!("{name}.weight"), &[n.gamma.len()], &n.gamma));
+        tensors.push(TensorData::f32(format!("{name}.bias"), &[n.beta.len()], &n.beta));
     }
     // Linears.
     for (name, lin) in model.linears() {

@@ -79,10 +79,3 @@ fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: &[PathBuf]) -> Result<()>
     }
     Ok(())
 }
-
-/// config.json of the source as JSON.
-pub fn read_config(src: &Path) -> Result<serde_json::Value> {
-    let path = src.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| pare_formats::FormatError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| pare_formats::FormatError::Json { path, msg: e.to_string() }.into())
-}

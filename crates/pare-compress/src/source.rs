@@ -2,7 +2,6 @@
 //! is already compressed.
 
 use crate::error::Result;
-use crate::output::read_config;
 use pare_formats::quant_config::{CompressionConfig, SparsityConfig};
 use pare_formats::{ModelDir, TensorFile};
 use pare_models::SentenceEncoder;
@@ -24,10 +23,12 @@ pub struct Source {
 impl Source {
     /// Loads `dir`.
     pub fn load(dir: &ModelDir) -> Result<Self> {
+        let path = dir.file("config.json");
+        let config = pare_formats::read_json(&path)?;
         Ok(Source {
             dir: dir.clone(),
-            config: read_config(&dir.root)?,
-            compression: CompressionConfig::from_config_file(&dir.file("config.json"))?,
+            compression: CompressionConfig::from_config(&config, &path)?,
+            config,
             enc: SentenceEncoder::load(dir)?,
             file: TensorFile::open(dir.file("model.safetensors"))?,
         })

@@ -16,6 +16,12 @@ pub use error::{FormatError, Result};
 pub use safetensors::Dtype;
 pub use tensors::{TensorFile, TensorInfo};
 
+/// A JSON file, parsed as `T`; an unreadable or malformed file is an error naming it.
+pub fn read_json<T: for<'a> serde::Deserialize<'a>>(path: &std::path::Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| FormatError::Json { path: path.to_path_buf(), msg: e.to_string() })
+}
+
 use std::path::{Path, PathBuf};
 
 /// The files of a Hugging Face model directory that pare reads.

@@ -141,11 +141,8 @@ pub enum ModuleKind {
 }
 
 impl QuantizationConfig {
-    /// Reads the block from a config.json, if it has one.
-    pub fn from_config_file(path: &Path) -> Result<Option<Self>> {
-        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| FormatError::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+    /// The block of a parsed config.json (read from `path`, for errors), if it has one.
+    pub fn from_config(v: &serde_json::Value, path: &Path) -> Result<Option<Self>> {
         let Some(q) = v.get("quantization_config") else { return Ok(None) };
         let cfg: QuantizationConfig = serde_json::from_value(q.clone()).map_err(|e| FormatError::Config {
             path: path.to_path_buf(),
@@ -225,10 +222,12 @@ pub struct CompressionConfig {
 impl CompressionConfig {
     /// Reads both blocks from a config.json.
     pub fn from_config_file(path: &Path) -> Result<Self> {
-        let quantization = QuantizationConfig::from_config_file(path)?;
-        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| FormatError::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+        Self::from_config(&crate::read_json(path)?, path)
+    }
+
+    /// Both blocks of a parsed config.json (read from `path`, for errors).
+    pub fn from_config(v: &serde_json::Value, path: &Path) -> Result<Self> {
+        let quantization = QuantizationConfig::from_config(v, path)?;
         let pare = match v.get(PARE_EXTENSION_KEY) {
             None => PareExtension::default(),
             Some(b) => serde_json::from_value(b.clone()).map_err(|e| FormatError::Config {

@@ -2,6 +2,7 @@
 //! the pooling config, and sentence_bert_config.json (maximum sequence length).
 
 use crate::error::{FormatError, Result};
+use crate::read_json;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -50,11 +51,6 @@ struct PoolingFile {
 #[derive(Deserialize)]
 struct StConfig {
     max_seq_length: Option<usize>,
-}
-
-fn read_json<T: for<'a> Deserialize<'a>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| FormatError::Json { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 impl SentenceConfig {

@@ -90,6 +90,11 @@ impl Table {
         t.isa = cap;
         Some(t)
     }
+
+    /// The tables of every tier this CPU can run, lowest first.
+    pub fn available() -> Vec<Self> {
+        Isa::ALL.into_iter().filter_map(Table::for_isa).collect()
+    }
 }
 
 /// Packs `W[n][k]` rows into 32-wide panels; needs `n`, `k` multiples of 16.

@@ -178,55 +178,20 @@ pub fn spmm_f32_with(
     let (n, k) = (w.n, w.k);
     let mp = m.div_ceil(16) * 16;
     SCRATCH.with_borrow_mut(|(at, ct)| {
-        if at.len() < k * mp {
-            *at = AlignedVec::zeroed(k * mp);
-        }
+        let at = transpose_a(table, a, lda, m, k, mp, at, parallel);
         if ct.len() < n * mp {
             *ct = AlignedVec::zeroed(n * mp);
         }
-        let (at, ct) = (&mut at[..k * mp], &mut ct[..n * mp]);
-        // Token padding must read as zeros (the transpose writes only the m real tokens).
-        if mp > m {
-            for row in at.chunks_exact_mut(mp) {
-                row[m..].fill(0.0);
-            }
-        }
-        let (at_ptr, c_ptr) = (SendPtr(at.as_mut_ptr()), SendPtr(c.as_mut_ptr()));
+        let ct = &mut ct[..n * mp];
+        let c_ptr = SendPtr(c.as_mut_ptr());
         let clen = c.len();
-        // Aᵀ by blocks of 16 tokens: each block writes its own 16 columns of every row of Aᵀ.
-        let transpose = |blocks: std::ops::Range<usize>| {
-            for bl in blocks {
-                let i0 = bl * 16;
-                let rows = 16.min(m - i0);
-                // SAFETY: block `bl` writes only tokens i0 .. i0 + 16 of each row of Aᵀ; the blocks
-                // of concurrent calls are disjoint.
-                let at = unsafe { std::slice::from_raw_parts_mut(at_ptr.get(), k * mp) };
-                (table.transpose_f32)(&a[i0 * lda..], lda, rows, k, &mut at[i0..], mp);
-            }
-        };
-        let blocks = m.div_ceil(16);
-        if parallel {
-            par::for_each_chunk(blocks, transpose);
-        } else {
-            transpose(0..blocks);
-        }
         let args = SpmmArgs { at, mp, w, ct: SendPtr(ct.as_mut_ptr()) };
         // Rows of Cᵀ, then the same columns of C (with the epilogue).
         let compute = |rows: std::ops::Range<usize>| {
             // SAFETY: `ct` holds n · mp floats; chunks are disjoint row ranges.
             unsafe { (table.spmm_f32)(&args, rows.clone()) };
-            // SAFETY: this chunk writes only columns `rows` of C.
-            let c = unsafe { std::slice::from_raw_parts_mut(c_ptr.get(), clen) };
-            let ct = args_ct(&args);
-            (table.untranspose_f32)(
-                &ct[rows.start * mp..],
-                mp,
-                rows.len(),
-                m,
-                &mut c[rows.start..],
-                ldc,
-                &epi.columns(rows.start),
-            );
+            // SAFETY: this chunk writes only columns `rows` of C, from rows of Cᵀ it wrote.
+            unsafe { untranspose_rows(table, args_ct(&args), mp, m, rows, c_ptr, clen, ldc, epi) };
         };
         if parallel {
             par::for_each_chunk(n, compute);
@@ -252,50 +217,26 @@ pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<SpmmJob<'_>>) {
     let mp = m.div_ceil(16) * 16;
     let total: usize = jobs.iter().map(|j| j.0.n).sum();
     SCRATCH.with_borrow_mut(|(at, ct)| {
-        if at.len() < k * mp {
-            *at = AlignedVec::zeroed(k * mp);
-        }
+        let at: &[f32] = transpose_a(table, a, lda, m, k, mp, at, true);
         if ct.len() < total * mp {
             *ct = AlignedVec::zeroed(total * mp);
         }
-        let (at, ct) = (&mut at[..k * mp], &mut ct[..total * mp]);
-        if mp > m {
-            for row in at.chunks_exact_mut(mp) {
-                row[m..].fill(0.0);
-            }
-        }
-        let at_ptr = SendPtr(at.as_mut_ptr());
-        par::for_each_chunk(m.div_ceil(16), |blocks: std::ops::Range<usize>| {
-            for bl in blocks {
-                let i0 = bl * 16;
-                // SAFETY: block `bl` writes only tokens i0 .. i0 + 16 of each row of Aᵀ; the blocks of
-                // concurrent calls are disjoint.
-                let at = unsafe { std::slice::from_raw_parts_mut(at_ptr.get(), k * mp) };
-                (table.transpose_f32)(&a[i0 * lda..], lda, 16.min(m - i0), k, &mut at[i0..], mp);
-            }
-        });
-        let at: &[f32] = at;
+        let ct = &mut ct[..total * mp];
         // Each job's rows of Cᵀ start at its offset in the shared scratch.
         let mut offset = 0;
-        let outs: Vec<(SpmmArgs<'_>, SendPtr<f32>, usize, usize, Epilogue<'_>)> = jobs
+        let outs: Vec<(SpmmArgs<'_>, usize, SendPtr<f32>, usize, usize, Epilogue<'_>)> = jobs
             .into_iter()
             .map(|(w, c, ldc, epi)| {
                 // SAFETY: `offset + w.n ≤ total`: each job gets its own `n · mp` floats of `ct`.
                 let ctp = SendPtr(unsafe { ct.as_mut_ptr().add(offset * mp) });
+                let start = offset;
                 offset += w.n;
-                (SpmmArgs { at, mp, w, ct: ctp }, SendPtr(c.as_mut_ptr()), c.len(), ldc, epi)
-            })
-            .collect();
-        let starts: Vec<usize> = outs
-            .iter()
-            .scan(0, |acc, o| {
-                let s = *acc;
-                *acc += o.0.w.n;
-                Some(s)
+                (SpmmArgs { at, mp, w, ct: ctp }, start, SendPtr(c.as_mut_ptr()), c.len(), ldc, epi)
             })
             .collect();
         par::for_each_chunk(total, |rows: std::ops::Range<usize>| {
-            for ((args, c_ptr, clen, ldc, epi), &start) in outs.iter().zip(&starts) {
+            for (args, start, c_ptr, clen, ldc, epi) in &outs {
+                let start = *start;
                 let (lo, hi) = (rows.start.max(start), rows.end.min(start + args.w.n));
                 if lo >= hi {
                     continue;
@@ -303,18 +244,8 @@ pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<SpmmJob<'_>>) {
                 let r = lo - start..hi - start;
                 // SAFETY: this job's scratch holds n · mp floats; chunks are disjoint row ranges.
                 unsafe { (table.spmm_f32)(args, r.clone()) };
-                // SAFETY: this chunk writes only columns `r` of this job's C.
-                let c = unsafe { std::slice::from_raw_parts_mut(c_ptr.get(), *clen) };
-                let ct = args_ct(args);
-                (table.untranspose_f32)(
-                    &ct[r.start * mp..],
-                    mp,
-                    r.len(),
-                    m,
-                    &mut c[r.start..],
-                    *ldc,
-                    &epi.columns(r.start),
-                );
+                // SAFETY: this chunk writes only columns `r` of this job's C, from rows of Cᵀ it wrote.
+                unsafe { untranspose_rows(table, args_ct(args), mp, m, r, *c_ptr, *clen, *ldc, epi) };
             }
         });
     });
@@ -327,6 +258,77 @@ pub fn spmm_f32(a: &[f32], lda: usize, m: usize, w: &CsrF32, c: &mut [f32], ldc:
 }
 
 /// `Cᵀ` as a slice (read after the rows it holds were written by this thread).
+/// `Aᵀ` of `a` (`m × k`, row stride `lda`) into `at` (grown as needed): `k` rows of `mp` floats, the
+/// padding tokens past `m` zero; by blocks of 16 tokens, on the kernel threads when `parallel`.
+#[allow(clippy::too_many_arguments)]
+fn transpose_a<'s>(
+    table: &Table,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    k: usize,
+    mp: usize,
+    at: &'s mut AlignedVec<f32>,
+    parallel: bool,
+) -> &'s mut [f32] {
+    if at.len() < k * mp {
+        *at = AlignedVec::zeroed(k * mp);
+    }
+    let at = &mut at[..k * mp];
+    if mp > m {
+        for row in at.chunks_exact_mut(mp) {
+            row[m..].fill(0.0);
+        }
+    }
+    let at_ptr = SendPtr(at.as_mut_ptr());
+    // Each block writes its own 16 tokens of every row of Aᵀ.
+    let transpose = |blocks: std::ops::Range<usize>| {
+        for bl in blocks {
+            let i0 = bl * 16;
+            // SAFETY: block `bl` writes only tokens i0 .. i0 + 16 of each row of Aᵀ; the blocks of
+            // concurrent calls are disjoint.
+            let at = unsafe { std::slice::from_raw_parts_mut(at_ptr.get(), k * mp) };
+            (table.transpose_f32)(&a[i0 * lda..], lda, 16.min(m - i0), k, &mut at[i0..], mp);
+        }
+    };
+    if parallel {
+        par::for_each_chunk(m.div_ceil(16), transpose);
+    } else {
+        transpose(0..m.div_ceil(16));
+    }
+    at
+}
+
+/// Columns `rows` of `C` (`clen` floats at `c`, row stride `ldc`, `m` rows) from rows `rows` of `Cᵀ`
+/// (`mp` floats each), with the epilogue: the second half of every sparse product.
+///
+/// # Safety
+/// `c` points at `clen` floats that no other thread reads or writes in columns `rows` meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn untranspose_rows(
+    table: &Table,
+    ct: &[f32],
+    mp: usize,
+    m: usize,
+    rows: std::ops::Range<usize>,
+    c: SendPtr<f32>,
+    clen: usize,
+    ldc: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { std::slice::from_raw_parts_mut(c.get(), clen) };
+    (table.untranspose_f32)(
+        &ct[rows.start * mp..],
+        mp,
+        rows.len(),
+        m,
+        &mut c[rows.start..],
+        ldc,
+        &epi.columns(rows.start),
+    );
+}
+
 fn args_ct<'a>(args: &'a SpmmArgs<'_>) -> &'a [f32] {
     let len = args.w.n() * args.mp;
     // SAFETY: `ct` points at `n · mp` floats that live as long as `args`; callers read rows their own

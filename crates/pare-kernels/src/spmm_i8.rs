@@ -235,19 +235,12 @@ pub fn spmm_u8s8_with(
         let compute = |rows: std::ops::Range<usize>| {
             // SAFETY: `ct` holds n · mp floats; chunks are disjoint row ranges.
             unsafe { (table.spmm_u8s8)(&args, rows.clone()) };
-            // SAFETY: this chunk writes only columns `rows` of C, and reads rows of Cᵀ it wrote.
-            let (c, ctv) = unsafe {
-                (std::slice::from_raw_parts_mut(c_ptr.get(), clen), std::slice::from_raw_parts(args.ct.get(), n * mp))
-            };
-            (table.untranspose_f32)(
-                &ctv[rows.start * mp..],
-                mp,
-                rows.len(),
-                m,
-                &mut c[rows.start..],
-                ldc,
-                &epi.columns(rows.start),
-            );
+            // SAFETY: `ct` holds n · mp floats; this chunk reads only rows of Cᵀ it wrote, and writes
+            // only columns `rows` of C.
+            unsafe {
+                let ct = std::slice::from_raw_parts(args.ct.get(), n * mp);
+                crate::spmm::untranspose_rows(table, ct, mp, m, rows, c_ptr, clen, ldc, epi);
+            }
         };
         if parallel {
             par::for_each_chunk(n, compute);

@@ -1,10 +1,12 @@
 //! Every f32 kernel tier against the scalar reference on edge shapes and random problems.
 
+mod common;
+
+use common::{GELU_TOL, fill, tiers};
 use pare_kernels::attention::attention_f32_with;
-use pare_kernels::dispatch::Table;
 use pare_kernels::gemm_f32::{dot_tolerance, gemm_f32_with};
 use pare_kernels::norm::{layer_norm_with, softmax_with};
-use pare_kernels::{Activation, AttentionShape, Epilogue, Isa, PackedF32, reference};
+use pare_kernels::{Activation, AttentionShape, Epilogue, PackedF32, reference};
 use proptest::prelude::*;
 
 /// Edge sizes from the design notes.
@@ -12,35 +14,6 @@ const EDGES: [usize; 14] = [1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 127, 129, 255, 0
 
 /// Tolerance of LayerNorm and softmax outputs (values of order 1) against the reference.
 const NORM_TOL: f32 = 2e-5;
-
-/// SIMD GELU uses a rational erf approximation; relative error budget against libm's erff.
-const GELU_TOL: f32 = 2e-6;
-
-/// The tables this CPU can run, with a note on stderr for the ones it cannot.
-fn tiers() -> Vec<Table> {
-    Isa::ALL
-        .into_iter()
-        .filter_map(|isa| {
-            let t = Table::for_isa(isa);
-            static NOTE: std::sync::Once = std::sync::Once::new();
-            if t.is_none() {
-                NOTE.call_once(|| eprintln!("note: this CPU lacks {isa}; its kernels are not tested here"));
-            }
-            t
-        })
-        .collect()
-}
-
-/// Deterministic values in [-1, 1).
-fn fill(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Plain triple loop from the unpacked `W[n][k]`, f64 accumulation.
 #[allow(clippy::too_many_arguments)]

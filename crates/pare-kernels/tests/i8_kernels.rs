@@ -1,27 +1,21 @@
 //! Integer kernels: every tier bit-exact against the scalar reference (accumulators, dequantised
 //! outputs without GELU, activation quantization), and the dequantised GEMM close to f32 math.
 
+mod common;
+
+use common::{GELU_TOL, tiers};
 use pare_kernels::dispatch::Table;
 use pare_kernels::gemm_i8::gemm_u8s8_with;
 use pare_kernels::quant::{ActQuant, quantize_rows_with};
-use pare_kernels::{Activation, Epilogue, I8Out, Isa, PackedI8, QuantRows};
+use pare_kernels::{Activation, Epilogue, I8Out, PackedI8, QuantRows};
 use proptest::prelude::*;
 
-/// Relative error budget of SIMD GELU against libm's erff (as in the f32 tests).
-const GELU_TOL: f32 = 2e-6;
-
-fn tiers() -> Vec<Table> {
-    static NOTE: std::sync::Once = std::sync::Once::new();
-    Isa::ALL
-        .into_iter()
-        .filter_map(|isa| {
-            let t = Table::for_isa(isa);
-            if t.is_none() {
-                NOTE.call_once(|| eprintln!("note: this CPU lacks {isa}; its kernels are not tested here"));
-            }
-            t
-        })
-        .collect()
+/// Symmetric int8 per row of `wf` (`n × k`): codes and scales (max |w| / 127).
+fn quantize_weights(wf: &[f32], n: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+    let scales: Vec<f32> = wf.chunks_exact(k).map(|r| r.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0).collect();
+    let q = wf.iter().enumerate().map(|(i, v)| (v / scales[i / k]).round() as i8).collect();
+    debug_assert_eq!(scales.len(), n);
+    (q, scales)
 }
 
 struct Lcg(u64);
@@ -192,15 +186,7 @@ fn dequantised_gemm_approximates_float() {
     let mut r = Lcg(9);
     let x: Vec<f32> = (0..m * k).map(|_| r.next() as f32 / u32::MAX as f32 * 2.0 - 0.7).collect();
     let wf: Vec<f32> = (0..n * k).map(|_| r.next() as f32 / u32::MAX as f32 * 0.2 - 0.1).collect();
-    let mut q = vec![0i8; n * k];
-    let mut scales = vec![0f32; n];
-    for j in 0..n {
-        let mx = wf[j * k..(j + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs()));
-        scales[j] = mx / 127.0;
-        for kk in 0..k {
-            q[j * k + kk] = (wf[j * k + kk] / scales[j]).round() as i8;
-        }
-    }
+    let (q, scales) = quantize_weights(&wf, n, k);
     let b = PackedI8::from_rows(&q, &scales, n, k);
     let mut a = QuantRows::default();
     quantize_rows_with(&Table::reference(), &x, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut a);
@@ -247,15 +233,7 @@ fn check_outliers(outliers: &[u32]) {
         }
     }
     let wf: Vec<f32> = (0..n * k).map(|_| r.next() as f32 / u32::MAX as f32 * 0.2 - 0.1).collect();
-    let mut q = vec![0i8; n * k];
-    let mut scales = vec![0f32; n];
-    for j in 0..n {
-        let mx = wf[j * k..(j + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs()));
-        scales[j] = mx / 127.0;
-        for kk in 0..k {
-            q[j * k + kk] = (wf[j * k + kk] / scales[j]).round() as i8;
-        }
-    }
+    let (q, scales) = quantize_weights(&wf, n, k);
     let plain = PackedI8::from_rows(&q, &scales, n, k);
     let with = plain.clone().with_outliers(outliers);
     let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();

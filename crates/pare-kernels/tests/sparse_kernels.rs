@@ -1,37 +1,13 @@
 //! Sparse × dense kernels of every tier against dense math, on edge shapes, densities and epilogues.
 
+mod common;
+
+use common::{GELU_TOL, fill, tiers};
 use pare_kernels::dispatch::Table;
 use pare_kernels::gemm_f32::dot_tolerance;
 use pare_kernels::spmm::spmm_f32_with;
-use pare_kernels::{Activation, CsrF32, Epilogue, Isa};
+use pare_kernels::{Activation, CsrF32, Epilogue};
 use proptest::prelude::*;
-
-/// SIMD GELU against libm's erff (as in the dense tests).
-const GELU_TOL: f32 = 2e-6;
-
-fn tiers() -> Vec<Table> {
-    static NOTE: std::sync::Once = std::sync::Once::new();
-    Isa::ALL
-        .into_iter()
-        .filter_map(|isa| {
-            let t = Table::for_isa(isa);
-            if t.is_none() {
-                NOTE.call_once(|| eprintln!("note: this CPU lacks {isa}; its kernels are not tested here"));
-            }
-            t
-        })
-        .collect()
-}
-
-fn fill(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn check(m: usize, n: usize, k: usize, density: f64, epi_kind: u8, seed: u64) {
     let lda = k + (seed as usize % 3);

@@ -177,11 +177,14 @@ pub struct Bert {
 struct Reader<'a> {
     file: &'a TensorFile,
     prefix: &'static str,
-    quant: Option<&'a QuantizationConfig>,
     compression: &'a CompressionConfig,
 }
 
 impl Reader<'_> {
+    fn quant(&self) -> Option<&QuantizationConfig> {
+        self.compression.quantization.as_ref()
+    }
+
     fn name(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
@@ -222,7 +225,7 @@ impl Reader<'_> {
         if self.dtype(&w)? != "I8" {
             return Ok(Embedding::F32 { table: self.f32(&w, &[rows, dim])?, dim });
         }
-        let scheme = self.quant.and_then(|q| q.scheme_for(name, ModuleKind::Embedding));
+        let scheme = self.quant().and_then(|q| q.scheme_for(name, ModuleKind::Embedding));
         let ok =
             scheme.and_then(|s| s.weights.as_ref()).is_some_and(|a| a.num_bits == 8 && a.symmetric && a.kind == "int");
         if !ok {
@@ -253,7 +256,7 @@ impl Reader<'_> {
             Matrix::I8(q) => q,
         };
         let scheme = self
-            .quant
+            .quant()
             .and_then(|q| q.scheme_for(name, ModuleKind::Linear))
             .ok_or_else(|| self.error(format!("{w} is int8 but no group of quantization_config covers {name}")))?;
         let wa = scheme
@@ -324,9 +327,8 @@ impl Bert {
         } else {
             ""
         };
-        let quant = compression.quantization.as_ref();
-        let r = Reader { file, prefix, quant, compression };
-        if let Some(t) = quant.map(QuantizationConfig::unsupported_targets).and_then(|t| t.into_iter().next()) {
+        let r = Reader { file, prefix, compression };
+        if let Some(t) = r.quant().map(QuantizationConfig::unsupported_targets).and_then(|t| t.into_iter().next()) {
             return Err(
                 r.error(format!("quantization_config target {t:?}: regular-expression targets are not supported"))
             );
@@ -388,13 +390,19 @@ impl Bert {
     pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut v = Vec::new();
         for (l, layer) in self.layers.iter_mut().enumerate() {
-            let p = format!("encoder.layer.{l}");
-            v.push((format!("{p}.{}", LINEAR_NAMES[0]), &mut layer.query));
-            v.push((format!("{p}.{}", LINEAR_NAMES[1]), &mut layer.key));
-            v.push((format!("{p}.{}", LINEAR_NAMES[2]), &mut layer.value));
-            v.push((format!("{p}.{}", LINEAR_NAMES[3]), &mut layer.attn_out));
-            v.push((format!("{p}.{}", LINEAR_NAMES[4]), &mut layer.ffn_up));
-            v.push((format!("{p}.{}", LINEAR_NAMES[5]), &mut layer.ffn_down));
+            for (name, lin) in layer.named_linears_mut() {
+                v.push((format!("encoder.layer.{l}.{name}"), lin));
+            }
+        }
+        v
+    }
+
+    /// Every LayerNorm with its checkpoint name (without `.weight` / `.bias`), in execution order.
+    pub fn layer_norms(&self) -> Vec<(String, &LayerNorm)> {
+        let mut v = vec![("embeddings.LayerNorm".to_string(), &self.embeddings.norm)];
+        for (l, layer) in self.layers.iter().enumerate() {
+            v.push((format!("encoder.layer.{l}.attention.output.LayerNorm"), &layer.attn_norm));
+            v.push((format!("encoder.layer.{l}.output.LayerNorm"), &layer.ffn_norm));
         }
         v
     }
@@ -408,19 +416,13 @@ impl Bert {
         for (name, table) in EMBEDDING_NAMES.iter().zip([&e.word, &e.position, &e.token_type]) {
             out.push((format!("{name}.weight"), vec![table.rows(), h], table.to_dense()));
         }
-        let norm = |out: &mut Vec<_>, name: &str, n: &LayerNorm| {
+        for (name, lin) in self.linears() {
+            out.push((format!("{name}.weight"), vec![lin.out_features(), lin.in_features()], lin.weight.to_dense()));
+            out.push((format!("{name}.bias"), vec![lin.out_features()], lin.bias.clone()));
+        }
+        for (name, n) in self.layer_norms() {
             out.push((format!("{name}.weight"), vec![n.gamma.len()], n.gamma.clone()));
             out.push((format!("{name}.bias"), vec![n.beta.len()], n.beta.clone()));
-        };
-        norm(&mut out, "embeddings.LayerNorm", &e.norm);
-        for (l, layer) in self.layers.iter().enumerate() {
-            for (name, lin) in layer.named_linears() {
-                let p = format!("encoder.layer.{l}.{name}");
-                out.push((format!("{p}.weight"), vec![lin.out_features(), lin.in_features()], lin.weight.to_dense()));
-                out.push((format!("{p}.bias"), vec![lin.out_features()], lin.bias.clone()));
-            }
-            norm(&mut out, &format!("encoder.layer.{l}.attention.output.LayerNorm"), &layer.attn_norm);
-            norm(&mut out, &format!("encoder.layer.{l}.output.LayerNorm"), &layer.ffn_norm);
         }
         out
     }
@@ -451,19 +453,12 @@ impl Bert {
         Ok(())
     }
 
-    /// Runs layer `l` alone on `hidden` (`tokens × hidden`, the layer's input, replaced by its output),
-    /// calling `hook` with each Linear's input (names relative to the layer). For calibration.
-    pub fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], ws: &mut Workspace, hook: Option<LinearHook>) {
-        let (t, h) = (b.tokens(), self.hidden());
-        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx] {
-            resize(v, t * h);
-        }
-        ws.x[..t * h].copy_from_slice(&hidden[..t * h]);
-        match hook {
-            Some(hk) => self.layers[l].forward_observed(b, ws, hk),
-            None => self.layers[l].forward(b, ws),
-        }
-        hidden[..t * h].copy_from_slice(&ws.x[..t * h]);
+    /// Runs layer `l` alone on `hidden` (`tokens × hidden`, the layer's input, replaced by its output).
+    /// For calibration.
+    pub fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], ws: &mut Workspace) {
+        let n = self.stage(b, hidden, ws);
+        self.layers[l].forward(b, ws);
+        hidden[..n].copy_from_slice(&ws.x[..n]);
     }
 
     /// The input of Linear `name` of layer `l` (relative name) when the layer receives `hidden`,
@@ -477,12 +472,18 @@ impl Bert {
         name: &str,
         take: LinearHook,
     ) {
-        let (t, h) = (b.tokens(), self.hidden());
-        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx] {
-            resize(v, t * h);
-        }
-        ws.x[..t * h].copy_from_slice(&hidden[..t * h]);
+        self.stage(b, hidden, ws);
         self.layers[l].input_of(b, ws, name, take);
+    }
+
+    /// Sizes `ws` for `b` and copies a layer's input `hidden` into it; returns the values copied.
+    fn stage(&self, b: &Batch, hidden: &[f32], ws: &mut Workspace) -> usize {
+        let n = b.tokens() * self.hidden();
+        for v in [&mut ws.x, &mut ws.q, &mut ws.k, &mut ws.v, &mut ws.ctx] {
+            resize(v, n);
+        }
+        ws.x[..n].copy_from_slice(&hidden[..n]);
+        n
     }
 
     /// Sum of the three embeddings for every token, then LayerNorm, into `x[tokens][hidden]`.
@@ -542,15 +543,22 @@ pub const LINEAR_NAMES: [&str; 6] = [
 impl BertLayer {
     /// The Linear of a checkpoint name relative to the layer (one of [`LINEAR_NAMES`]).
     pub fn linear_mut(&mut self, name: &str) -> &mut Linear {
-        match name {
-            "attention.self.query" => &mut self.query,
-            "attention.self.key" => &mut self.key,
-            "attention.self.value" => &mut self.value,
-            "attention.output.dense" => &mut self.attn_out,
-            "intermediate.dense" => &mut self.ffn_up,
-            "output.dense" => &mut self.ffn_down,
-            other => panic!("no Linear named {other} in a BERT layer"),
+        match self.named_linears_mut().into_iter().find(|(n, _)| *n == name) {
+            Some((_, lin)) => lin,
+            None => panic!("no Linear named {name} in a BERT layer"),
         }
+    }
+
+    /// [`BertLayer::named_linears`], mutable.
+    pub fn named_linears_mut(&mut self) -> [(&'static str, &mut Linear); 6] {
+        [
+            (LINEAR_NAMES[0], &mut self.query),
+            (LINEAR_NAMES[1], &mut self.key),
+            (LINEAR_NAMES[2], &mut self.value),
+            (LINEAR_NAMES[3], &mut self.attn_out),
+            (LINEAR_NAMES[4], &mut self.ffn_up),
+            (LINEAR_NAMES[5], &mut self.ffn_down),
+        ]
     }
 
     /// The layer's Linears with their checkpoint names (relative to the layer).
@@ -588,13 +596,7 @@ impl BertLayer {
                 hk(n, &ws.x[..t * h], t, h);
             }
         }
-        let x = Input::new(&ws.x, t, h, &ws.quant);
-        // One section, split by columns: each thread owns whole heads of Q, K and V for the attention.
-        forward_group(&[&self.query, &self.key, &self.value], &x, vec![&mut ws.q, &mut ws.k, &mut ws.v]);
-        let shape = AttentionShape { batch: b.batch, seq: b.seq, heads: self.heads, head_dim: self.head_dim };
-        let all_ones = b.mask.iter().all(|&m| m != 0);
-        let mask = if all_ones { None } else { Some(&b.mask[..]) };
-        attention_f32(&ws.q, &ws.k, &ws.v, width, mask, shape, &mut ws.ctx, width);
+        self.attend(b, ws);
 
         let ctx = &ws.ctx[..t * width];
         match hook {
@@ -604,7 +606,7 @@ impl BertLayer {
                 for_each_row_block(t, ROW_ALIGN, true, |blk| {
                     let r = blk.range();
                     let ctx = &ctx[r.start * width..r.end * width];
-                    self.rows_section(ctx, blk.rows_mut(&xs), r.len(), &mut |_, _, _| {});
+                    self.rows_section(ctx, blk.rows_mut(&xs), r.len());
                 });
             }
         }
@@ -655,6 +657,21 @@ impl BertLayer {
             take(name, &ws.x[..t * h], t, h);
             return;
         }
+        self.attend(b, ws);
+        let width = self.heads * self.head_dim;
+        let mut only = |n: &str, v: &[f32], r: usize, c: usize| {
+            if n == name {
+                take(n, v, r, c);
+            }
+        };
+        // Stopping at `name` leaves `ws.x` untouched.
+        self.observed_rest(&ws.ctx[..t * width], &mut ws.x[..t * h], t, &ws.quant, &mut only, Some(name));
+    }
+
+    /// Query, key and value of `ws.x` (one parallel section, split by columns so each thread owns whole
+    /// heads), then attention into `ws.ctx`.
+    fn attend(&self, b: &Batch, ws: &mut Workspace) {
+        let (t, h) = (b.tokens(), self.query.in_features());
         let x = Input::new(&ws.x, t, h, &ws.quant);
         forward_group(&[&self.query, &self.key, &self.value], &x, vec![&mut ws.q, &mut ws.k, &mut ws.v]);
         let width = self.heads * self.head_dim;
@@ -662,31 +679,20 @@ impl BertLayer {
         let all_ones = b.mask.iter().all(|&m| m != 0);
         let mask = if all_ones { None } else { Some(&b.mask[..]) };
         attention_f32(&ws.q, &ws.k, &ws.v, width, mask, shape, &mut ws.ctx, width);
-        let mut keep = ws.x[..t * h].to_vec();
-        let mut only = |n: &str, v: &[f32], r: usize, c: usize| {
-            if n == name {
-                take(n, v, r, c);
-            }
-        };
-        self.observed_rest(&ws.ctx[..t * width], &mut keep, t, &ws.quant, &mut only, Some(name));
     }
 
     /// Everything after attention for `rows` rows: `x` (the layer input, becoming its output) and
     /// `ctx` (the attention output) hold those rows only.
-    fn rows_section(&self, ctx: &[f32], x: &mut [f32], rows: usize, observe: &mut dyn FnMut(&str, &[f32], usize)) {
+    fn rows_section(&self, ctx: &[f32], x: &mut [f32], rows: usize) {
         let h = self.query.in_features();
-        let width = self.heads * self.head_dim;
         let inter = self.ffn_up.out_features();
         ROW_SCRATCH.with_borrow_mut(|sc| {
             let RowScratch { tmp, ffn, quant } = sc;
             tmp.resize(rows * h, 0.0);
             ffn.resize(rows * inter, 0.0);
-            observe(LINEAR_NAMES[3], ctx, width);
             self.attn_out.forward_rows(ctx, rows, tmp, Activation::None, Some(x), quant);
             self.attn_norm.apply_rows(tmp);
-            observe(LINEAR_NAMES[4], tmp, h);
             self.ffn_up.forward_rows(tmp, rows, ffn, Activation::Gelu, None, quant);
-            observe(LINEAR_NAMES[5], ffn, inter);
             self.ffn_down.forward_rows(ffn, rows, x, Activation::None, Some(tmp), quant);
             self.ffn_norm.apply_rows(x);
         });

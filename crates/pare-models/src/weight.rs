@@ -31,6 +31,30 @@ pub const CROSSOVER_TOKENS: usize = 128;
 /// machine measured so far).
 pub const ALWAYS_DENSE_ABOVE: f64 = 0.75;
 
+/// How a weight of a given density runs, decided before any timing.
+enum Rule {
+    /// Not pruned (or too wide for the sparse kernel's column indices): dense.
+    Dense,
+    /// Pruned, but dense without measuring (too dense to gain, or `PARE_SPARSE=never`).
+    PrunedDense,
+    /// Sparse without measuring (`PARE_SPARSE=always`).
+    Sparse,
+    /// Time both kernels on this machine and keep the faster.
+    Measure,
+}
+
+fn sparse_rule(density: f64, k: usize) -> Rule {
+    if density >= 0.99 || k > 1 << 16 {
+        return Rule::Dense;
+    }
+    match std::env::var("PARE_SPARSE").as_deref() {
+        Ok("always") => Rule::Sparse,
+        Ok("never") => Rule::PrunedDense,
+        _ if density > ALWAYS_DENSE_ABOVE => Rule::PrunedDense,
+        _ => Rule::Measure,
+    }
+}
+
 /// The storage format of a Linear layer's weight `W[out][in]`.
 #[derive(Clone, Debug)]
 pub enum Weight {
@@ -78,52 +102,47 @@ impl Weight {
     /// sparse or dense, whichever kernel runs this shape faster here. `PARE_SPARSE=always|never`
     /// overrides the measurement.
     pub fn f32_auto(w: &[f32], n: usize, k: usize) -> Self {
-        let nnz = w.iter().filter(|v| **v != 0.0).count();
-        let density = nnz as f64 / (n * k).max(1) as f64;
-        if density >= 0.99 || k > 1 << 16 {
-            return Weight::dense_f32(w, n, k);
-        }
-        let packed = PackedF32::from_rows(w, n, k);
+        let density = w.iter().filter(|v| **v != 0.0).count() as f64 / (n * k).max(1) as f64;
         let unmeasured = Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN };
-        match std::env::var("PARE_SPARSE").as_deref() {
-            Ok("always") => return Weight::SparseF32 { csr: CsrF32::from_dense(w, n, k), why: unmeasured },
-            Ok("never") => return Weight::PrunedDenseF32 { packed, why: unmeasured },
-            _ => {}
-        }
-        if density > ALWAYS_DENSE_ABOVE {
-            return Weight::PrunedDenseF32 { packed, why: unmeasured };
-        }
-        let csr = CsrF32::from_dense(w, n, k);
-        let why = measure_crossover(&packed, &csr, density);
-        if why.sparse_us < why.dense_us {
-            Weight::SparseF32 { csr, why }
-        } else {
-            Weight::PrunedDenseF32 { packed, why }
+        match sparse_rule(density, k) {
+            Rule::Dense => Weight::dense_f32(w, n, k),
+            Rule::PrunedDense => Weight::PrunedDenseF32 { packed: PackedF32::from_rows(w, n, k), why: unmeasured },
+            Rule::Sparse => Weight::SparseF32 { csr: CsrF32::from_dense(w, n, k), why: unmeasured },
+            Rule::Measure => {
+                let (packed, csr) = (PackedF32::from_rows(w, n, k), CsrF32::from_dense(w, n, k));
+                let why = measure_crossover(&packed, &csr, density);
+                if why.sparse_us < why.dense_us {
+                    Weight::SparseF32 { csr, why }
+                } else {
+                    Weight::PrunedDenseF32 { packed, why }
+                }
+            }
         }
     }
 
     /// An int8 weight `q[n][k]` with per-row `scales`: dense, or — when pruned and faster measured —
     /// sparse. `PARE_SPARSE=always|never` overrides the measurement.
     pub fn i8_auto(q: &[i8], scales: &[f32], n: usize, k: usize, act: ActQuant, outliers: &[u32]) -> Self {
-        let packed = PackedI8::from_rows(q, scales, n, k).with_outliers(outliers);
-        let nnz = q.iter().filter(|v| **v != 0).count();
-        let density = nnz as f64 / (n * k).max(1) as f64;
-        if density >= 0.99 || k > 1 << 16 {
-            return Weight::Int8 { packed, act };
+        let density = q.iter().filter(|v| **v != 0).count() as f64 / (n * k).max(1) as f64;
+        let packed = || PackedI8::from_rows(q, scales, n, k).with_outliers(outliers);
+        let csr = || CsrI8::from_dense(q, scales, n, k).with_outliers(outliers);
+        match sparse_rule(density, k) {
+            Rule::Dense | Rule::PrunedDense => Weight::Int8 { packed: packed(), act },
+            Rule::Sparse => Weight::SparseI8 {
+                csr: csr(),
+                act,
+                why: Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN },
+            },
+            Rule::Measure => {
+                let (packed, csr) = (packed(), csr());
+                let why = measure_crossover_i8(&packed, &csr, density, act, outliers);
+                if why.sparse_us < why.dense_us {
+                    Weight::SparseI8 { csr, act, why }
+                } else {
+                    Weight::Int8 { packed, act }
+                }
+            }
         }
-        let sparse = || CsrI8::from_dense(q, scales, n, k).with_outliers(outliers);
-        let unmeasured = Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN };
-        match std::env::var("PARE_SPARSE").as_deref() {
-            Ok("always") => return Weight::SparseI8 { csr: sparse(), act, why: unmeasured },
-            Ok("never") => return Weight::Int8 { packed, act },
-            _ => {}
-        }
-        if density > ALWAYS_DENSE_ABOVE {
-            return Weight::Int8 { packed, act };
-        }
-        let csr = sparse();
-        let why = measure_crossover_i8(&packed, &csr, density, act, outliers);
-        if why.sparse_us < why.dense_us { Weight::SparseI8 { csr, act, why } } else { Weight::Int8 { packed, act } }
     }
 
     /// Output features.
@@ -312,12 +331,11 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
     let all_f32 = lins.iter().all(|l| matches!(l.weight, Weight::DenseF32(_) | Weight::PrunedDenseF32 { .. }));
     let all_sparse = lins.iter().all(|l| matches!(l.weight, Weight::SparseF32 { .. }));
     let first_i8 = match &lins.first().map(|l| &l.weight) {
-        Some(Weight::Int8 { packed, act }) => Some((*act, packed.outliers().to_vec())),
+        Some(Weight::Int8 { packed, act }) => Some((*act, packed.outliers())),
         _ => None,
     };
     let same_i8 = first_i8.as_ref().is_some_and(|(m0, o0)| {
-        lins.iter()
-            .all(|l| matches!(&l.weight, Weight::Int8 { packed, act } if act == m0 && packed.outliers() == &o0[..]))
+        lins.iter().all(|l| matches!(&l.weight, Weight::Int8 { packed, act } if act == m0 && packed.outliers() == *o0))
     });
     if all_f32 {
         let k = x.cols;
@@ -347,7 +365,7 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
             .collect();
         spmm_f32_group(x.values(), x.cols, rows, jobs);
     } else if let (true, Some((mode, outliers))) = (same_i8, first_i8) {
-        let q = x.quantized(mode, &outliers);
+        let q = x.quantized(mode, outliers);
         let jobs = lins
             .iter()
             .zip(outs)
@@ -467,6 +485,11 @@ impl Embedding {
     }
 }
 
+/// The timing problem's activations: [`CROSSOVER_TOKENS`] rows of `k` deterministic values in [−1, 1].
+fn crossover_input(k: usize) -> Vec<f32> {
+    (0..CROSSOVER_TOKENS * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect()
+}
+
 /// The fastest of five timed calls of `f` (after one untimed), in µs.
 fn best_of_five(f: &mut dyn FnMut()) -> f64 {
     f();
@@ -483,7 +506,7 @@ fn best_of_five(f: &mut dyn FnMut()) -> f64 {
 fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossover {
     let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
     let table = pare_kernels::dispatch::table();
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect();
+    let a = crossover_input(k);
     let mut c = vec![0f32; m * n];
     let epi = Epilogue::default();
     let dense_us = best_of_five(&mut || gemm_f32_with(table, &a, k, m, packed, &mut c, n, &epi));
@@ -495,7 +518,7 @@ fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossove
 fn measure_crossover_i8(packed: &PackedI8, csr: &CsrI8, density: f64, act: ActQuant, outliers: &[u32]) -> Crossover {
     let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
     let table = pare_kernels::dispatch::table();
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect();
+    let a = crossover_input(k);
     let mut q = QuantRows::default();
     quantize_rows_with(table, &a, m, k, k, act, outliers, &mut q);
     let mut c = vec![0f32; m * n];

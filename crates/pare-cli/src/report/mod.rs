@@ -158,10 +158,10 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     }
 
     // Load, embed, memory.
-    let probe = pare_models::SentenceEncoder::load(&src)?;
-    let ids = probe.tokenizer.encode_untruncated(&crate::bench::BENCH_TEXT.repeat(64))?;
-    let seq = SEQ_MAX.min(probe.model.config.max_position_embeddings).min(ids.len());
-    drop(probe);
+    let tokenizer = pare_formats::tokenizer::TextTokenizer::load(&src.file("tokenizer.json"), None)?;
+    let ids = tokenizer.encode_untruncated(&crate::bench::BENCH_TEXT.repeat(64))?;
+    let positions = pare_formats::BertConfig::load(&src.file("config.json"))?.max_position_embeddings;
+    let seq = SEQ_MAX.min(positions).min(ids.len());
     let one = Batch::repeat(&ids[..seq], 1);
     let big = Batch::repeat(&ids[..seq], BIG_BATCH);
     let mut loaded = Vec::with_capacity(specs.len());
@@ -207,11 +207,19 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     progress.finish();
 
     // The variants.
-    let orig_texts = loaded[0].texts.clone();
-    let lee_of = |emb: &[Vec<f32>]| data.lee_pearson(&emb[fixture.len()..]);
+    let orig_texts = &loaded[0].texts;
+    // Fidelity to the original and task metrics, from a variant's embeddings of the texts and words.
+    let quality = |emb: &[Vec<f32>], word_emb: &[Vec<f32>]| {
+        let (mean_cos, min_cos) = mean_min_cosine(emb, orig_texts);
+        let tasks = BTreeMap::from([
+            ("lee".to_string(), data.lee_pearson(&emb[fixture.len()..])),
+            ("wordsim".to_string(), data.wordsim_spearman(word_emb)),
+        ]);
+        (Fidelity { mean_cos, min_cos, texts: texts.len() }, tasks)
+    };
     let mut variants: Vec<Variant> = Vec::new();
     for ((spec, l), (dir, secs)) in specs.iter().zip(&loaded).zip(dirs.iter().zip(&build_seconds)) {
-        let (mean_cos, min_cos) = mean_min_cosine(&l.texts, &orig_texts);
+        let (fidelity, tasks) = quality(&l.texts, &l.words);
         let file_bytes = std::fs::metadata(dir.join("model.safetensors"))?.len();
         variants.push(Variant {
             id: spec.id.clone(),
@@ -229,11 +237,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             latency: measure::timing(&l.latency, 1, seq),
             throughput: Some(measure::timing(&l.throughput, BIG_BATCH, seq)),
             peak_memory_bytes: l.peak_memory_bytes,
-            fidelity: Fidelity { mean_cos, min_cos, texts: texts.len() },
-            tasks: BTreeMap::from([
-                ("lee".to_string(), lee_of(&l.texts)),
-                ("wordsim".to_string(), data.wordsim_spearman(&l.words)),
-            ]),
+            fidelity,
+            tasks,
             build_seconds: *secs,
             speedup: 1.0,
             size_ratio: 1.0,
@@ -248,7 +253,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             );
         }
         let (peer_emb, peer_words) = p.embeddings.split_at(texts.len());
-        let (mean_cos, min_cos) = mean_min_cosine(peer_emb, &orig_texts);
+        let (fidelity, tasks) = quality(peer_emb, peer_words);
         variants.push(Variant {
             id: format!("onnxruntime-{variant}"),
             label: format!("ONNX Runtime {variant}"),
@@ -269,11 +274,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             latency: measure::timing(&p.latency_ms, 1, seq),
             throughput: Some(measure::timing(&p.throughput_ms, BIG_BATCH, seq)),
             peak_memory_bytes: None,
-            fidelity: Fidelity { mean_cos, min_cos, texts: texts.len() },
-            tasks: BTreeMap::from([
-                ("lee".to_string(), lee_of(peer_emb)),
-                ("wordsim".to_string(), data.wordsim_spearman(peer_words)),
-            ]),
+            fidelity,
+            tasks,
             build_seconds: None,
             speedup: 1.0,
             size_ratio: 1.0,

@@ -113,9 +113,8 @@ pub fn validate(opts: &PruneOptions) -> Result<()> {
     if !(0.0..1.0).contains(&opts.sparsity) {
         return bad(format!("--sparsity {} is outside [0, 1)", opts.sparsity));
     }
-    let (n, m) = opts.nm;
-    if opts.method == Method::Nm && !(m >= 2 && n >= 1 && n < m) {
-        return bad(format!("--nm {n}:{m}: N:M needs 1 ≤ N < M (e.g. 2:4)"));
+    if opts.method == Method::Nm {
+        check_nm(opts.nm)?;
     }
     if opts.samples == 0 {
         return bad("--samples 0: calibration needs at least one sample".into());
@@ -130,11 +129,16 @@ pub fn validate(opts: &PruneOptions) -> Result<()> {
 pub fn parse_nm(s: &str) -> Result<(usize, usize)> {
     let err = || CompressError::Invalid(format!("--nm {s:?} is not of the form N:M (e.g. 2:4)"));
     let (n, m) = s.split_once(':').ok_or_else(err)?;
-    let (n, m) = (n.trim().parse().map_err(|_| err())?, m.trim().parse().map_err(|_| err())?);
+    let nm = (n.trim().parse().map_err(|_| err())?, m.trim().parse().map_err(|_| err())?);
+    check_nm(nm)?;
+    Ok(nm)
+}
+
+fn check_nm((n, m): (usize, usize)) -> Result<()> {
     if !(m >= 2 && n >= 1 && n < m) {
         return Err(CompressError::Invalid(format!("--nm {n}:{m}: N:M needs 1 ≤ N < M (e.g. 2:4)")));
     }
-    Ok((n, m))
+    Ok(())
 }
 
 /// Sequences per calibration batch, at most.
@@ -206,7 +210,7 @@ impl Calibration {
     pub fn advance(&mut self, model: &Bert, l: usize) {
         let mut ws = Workspace::default();
         for (b, st) in self.batches.iter().zip(self.states.iter_mut()) {
-            model.run_layer(l, b, st, &mut ws, None);
+            model.run_layer(l, b, st, &mut ws);
         }
     }
 }

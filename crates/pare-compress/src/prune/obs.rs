@@ -35,19 +35,23 @@ pub struct Prepared {
     pub k: usize,
 }
 
-/// Dampens `h` and factors its inverse.
-pub fn prepare(h: &[f64], k: usize) -> Result<Prepared> {
-    let mut h = h.to_vec();
-    let dead: Vec<bool> = (0..k).map(|i| h[i * k + i] == 0.0).collect();
-    for i in 0..k {
-        if dead[i] {
-            h[i * k + i] = 1.0;
-        }
-    }
+/// Makes the Hessian `h` (`k × k`) safely invertible: a zero diagonal entry (an input that never
+/// fires) becomes 1, and [`PERCDAMP`] of the mean diagonal is added to every diagonal entry.
+pub fn dampen(h: &mut [f64], k: usize) {
     let mean = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k.max(1) as f64;
     for i in 0..k {
+        if h[i * k + i] == 0.0 {
+            h[i * k + i] = 1.0;
+        }
         h[i * k + i] += PERCDAMP * mean;
     }
+}
+
+/// Dampens `h` and factors its inverse.
+pub fn prepare(h: &[f64], k: usize) -> Result<Prepared> {
+    let dead: Vec<bool> = (0..k).map(|i| h[i * k + i] == 0.0).collect();
+    let mut h = h.to_vec();
+    dampen(&mut h, k);
     let hinv = cholesky_upper(&spd_inverse(&h, k)?, k)?;
     Ok(Prepared { hinv, dead, k })
 }
@@ -220,13 +224,7 @@ pub fn refine(w: &mut [f32], orig: &[f32], n: usize, k: usize, hd: &[f32], iters
 
 /// `H + λI` in f32, the damping of [`prepare`].
 pub fn damped(h: &[f64], k: usize) -> Vec<f32> {
-    let mean = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k.max(1) as f64;
-    let mut out: Vec<f32> = h.iter().map(|&v| v as f32).collect();
-    for i in 0..k {
-        if h[i * k + i] == 0.0 {
-            out[i * k + i] = 1.0;
-        }
-        out[i * k + i] += (PERCDAMP * mean) as f32;
-    }
-    out
+    let mut d = h.to_vec();
+    dampen(&mut d, k);
+    d.into_iter().map(|v| v as f32).collect()
 }

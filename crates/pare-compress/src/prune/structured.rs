@@ -20,9 +20,6 @@ use pare_models::bert::{Bert, LINEAR_NAMES};
 use pare_models::{Linear, Weight};
 use std::collections::BTreeMap;
 
-/// Dampening added to the Hessian's diagonal, relative to its mean.
-const PERCDAMP: f64 = 0.01;
-
 /// `[XᵀX, Xᵀ1; 1ᵀX, t]`: the Hessian of `x` (`t × k`) with a constant input appended (for the bias),
 /// dampened, and its inverse.
 fn inverse_hessian(x: &[f32], t: usize, k: usize) -> Result<Vec<f64>> {
@@ -38,13 +35,7 @@ fn inverse_hessian(x: &[f32], t: usize, k: usize) -> Result<Vec<f64>> {
         a[k * ka + j] = s;
     }
     a[k * ka + k] = t as f64;
-    let mean = (0..ka).map(|i| a[i * ka + i]).sum::<f64>() / ka as f64;
-    for i in 0..ka {
-        if a[i * ka + i] == 0.0 {
-            a[i * ka + i] = 1.0;
-        }
-        a[i * ka + i] += PERCDAMP * mean;
-    }
+    super::obs::dampen(&mut a, ka);
     spd_inverse(&a, ka)
 }
 

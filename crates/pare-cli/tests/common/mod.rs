@@ -1,0 +1,26 @@
+//! Helpers shared by the CLI tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// A path as the `&str` argument of a command.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The embeddings of `pare embed`'s JSON Lines output, in order.
+pub fn parse_embeddings(stdout: &[u8]) -> Vec<Vec<f64>> {
+    std::str::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        })
+        .collect()
+}
+
+/// [`parse_embeddings`] as f32, the precision pare computes in.
+pub fn parse_embeddings_f32(stdout: &[u8]) -> Vec<Vec<f32>> {
+    parse_embeddings(stdout).into_iter().map(|e| e.into_iter().map(|x| x as f32).collect()).collect()
+}
