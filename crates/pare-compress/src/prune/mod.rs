@@ -403,37 +403,31 @@ fn prune_magnitude(model: &mut Bert, opts: &PruneOptions, log: &mut dyn FnMut(&s
         return;
     }
     // Global: one threshold over all Linears.
-    let mut all: Vec<f32> = lins.iter().flat_map(|(_, l)| l.weight.to_dense().into_iter().map(f32::abs)).collect();
+    let mut ws: Vec<Vec<f32>> = lins.iter().map(|(_, l)| l.weight.to_dense()).collect();
+    let mut all: Vec<f32> = ws.iter().flatten().map(|v| v.abs()).collect();
     let count = (opts.sparsity * all.len() as f64).floor() as usize;
     if count == 0 {
         return;
     }
     let (_, &mut thresh, _) = all.select_nth_unstable_by(count - 1, |a, b| a.total_cmp(b));
-    // Entries equal to the threshold are removed in order until `count` is reached.
+    // Everything below the threshold goes; entries equal to it are removed in order until `count`.
     let mut left = count;
-    for (name, lin) in lins.iter_mut() {
-        let mut w = lin.weight.to_dense();
-        for v in w.iter_mut() {
-            if v.abs() < thresh {
-                *v = 0.0;
-                left -= 1;
-            }
-        }
-        set_weight(lin, &w);
-        log(&format!("{name}: global magnitude, {:.1}% zeros", 100.0 * zeros(&w)));
+    for v in ws.iter_mut().flatten().filter(|v| v.abs() < thresh) {
+        *v = 0.0;
+        left -= 1;
     }
-    for (_, lin) in lins.iter_mut() {
+    for v in ws.iter_mut().flatten() {
         if left == 0 {
             break;
         }
-        let mut w = lin.weight.to_dense();
-        for v in w.iter_mut() {
-            if left > 0 && *v != 0.0 && v.abs() == thresh {
-                *v = 0.0;
-                left -= 1;
-            }
+        if *v != 0.0 && v.abs() == thresh {
+            *v = 0.0;
+            left -= 1;
         }
-        set_weight(lin, &w);
+    }
+    for ((name, lin), w) in lins.iter_mut().zip(&ws) {
+        set_weight(lin, w);
+        log(&format!("{name}: global magnitude, {:.1}% zeros", 100.0 * zeros(w)));
     }
 }
 
