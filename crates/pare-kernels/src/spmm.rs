@@ -29,26 +29,34 @@ pub struct CsrF32 {
     vals: Vec<f32>,
 }
 
+/// The nonzeros of row-major `w[n][k]` (entries equal to `T::default()` are the zeros): row starts
+/// (`n + 1`), column indices and values.
+pub(crate) fn compress_rows<T: Copy + PartialEq + Default>(
+    w: &[T],
+    n: usize,
+    k: usize,
+) -> (Vec<u32>, Vec<u16>, Vec<T>) {
+    let mut row_ptr = Vec::with_capacity(n + 1);
+    let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    row_ptr.push(0);
+    for j in 0..n {
+        for (c, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
+            if v != T::default() {
+                cols.push(c as u16);
+                vals.push(v);
+            }
+        }
+        row_ptr.push(vals.len() as u32);
+    }
+    (row_ptr, cols, vals)
+}
+
 impl CsrF32 {
     /// The nonzeros of row-major `w[n][k]` (`k ≤ 65 536`).
     pub fn from_dense(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "CsrF32: {} values for {n}×{k}", w.len());
         assert!(k <= 1 << 16, "CsrF32: k={k} needs column indices wider than u16");
-        let mut row_ptr = Vec::with_capacity(n + 1);
-        let (mut cols, mut vals) = (Vec::new(), Vec::new());
-        row_ptr.push(0);
-        for row in w.chunks_exact(k.max(1)).take(n) {
-            for (c, &v) in row.iter().enumerate() {
-                if v != 0.0 {
-                    cols.push(c as u16);
-                    vals.push(v);
-                }
-            }
-            row_ptr.push(vals.len() as u32);
-        }
-        while row_ptr.len() < n + 1 {
-            row_ptr.push(vals.len() as u32);
-        }
+        let (row_ptr, cols, vals) = compress_rows(w, n, k);
         let segs = k.div_ceil(SEGMENT);
         let mut seg_ptr = Vec::with_capacity(n * (segs + 1));
         for j in 0..n {

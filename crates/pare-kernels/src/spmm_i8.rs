@@ -33,19 +33,8 @@ impl CsrI8 {
         assert_eq!(q.len(), n * k, "CsrI8: {} values for {n}×{k}", q.len());
         assert_eq!(scales.len(), n);
         assert!(k <= 1 << 16, "CsrI8: k={k} needs column indices wider than u16");
-        let mut row_ptr = vec![0u32];
-        let (mut cols, mut vals, mut row_sums) = (Vec::new(), Vec::new(), Vec::with_capacity(n));
-        for j in 0..n {
-            let row = &q[j * k..(j + 1) * k];
-            for (c, &v) in row.iter().enumerate() {
-                if v != 0 {
-                    cols.push(c as u16);
-                    vals.push(v);
-                }
-            }
-            row_ptr.push(vals.len() as u32);
-            row_sums.push(row.iter().map(|&v| v as i32).sum());
-        }
+        let (row_ptr, cols, vals) = crate::spmm::compress_rows(q, n, k);
+        let row_sums = (0..n).map(|j| q[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum()).collect();
         CsrI8 {
             n,
             k,
