@@ -35,10 +35,15 @@ pub struct Prepared {
     pub k: usize,
 }
 
+/// Mean of the diagonal of `h` (`k × k`).
+fn diag_mean(h: &[f64], k: usize) -> f64 {
+    (0..k).map(|i| h[i * k + i]).sum::<f64>() / k.max(1) as f64
+}
+
 /// Makes the Hessian `h` (`k × k`) safely invertible: a zero diagonal entry (an input that never
 /// fires) becomes 1, and [`PERCDAMP`] of the mean diagonal is added to every diagonal entry.
 pub fn dampen(h: &mut [f64], k: usize) {
-    let mean = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k.max(1) as f64;
+    let mean = diag_mean(h, k);
     for i in 0..k {
         if h[i * k + i] == 0.0 {
             h[i * k + i] = 1.0;
@@ -51,6 +56,10 @@ pub fn dampen(h: &mut [f64], k: usize) {
 pub fn prepare(h: &[f64], k: usize) -> Result<Prepared> {
     let dead: Vec<bool> = (0..k).map(|i| h[i * k + i] == 0.0).collect();
     let mut h = h.to_vec();
+    // Dead inputs first get a unit diagonal, so they count as 1 in the mean the damping scales with.
+    for i in (0..k).filter(|&i| dead[i]) {
+        h[i * k + i] = 1.0;
+    }
     dampen(&mut h, k);
     let hinv = cholesky_upper(&spd_inverse(&h, k)?, k)?;
     Ok(Prepared { hinv, dead, k })
@@ -224,7 +233,14 @@ pub fn refine(w: &mut [f32], orig: &[f32], n: usize, k: usize, hd: &[f32], iters
 
 /// `H + λI` in f32, the damping of [`prepare`].
 pub fn damped(h: &[f64], k: usize) -> Vec<f32> {
-    let mut d = h.to_vec();
-    dampen(&mut d, k);
-    d.into_iter().map(|v| v as f32).collect()
+    // In f32, as the refinement runs: the matrix rounded first, then the damping added.
+    let add = (PERCDAMP * diag_mean(h, k)) as f32;
+    let mut out: Vec<f32> = h.iter().map(|&v| v as f32).collect();
+    for i in 0..k {
+        if h[i * k + i] == 0.0 {
+            out[i * k + i] = 1.0;
+        }
+        out[i * k + i] += add;
+    }
+    out
 }
