@@ -7,7 +7,7 @@ mod common;
 use common::{parse_embeddings_f32, s};
 use pare_eval::metrics::mean_min_cosine;
 use pare_models::testing::{TinySpec, write_tiny_bert};
-use pare_report::{Kind, Report};
+use pare_report::{Kind, Report, SpeedVerdict};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -114,6 +114,15 @@ fn quick_report_on_a_generated_model() {
         // Bytes on disk, as ls -l gives them.
         assert_eq!(v.file_bytes, std::fs::metadata(dir.join("model.safetensors")).unwrap().len(), "{}", v.id);
         assert!(v.latency.runs == 10 && v.latency.median_ms > 0.0 && v.latency.p90_ms >= v.latency.median_ms);
+        // Every timed run kept, by round: 2 rounds × 5 runs at batch 1, 2 × 1 at the larger batch.
+        let shape = |t: &pare_report::Timing| t.samples_ms.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(shape(&v.latency), [5, 5], "{}", v.id);
+        assert_eq!(shape(v.throughput.as_ref().unwrap()), [1, 1], "{}", v.id);
+        let ci = v.speedup_ci.unwrap_or_else(|| panic!("{}: 10 runs are tested", v.id));
+        assert!(ci.low <= ci.high, "{}", v.id);
+        let verdict =
+            if v.kind == Kind::Original { SpeedVerdict::Baseline } else { pare_eval::analysis::verdict(Some(ci)) };
+        assert_eq!(v.speed_verdict, verdict, "{}", v.id);
         assert!(v.nonzeros <= v.parameters && v.parameters > 0);
         // Fidelity, as pare embed gives it.
         let (mean, min) = mean_min_cosine(&embed(&c, s(dir), &texts, t.path()), &original);
@@ -141,7 +150,15 @@ fn quick_report_on_a_generated_model() {
     let o = pare(&c, &["report", "--from", s(&out.join("report.json")), "--max-loss", "0.9", "--out", s(&again)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r2 = report(&again);
-    assert_eq!(r2.variants, r.variants);
+    assert_eq!(r2.variants, r.variants, "timings, speedups and speed tests again from the stored runs");
+    // Without its timed runs a report cannot be analysed again.
+    let mut broken = r.clone();
+    broken.variants[1].latency.samples_ms = vec![Vec::new(); 2];
+    let broken_json = t.path().join("broken.json");
+    std::fs::write(&broken_json, pare_report::render::json(&broken)).unwrap();
+    let o = pare(&c, &["report", "--from", s(&broken_json), "--out", s(&t.path().join("broken"))]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("variant int8 has no timed runs"), "{err}");
     assert_eq!(r2.settings.max_loss, 0.9);
     let smallest_ok =
         r.variants.iter().filter(|v| v.fidelity.mean_cos >= 0.1).min_by_key(|v| v.file_bytes).map(|v| v.id.clone());
@@ -173,6 +190,13 @@ fn report_bad_input() {
     one_line(&["report", "x", "--out", s(&file)], "is a file");
     one_line(&["report", "--from", s(&t.path().join("missing.json")), "--out", s(&out)], "cannot read");
     one_line(&["report", "--from", s(&file), "--out", s(&out)], "not a pare report.json");
+    let old = t.path().join("old.json");
+    std::fs::write(&old, r#"{"schema_version": 1, "variants": []}"#).unwrap();
+    one_line(&["report", "--from", s(&old), "--out", s(&out)], "schema_version 1 keeps no timed runs");
+    std::fs::write(&old, r#"{"schema_version": 3}"#).unwrap();
+    one_line(&["report", "--from", s(&old), "--out", s(&out)], "schema_version 3, this pare reads 2");
+    std::fs::write(&old, r#"{"variants": []}"#).unwrap();
+    one_line(&["report", "--from", s(&old), "--out", s(&out)], "no schema_version");
     one_line(&["report", s(&t.path().join("no-model")), "--out", s(&out)], "no-model");
     assert!(!out.join("report.json").exists());
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of report.json's schema.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A compression report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,10 +167,47 @@ pub struct Variant {
     pub tasks: BTreeMap<String, f64>,
     /// Seconds to build it.
     pub build_seconds: Option<f64>,
-    /// Original median latency / this median latency.
+    /// Original median latency / this median latency (at batch 1).
     pub speedup: f64,
+    /// 95% interval of [`Variant::speedup`] by the speed test (the `speed_test` rule); `None` when the
+    /// original or this variant has too few timed runs to test.
+    pub speedup_ci: Option<Interval>,
+    /// What the speed test says of this variant against the original.
+    pub speed_verdict: SpeedVerdict,
     /// This file / the original file.
     pub size_ratio: f64,
+}
+
+/// A confidence interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower end.
+    pub low: f64,
+    /// Upper end (≥ `low`).
+    pub high: f64,
+}
+
+impl Interval {
+    /// Whether `x` lies in the interval, ends included.
+    pub fn contains(&self, x: f64) -> bool {
+        self.low <= x && x <= self.high
+    }
+}
+
+/// The speed test's verdict on a ratio of median latencies (reference / variant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeedVerdict {
+    /// The variant is the reference itself.
+    Baseline,
+    /// The interval lies above 1.
+    Faster,
+    /// The interval contains 1: the difference is within the noise of the run.
+    NoMeasurableChange,
+    /// The interval lies below 1.
+    Slower,
+    /// Too few timed runs to test.
+    Untested,
 }
 
 /// Statistics of timed forward passes.
@@ -198,6 +235,10 @@ pub struct Timing {
     pub relative_iqr: f64,
     /// Sentences per second at the median.
     pub sentences_per_s: f64,
+    /// Every timed pass, ms, by round: `samples_ms[r][i]` is the i-th pass of round r, in run order. pare's
+    /// variants share the sweep's rounds (round r of every variant ran in the same pass over the variants);
+    /// a peer, timed in its own process, has a single block.
+    pub samples_ms: Vec<Vec<f64>>,
 }
 
 /// Cosine between a variant's embeddings and the original's, over the fidelity texts.

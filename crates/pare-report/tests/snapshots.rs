@@ -1,7 +1,12 @@
 //! Snapshot tests of the renderers on a fixed Report (tests/fixtures/report.json, a real MiniLM sweep
-//! with paths shortened). `UPDATE_SNAPSHOTS=1 cargo test -p pare-report` rewrites the snapshots after an
-//! intended change; otherwise a difference fails and the new rendering is left beside the snapshot as
-//! `*.new` for review.
+//! with paths shortened). Its timed runs are reconstructed: the sweep was written in schema 1, which kept
+//! only their statistics, so each variant's runs were interpolated between its recorded min, quartiles
+//! (median ∓ half the interquartile range), median, p90 and max, shuffled in a fixed order and dealt to the
+//! rounds (a peer's into one block); the timing statistics, speed tests and analysis were then computed
+//! from them as `pare report --from` does. Every other figure is as measured.
+//!
+//! `UPDATE_SNAPSHOTS=1 cargo test -p pare-report` rewrites the snapshots after an intended change;
+//! otherwise a difference fails and the new rendering is left beside the snapshot as `*.new` for review.
 
 use pare_report::{Report, SCHEMA_VERSION, render};
 use std::path::PathBuf;

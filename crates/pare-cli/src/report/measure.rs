@@ -20,10 +20,10 @@ pub struct Loaded {
     pub parameters: u64,
     pub nonzeros: u64,
     pub sparse_layers: usize,
-    /// Timed batch-1 runs, ms.
-    pub latency: Vec<f64>,
-    /// Timed larger-batch runs, ms.
-    pub throughput: Vec<f64>,
+    /// Timed batch-1 runs, ms: `latency[r]` holds round r's, in run order.
+    pub latency: Vec<Vec<f64>>,
+    /// Timed larger-batch runs, ms, by round as `latency`.
+    pub throughput: Vec<Vec<f64>>,
 }
 
 /// Resets the peak resident set size to the current one (Linux ≥ 4.0); false when not possible.
@@ -70,34 +70,27 @@ pub fn load(dir: &Path, texts: &[String], words: &[String], big: &Batch) -> Resu
     })
 }
 
-/// `warmup` untimed passes of `input`, then `runs` timed ones appended to `out` (ms).
+/// One round of `l`: `warmup` untimed passes of `input`, then `runs` timed ones, kept (ms) as a new round
+/// of its throughput runs when `big`, of its latency runs otherwise.
 pub fn time(l: &mut Loaded, input: &Batch, warmup: usize, runs: usize, big: bool) -> Result<()> {
     for _ in 0..warmup {
         l.enc.model.forward(input, &mut l.ws)?;
     }
+    let mut round = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
         l.enc.model.forward(input, &mut l.ws)?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if big { l.throughput.push(ms) } else { l.latency.push(ms) }
+        round.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    if big {
+        l.throughput.push(round)
+    } else {
+        l.latency.push(round)
     }
     Ok(())
 }
 
-/// Timing statistics of `samples` for passes of `batch` sequences.
-pub fn timing(samples: &[f64], batch: usize, seq: usize) -> pare_report::Timing {
-    let s = pare_eval::Summary::from_samples(samples.to_vec());
-    pare_report::Timing {
-        batch,
-        seq,
-        runs: s.runs,
-        median_ms: s.median_ms,
-        p90_ms: s.p90_ms,
-        mean_ms: s.mean_ms,
-        stddev_ms: s.stddev_ms,
-        min_ms: s.min_ms,
-        max_ms: s.max_ms,
-        relative_iqr: s.relative_iqr(),
-        sentences_per_s: batch as f64 * 1e3 / s.median_ms,
-    }
+/// Timing statistics of `samples` (by round) for passes of `batch` sequences.
+pub fn timing(samples: &[Vec<f64>], batch: usize, seq: usize) -> Result<pare_report::Timing> {
+    pare_eval::analysis::timing(samples.to_vec(), batch, seq).ok_or_else(|| anyhow::anyhow!("no timed runs"))
 }

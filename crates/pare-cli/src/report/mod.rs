@@ -13,7 +13,9 @@ use pare_eval::metrics::mean_min_cosine;
 use pare_eval::tasks::{TaskData, fidelity_sentences};
 use pare_formats::zoo;
 use pare_models::Batch;
-use pare_report::{Build, Fidelity, Kind, Machine, ModelInfo, Report, SCHEMA_VERSION, Settings, TaskInfo, Variant};
+use pare_report::{
+    Build, Fidelity, Kind, Machine, ModelInfo, Report, SCHEMA_VERSION, Settings, SpeedVerdict, TaskInfo, Variant,
+};
 use progress::Progress;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -234,13 +236,15 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             parameters: l.parameters,
             nonzeros: l.nonzeros,
             sparse_layers: l.sparse_layers,
-            latency: measure::timing(&l.latency, 1, seq),
-            throughput: Some(measure::timing(&l.throughput, BIG_BATCH, seq)),
+            latency: measure::timing(&l.latency, 1, seq)?,
+            throughput: Some(measure::timing(&l.throughput, BIG_BATCH, seq)?),
             peak_memory_bytes: l.peak_memory_bytes,
             fidelity,
             tasks,
             build_seconds: *secs,
             speedup: 1.0,
+            speedup_ci: None,
+            speed_verdict: SpeedVerdict::Untested,
             size_ratio: 1.0,
         });
     }
@@ -271,13 +275,16 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             parameters: loaded[0].parameters,
             nonzeros: loaded[0].nonzeros,
             sparse_layers: 0,
-            latency: measure::timing(&p.latency_ms, 1, seq),
-            throughput: Some(measure::timing(&p.throughput_ms, BIG_BATCH, seq)),
+            // One block each: the peer ran all its passes in its own process, not in the sweep's rounds.
+            latency: measure::timing(std::slice::from_ref(&p.latency_ms), 1, seq)?,
+            throughput: Some(measure::timing(std::slice::from_ref(&p.throughput_ms), BIG_BATCH, seq)?),
             peak_memory_bytes: None,
             fidelity,
             tasks,
             build_seconds: None,
             speedup: 1.0,
+            speedup_ci: None,
+            speed_verdict: SpeedVerdict::Untested,
             size_ratio: 1.0,
         });
     }
@@ -340,14 +347,32 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     emit(&report, &a.out)
 }
 
-/// Reads a report.json, analyses its measurements again under `--max-loss`, and renders it.
+/// Reads a report.json, analyses its measurements again under `--max-loss` (timing statistics, speedups
+/// and speed tests from the stored timed runs), and renders it.
 fn rerender(from: &std::path::Path, a: &ReportArgs) -> Result<()> {
     let text = std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
-    let mut report: Report =
-        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a pare report.json: {e}", from.display()))?;
-    if report.schema_version != SCHEMA_VERSION {
-        bail!("{}: schema_version {}, this pare reads {SCHEMA_VERSION}", from.display(), report.schema_version);
+    let not_report = |e: serde_json::Error| anyhow!("{}: not a pare report.json: {e}", from.display());
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_report)?;
+    match value.get("schema_version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(1) => bail!(
+            "{}: schema_version 1 keeps no timed runs, so its speed differences cannot be tested; measure again with this pare",
+            from.display()
+        ),
+        Some(v) => bail!("{}: schema_version {v}, this pare reads {SCHEMA_VERSION}", from.display()),
+        None => bail!("{}: not a pare report.json: no schema_version", from.display()),
     }
+    let mut report: Report = serde_json::from_value(value).map_err(not_report)?;
+    for v in &mut report.variants {
+        let restate = |t: &pare_report::Timing| {
+            pare_eval::analysis::timing(t.samples_ms.clone(), t.batch, t.seq)
+                .ok_or_else(|| anyhow!("{}: variant {} has no timed runs", from.display(), v.id))
+        };
+        let latency = restate(&v.latency)?;
+        let throughput = v.throughput.as_ref().map(restate).transpose()?;
+        (v.latency, v.throughput) = (latency, throughput);
+    }
+    pare_eval::analysis::relate(&mut report.variants);
     report.settings.max_loss = a.max_loss;
     report.analysis = pare_eval::analysis::analyse(&report.variants, &report.tasks, a.max_loss);
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

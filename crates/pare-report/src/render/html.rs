@@ -1,14 +1,14 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, no network resources).
 
 use super::svg::{self, BarRow, Point, Series};
-use super::{esc, mb, meta, ms, summary};
+use super::{SLOWER, SPEED_NOTE, esc, mb, meta, ms, speed_detail, speed_gain, summary, verdict_of};
 use crate::{Kind, Report, Variant};
 use std::fmt::Write;
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 7px}th{background:#f4f4f4}
-td.n{text-align:right;font-variant-numeric:tabular-nums}tr.over td{color:#8a6d00}tr.peer td{color:#1f6f8b}
+td.n{text-align:right;font-variant-numeric:tabular-nums}td.slow{color:#b00020;font-weight:600}tr.over td{color:#8a6d00}tr.peer td{color:#1f6f8b}
 .meta{font-size:13px;color:#444}.meta b{display:inline-block;min-width:90px}.grid{display:flex;flex-wrap:wrap;gap:18px}
 svg.plot{background:#fff;border:1px solid #eee}svg .title{font-size:14px;font-weight:600}svg .label{font-size:12px}
 svg .value,svg .tick{font-size:11px;fill:#444}li{margin:3px 0}.note{font-size:12px;color:#555}";
@@ -20,7 +20,8 @@ fn over(r: &Report, v: &Variant) -> bool {
     v.kind != Kind::Peer && v.fidelity.mean_cos < 1.0 - r.analysis.max_loss
 }
 
-fn table(o: &mut String, head: &[String], rows: &[(String, Vec<(String, bool)>)]) {
+/// A table; each cell is its text and its class (empty for none).
+fn table(o: &mut String, head: &[String], rows: &[(String, Vec<(String, &str)>)]) {
     o.push_str("<table><tr>");
     for h in head {
         let _ = write!(o, "<th>{}</th>", esc(h));
@@ -28,8 +29,12 @@ fn table(o: &mut String, head: &[String], rows: &[(String, Vec<(String, bool)>)]
     o.push_str("</tr>");
     for (class, cells) in rows {
         let _ = write!(o, r#"<tr class="{class}">"#);
-        for (c, num) in cells {
-            let _ = write!(o, "<td{}>{}</td>", if *num { r#" class="n""# } else { "" }, esc(c));
+        for (c, class) in cells {
+            if class.is_empty() {
+                let _ = write!(o, "<td>{}</td>", esc(c));
+            } else {
+                let _ = write!(o, r#"<td class="{class}">{}</td>"#, esc(c));
+            }
         }
         o.push_str("</tr>");
     }
@@ -72,7 +77,10 @@ pub fn html(r: &Report) -> String {
             )
         }),
     ));
-    o.push_str(&svg::bars("Speedup (× the original)", &rows(&|v| (v.speedup, format!("{:.2}×", v.speedup), None))));
+    o.push_str(&svg::bars(
+        "Speedup (× the original; 95% interval; n.s.: no measurable change)",
+        &rows(&|v| (v.speedup, speed_detail(v), None)),
+    ));
     o.push_str(&svg::bars(
         "Fidelity (mean cosine; bar from 0.5)",
         &rows(&|v| ((v.fidelity.mean_cos - 0.5).max(0.0), format!("{:.4}", v.fidelity.mean_cos), None)),
@@ -98,7 +106,7 @@ pub fn html(r: &Report) -> String {
     o.push_str("<h2>Summary</h2>");
     let (head, rows, status) = summary(r);
     let last = head.len() - 1;
-    let body: Vec<(String, Vec<(String, bool)>)> = rows
+    let body: Vec<(String, Vec<(String, &str)>)> = rows
         .into_iter()
         .zip(status)
         .map(|(row, st)| {
@@ -107,10 +115,24 @@ pub fn html(r: &Report) -> String {
                 Some(false) => "over",
                 Some(true) => "",
             };
-            (class.to_string(), row.into_iter().enumerate().map(|(i, c)| (c, i != 0 && i != last)).collect())
+            let cells = row
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let class = match i {
+                        0 => "",
+                        _ if i == last => "",
+                        _ if c.starts_with(SLOWER) => "n slow",
+                        _ => "n",
+                    };
+                    (c, class)
+                })
+                .collect();
+            (class.to_string(), cells)
         })
         .collect();
     table(&mut o, &head, &body);
+    let _ = write!(o, r#"<p class="note">{}</p>"#, esc(SPEED_NOTE));
 
     if !r.analysis.pruning_curves.is_empty() {
         o.push_str(r#"<h2>Pruning ratio against speedup and fidelity</h2><div class="grid">"#);
@@ -182,18 +204,20 @@ pub fn html(r: &Report) -> String {
     o.push_str("<h2>Trade-offs</h2>");
     let head: Vec<String> =
         ["Variant", "Size reduction", "Speed gain", "Fidelity loss"].iter().map(|s| s.to_string()).collect();
-    let body: Vec<(String, Vec<(String, bool)>)> = r
+    let body: Vec<(String, Vec<(String, &str)>)> = r
         .analysis
         .tradeoffs
         .iter()
         .map(|t| {
+            let gain = speed_gain(t.speed_gain_pct, verdict_of(r, &t.variant));
+            let gain_class = if gain.starts_with(SLOWER) { "n slow" } else { "n" };
             (
                 String::new(),
                 vec![
-                    (r.label(&t.variant).to_string(), false),
-                    (format!("{:.1}%", t.size_reduction_pct), true),
-                    (format!("{:+.0}%", t.speed_gain_pct), true),
-                    (format!("{:.4}", t.fidelity_loss), true),
+                    (r.label(&t.variant).to_string(), ""),
+                    (format!("{:.1}%", t.size_reduction_pct), "n"),
+                    (gain, gain_class),
+                    (format!("{:.4}", t.fidelity_loss), "n"),
                 ],
             )
         })

@@ -8,6 +8,8 @@ mod text;
 pub use html::html;
 pub use text::{markdown, terminal};
 
+use crate::{Interval, SpeedVerdict};
+
 /// report.json: the Report value, pretty-printed.
 pub fn json(report: &crate::Report) -> String {
     let mut s = serde_json::to_string_pretty(report).expect("a Report serialises");
@@ -84,6 +86,77 @@ pub(crate) fn meta(r: &crate::Report) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The flag of a variant measurably slower than the original.
+pub(crate) const SLOWER: char = '▼';
+
+/// A speed ratio (how many times faster than `than`) in words, as the speed test's verdict allows:
+/// "2.75× faster than X", "3.30× slower than X", "no measurable change in speed from X (1.02×)". Without
+/// `than`, the same without the reference.
+pub fn speed_words(ratio: f64, verdict: SpeedVerdict, than: Option<&str>) -> String {
+    let to = |word: &str| than.map(|t| format!(" {word} {t}")).unwrap_or_default();
+    match verdict {
+        SpeedVerdict::Baseline => "the baseline".into(),
+        SpeedVerdict::Faster => format!("{ratio:.2}× faster{}", to("than")),
+        SpeedVerdict::Slower => format!("{:.2}× slower{}", 1.0 / ratio, to("than")),
+        SpeedVerdict::NoMeasurableChange => format!("no measurable change in speed{} ({ratio:.2}×)", to("from")),
+        SpeedVerdict::Untested => match than {
+            Some(t) => format!("{ratio:.2}× the speed of {t}, untested (too few runs)"),
+            None => format!("{ratio:.2}×, untested (too few runs)"),
+        },
+    }
+}
+
+/// A speed ratio's interval, oriented as [`speed_words`] states the ratio: "2.70–2.80×", or for a
+/// slowdown "1.38–1.45× slower".
+pub fn speed_interval(ci: Interval, verdict: SpeedVerdict) -> String {
+    match verdict {
+        SpeedVerdict::Slower => format!("{:.2}–{:.2}× slower", 1.0 / ci.high, 1.0 / ci.low),
+        _ => format!("{:.2}–{:.2}×", ci.low, ci.high),
+    }
+}
+
+/// The compact form of a speed ratio in tables: "2.75×", "≈1 (n.s.)" when the speed test finds no
+/// difference, "▼ 3.30× slower" (flagged) when it finds a slowdown.
+pub fn speed_cell(ratio: f64, verdict: SpeedVerdict) -> String {
+    match verdict {
+        SpeedVerdict::Baseline | SpeedVerdict::Faster => format!("{ratio:.2}×"),
+        SpeedVerdict::NoMeasurableChange => "≈1 (n.s.)".into(),
+        SpeedVerdict::Slower => format!("{SLOWER} {:.2}× slower", 1.0 / ratio),
+        SpeedVerdict::Untested => format!("{ratio:.2}× (untested)"),
+    }
+}
+
+/// A variant's speedup with its interval, for the speed charts: "2.75× (2.70–2.80×)",
+/// "1.02×, n.s. (0.97–1.08×)", "▼ 1.41× slower (1.38–1.45× slower)".
+pub(crate) fn speed_detail(v: &crate::Variant) -> String {
+    let ci = v.speedup_ci.map(|ci| format!(" ({})", speed_interval(ci, v.speed_verdict))).unwrap_or_default();
+    match v.speed_verdict {
+        SpeedVerdict::Baseline => format!("{:.2}×", v.speedup),
+        SpeedVerdict::NoMeasurableChange => format!("{:.2}×, n.s.{ci}", v.speedup),
+        SpeedVerdict::Untested => format!("{:.2}×, untested", v.speedup),
+        verdict => format!("{}{ci}", speed_cell(v.speedup, verdict)),
+    }
+}
+
+/// The speed gain of a trade-off (`pct` = 100 · (speedup − 1)) as the speed test allows: "+175%",
+/// "+2% (n.s.)", "▼ 1.41× slower".
+pub(crate) fn speed_gain(pct: f64, verdict: SpeedVerdict) -> String {
+    match verdict {
+        SpeedVerdict::Baseline | SpeedVerdict::Faster => format!("{pct:+.0}%"),
+        SpeedVerdict::NoMeasurableChange => format!("{pct:+.0}% (n.s.)"),
+        SpeedVerdict::Slower => speed_cell(1.0 + pct / 100.0, verdict),
+        SpeedVerdict::Untested => format!("{pct:+.0}% (untested)"),
+    }
+}
+
+/// How to read the speedup column.
+pub(crate) const SPEED_NOTE: &str = "Speedup: the original's median latency / the variant's, tested by the speed_test rule; ≈1 (n.s.): its 95% interval contains 1, no measurable change; ▼: measurably slower than the original.";
+
+/// The verdict of variant `id` against the original (untested when unknown).
+pub(crate) fn verdict_of(r: &crate::Report, id: &str) -> SpeedVerdict {
+    r.variant(id).map_or(SpeedVerdict::Untested, |v| v.speed_verdict)
+}
+
 /// Milliseconds: two decimals under 10, one above.
 pub(crate) fn ms(x: f64) -> String {
     if x < 10.0 { format!("{x:.2}") } else { format!("{x:.1}") }
@@ -128,7 +201,7 @@ pub(crate) fn summary(r: &crate::Report) -> (Vec<String>, Vec<Vec<String>>, Vec<
                 ms(v.latency.p90_ms),
                 format!("{}–{}", ms(v.latency.min_ms), ms(v.latency.max_ms)),
                 v.latency.runs.to_string(),
-                format!("{:.2}×", v.speedup),
+                speed_cell(v.speedup, v.speed_verdict),
                 format!("{:.1}%", 100.0 * (1.0 - v.size_ratio)),
                 format!("{:.2}", v.parameters as f64 / 1e6),
                 format!("{:.2}", v.nonzeros as f64 / 1e6),

@@ -23,7 +23,7 @@ pub struct BarRow {
 
 /// A horizontal bar chart.
 pub fn bars(title: &str, rows: &[BarRow]) -> String {
-    let (label_w, bar_w, text_w, row_h, top) = (190.0, 380.0, 150.0, 20.0, 28.0);
+    let (label_w, bar_w, text_w, row_h, top) = (190.0, 380.0, 210.0, 20.0, 28.0);
     let width = label_w + bar_w + text_w;
     let height = top + rows.len() as f64 * row_h + 8.0;
     let max = rows.iter().map(|r| r.whisker.unwrap_or(r.value).max(r.value)).fold(0.0, f64::max);

@@ -2,7 +2,7 @@
 //! analysis: bar charts, summary table, pruning curves, findings, trade-offs, ranking,
 //! recommendations), drawn as plain text or as Markdown.
 
-use super::{bar, mb, meta, ms, summary};
+use super::{SPEED_NOTE, bar, mb, meta, ms, speed_cell, speed_detail, speed_gain, summary, verdict_of};
 use crate::{Kind, Report, Variant};
 
 const BAR: usize = 40;
@@ -70,11 +70,8 @@ fn blocks(r: &Report) -> Vec<Block> {
             .collect(),
         '█',
     ));
-    b.push(Block::Heading("Speed Improvement (× the original)".into()));
-    b.push(chart(
-        vs.iter().map(|v| (v.label.clone(), v.speedup, format!("{:.2}", v.speedup), status(r, v))).collect(),
-        '█',
-    ));
+    b.push(Block::Heading("Speed Improvement (× the original; 95% interval; n.s.: no measurable change)".into()));
+    b.push(chart(vs.iter().map(|v| (v.label.clone(), v.speedup, speed_detail(v), status(r, v))).collect(), '█'));
     b.push(Block::Heading("Fidelity (mean cosine to the original; bar from 0.5)".into()));
     b.push(chart(
         vs.iter()
@@ -114,6 +111,7 @@ fn blocks(r: &Report) -> Vec<Block> {
         s.throughput_batch,
         s.seq
     )));
+    b.push(Block::Note(SPEED_NOTE.into()));
 
     if !r.analysis.pruning_curves.is_empty() {
         b.push(Block::Heading("PRUNING RATIO vs SPEEDUP AND FIDELITY".into()));
@@ -128,7 +126,12 @@ fn blocks(r: &Report) -> Vec<Block> {
                         (
                             format!("Pruning {:.0}%", 100.0 * p.sparsity),
                             p.speedup / max,
-                            format!("{:.2}×  cos {:.3}  size {:.2}×", p.speedup, p.fidelity, p.size_ratio),
+                            format!(
+                                "{}  cos {:.3}  size {:.2}×",
+                                speed_cell(p.speedup, verdict_of(r, &p.variant)),
+                                p.fidelity,
+                                p.size_ratio
+                            ),
                             Some(p.fidelity >= 1.0 - r.analysis.max_loss),
                         )
                     })
@@ -160,7 +163,11 @@ fn blocks(r: &Report) -> Vec<Block> {
                             frac(t.size_reduction_pct, ms_),
                             format!("{:.1}%", t.size_reduction_pct),
                         ),
-                        ("Speed gain".into(), frac(t.speed_gain_pct, mg), format!("{:+.0}%", t.speed_gain_pct)),
+                        (
+                            "Speed gain".into(),
+                            frac(t.speed_gain_pct, mg),
+                            speed_gain(t.speed_gain_pct, verdict_of(r, &t.variant)),
+                        ),
                         ("Fidelity loss".into(), frac(t.fidelity_loss, ml), format!("{:.4}", t.fidelity_loss)),
                     ],
                 )
