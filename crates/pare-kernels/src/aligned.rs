@@ -20,6 +20,8 @@ unsafe impl Pod for i32 {}
 unsafe impl Pod for u32 {}
 // SAFETY: as above.
 unsafe impl Pod for u16 {}
+// SAFETY: as above.
+unsafe impl Pod for i16 {}
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]

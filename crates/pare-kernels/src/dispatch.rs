@@ -2,7 +2,7 @@
 //! references; each ISA tier the CPU offers (up to the `PARE_ISA` cap) overwrites the slots it improves.
 
 use crate::gemm_f32::GemmF32Kernel;
-use crate::gemm_i8::GemmI8Kernel;
+use crate::gemm_i8::{GemmI8Kernel, I8Layout};
 use crate::isa::{self, Isa};
 use crate::quant::QuantizeRowKernel;
 use crate::{norm, reference};
@@ -19,6 +19,8 @@ pub struct Table {
     pub(crate) gemm_u8s8: GemmI8Kernel,
     /// Name of the integer GEMM kernel.
     pub gemm_u8s8_name: &'static str,
+    /// Layout the integer GEMM kernel reads (the reference reads both).
+    pub i8_layout: I8Layout,
     pub(crate) quantize_row: QuantizeRowKernel,
     /// Name of the activation quantizer.
     pub quantize_row_name: &'static str,
@@ -63,6 +65,7 @@ impl Table {
             gemm_f32_name: "gemm_f32_ref_scalar",
             gemm_u8s8: reference::gemm_u8s8_kernel,
             gemm_u8s8_name: "gemm_u8s8_ref_scalar",
+            i8_layout: I8Layout::Quads,
             quantize_row: reference::quantize_row_kernel,
             quantize_row_name: "quantize_u8_ref_scalar",
             layer_norm: reference::layer_norm_kernel,
@@ -79,7 +82,8 @@ impl Table {
         }
     }
 
-    /// The best kernels up to tier `cap`, or `None` when this CPU lacks `cap`.
+    /// The kernels of tier `cap` (with those of the tiers it builds on where `cap` has none of its own),
+    /// or `None` when this CPU lacks `cap`.
     pub fn for_isa(cap: Isa) -> Option<Self> {
         if !cap.is_available() {
             return None;

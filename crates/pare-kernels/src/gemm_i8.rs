@@ -10,25 +10,47 @@
 //! epilogue, against the dequantized weight columns: `c += Σ_o x[i][o] · sw[j]·qw[j][o]`. The
 //! channel set is fixed per weight (calibrated) and shared with the activations that feed it.
 //!
-//! Packed layout (bits per weight: 8): column panels of [`NR`] = 32; panel `p` holds, for each group of
-//! four consecutive `k`, the 32 columns × 4 bytes (`[K/4][32][4]`, 128 bytes per group), so one 512-bit
-//! load feeds `vpdpbusd` for 16 columns. `K` is padded to a multiple of 4 with zero weights.
+//! Packed layouts, column panels of [`NR`] = 32, `K` padded to a multiple of 4 with zero weights; which
+//! one a weight gets is the kernel table's choice ([`I8Layout`]):
+//! - [`I8Layout::Quads`] (8 bits per weight): panel `p` holds, for each group of four consecutive `k`,
+//!   the 32 columns × 4 bytes (`[K/4][32][4]`, 128 bytes per group), so one 512-bit load feeds
+//!   `vpdpbusd` for 16 columns (a 256-bit load, 8 columns).
+//! - [`I8Layout::Pairs16`] (16 bits per weight in memory, 8 on disk): the weights widened to i16,
+//!   `[K/2][32][2]` (128 bytes per pair of `k`), for `vpmaddwd` against activation pairs widened to
+//!   i16. Tiers without `vpdpbusd` use it: `vpmaddwd` multiplies u8 × s8 exactly at 16 products per
+//!   256-bit instruction, while `vpmaddubsw` saturates its i16 pair sums for full-range u8
+//!   activations (255·127·2 > 32767) and needs either 7-bit activations (measured on MiniLM: min
+//!   cosine 0.9942, under the 0.995 floor) or a `vpsignb` per product vector (slower than this).
 
 use crate::aligned::AlignedVec;
 use crate::dispatch;
 use crate::gemm_f32::Epilogue;
 use crate::par::{self, SendPtr};
+use std::cell::RefCell;
 use std::ops::Range;
 
 /// Columns per packed panel.
 pub const NR: usize = 32;
+
+/// How a [`PackedI8`] stores its codes (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum I8Layout {
+    /// `[K/4][32][4]` bytes per panel.
+    Quads,
+    /// `[K/2][32][2]` i16 per panel.
+    Pairs16,
+}
 
 /// A quantized weight matrix `W[n][k]` (s8, per-column scales) packed for the integer kernels.
 #[derive(Clone, Debug)]
 pub struct PackedI8 {
     k: usize,
     n: usize,
+    layout: I8Layout,
+    /// Codes in [`I8Layout::Quads`] (empty otherwise).
     data: AlignedVec<i8>,
+    /// Codes in [`I8Layout::Pairs16`] (empty otherwise).
+    wide: AlignedVec<i16>,
     col_sums: Vec<i32>,
     scales: Vec<f32>,
     outlier_idx: Vec<u32>,
@@ -37,25 +59,42 @@ pub struct PackedI8 {
 }
 
 impl PackedI8 {
-    /// Packs row-major `q[n][k]` (values in [−127, 127]) with one scale per row of `q` (output column).
+    /// Packs row-major `q[n][k]` (values in [−127, 127]) with one scale per row of `q` (output column),
+    /// in the layout of the dispatched kernels.
     pub fn from_rows(q: &[i8], scales: &[f32], n: usize, k: usize) -> Self {
+        Self::from_rows_for(dispatch::table().i8_layout, q, scales, n, k)
+    }
+
+    /// [`PackedI8::from_rows`] in a given layout (that of the table whose kernels will run it).
+    pub fn from_rows_for(layout: I8Layout, q: &[i8], scales: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(q.len(), n * k, "PackedI8: {} values for {n}×{k}", q.len());
         assert_eq!(scales.len(), n, "PackedI8: {} scales for n={n}", scales.len());
         let kp = k.div_ceil(4) * 4;
         let panels = n.div_ceil(NR);
-        let mut data = AlignedVec::<i8>::zeroed(panels * kp * NR);
+        let (mut data, mut wide) = match layout {
+            I8Layout::Quads => (AlignedVec::<i8>::zeroed(panels * kp * NR), AlignedVec::<i16>::zeroed(0)),
+            I8Layout::Pairs16 => (AlignedVec::<i8>::zeroed(0), AlignedVec::<i16>::zeroed(panels * kp * NR)),
+        };
         let mut col_sums = vec![0i32; panels * NR];
         let mut sc = vec![0f32; panels * NR];
         for j in 0..n {
             let (p, jj) = (j / NR, j % NR);
             let row = &q[j * k..(j + 1) * k];
             for (kk, &v) in row.iter().enumerate() {
-                data[p * kp * NR + (kk / 4) * NR * 4 + jj * 4 + kk % 4] = v;
+                match layout {
+                    I8Layout::Quads => data[p * kp * NR + (kk / 4) * NR * 4 + jj * 4 + kk % 4] = v,
+                    I8Layout::Pairs16 => wide[p * kp * NR + (kk / 2) * NR * 2 + jj * 2 + kk % 2] = v as i16,
+                }
             }
             col_sums[j] = row.iter().map(|&v| v as i32).sum();
             sc[j] = scales[j];
         }
-        PackedI8 { k, n, data, col_sums, scales: sc, outlier_idx: Vec::new(), outlier_w: Vec::new() }
+        PackedI8 { k, n, layout, data, wide, col_sums, scales: sc, outlier_idx: Vec::new(), outlier_w: Vec::new() }
+    }
+
+    /// How the codes are stored.
+    pub fn layout(&self) -> I8Layout {
+        self.layout
     }
 
     /// Declares input channels `idx` (distinct, `< k`) as outliers: activations feeding this weight
@@ -106,10 +145,18 @@ impl PackedI8 {
         self.n.div_ceil(NR)
     }
 
-    /// Panel `p`: `k_padded / 4` groups of 32 columns × 4 bytes.
+    /// Panel `p` of a [`I8Layout::Quads`] matrix: `k_padded / 4` groups of 32 columns × 4 bytes.
     pub fn panel(&self, p: usize) -> &[i8] {
+        assert_eq!(self.layout, I8Layout::Quads, "PackedI8::panel on a {:?} matrix", self.layout);
         let len = self.k_padded() * NR;
         &self.data[p * len..(p + 1) * len]
+    }
+
+    /// Panel `p` of a [`I8Layout::Pairs16`] matrix: `k_padded / 2` pairs of 32 columns × 2 i16.
+    pub fn panel16(&self, p: usize) -> &[i16] {
+        assert_eq!(self.layout, I8Layout::Pairs16, "PackedI8::panel16 on a {:?} matrix", self.layout);
+        let len = self.k_padded() * NR;
+        &self.wide[p * len..(p + 1) * len]
     }
 
     /// `Σ_k q[j][k]` for every column, padded to whole panels with zeros.
@@ -124,7 +171,10 @@ impl PackedI8 {
 
     /// Element `q[j][kk]`.
     pub fn get(&self, kk: usize, j: usize) -> i8 {
-        self.panel(j / NR)[(kk / 4) * NR * 4 + (j % NR) * 4 + kk % 4]
+        match self.layout {
+            I8Layout::Quads => self.panel(j / NR)[(kk / 4) * NR * 4 + (j % NR) * 4 + kk % 4],
+            I8Layout::Pairs16 => self.panel16(j / NR)[(kk / 2) * NR * 2 + (j % NR) * 2 + kk % 2] as i8,
+        }
     }
 
     /// Back to row-major `q[n][k]`.
@@ -146,7 +196,11 @@ impl PackedI8 {
 
     /// Bytes held in memory (weights, sums, scales).
     pub fn bytes(&self) -> usize {
-        self.data.len() + self.col_sums.len() * 4 + self.scales.len() * 4 + self.outlier_w.len() * 4
+        self.data.len()
+            + self.wide.len() * 2
+            + self.col_sums.len() * 4
+            + self.scales.len() * 4
+            + self.outlier_w.len() * 4
     }
 }
 
@@ -197,6 +251,8 @@ pub enum I8Out<'a> {
 #[derive(Clone, Copy)]
 pub(crate) struct GemmI8Args<'a> {
     pub a: &'a QuantRows,
+    /// `a.q` widened to i16 (same row stride) when the weights are [`I8Layout::Pairs16`], else empty.
+    pub a16: &'a [i16],
     pub b: &'a PackedI8,
     pub out: OutPtr<'a>,
 }
@@ -237,12 +293,33 @@ fn check(a: &QuantRows, b: &PackedI8, out: &I8Out) {
     assert!(ldc >= n && (m == 0 || len >= (m - 1) * ldc + n), "gemm_u8s8: output too short");
 }
 
-fn args<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) -> GemmI8Args<'a> {
+fn args<'a>(a: &'a QuantRows, a16: &'a [i16], b: &'a PackedI8, out: I8Out<'a>) -> GemmI8Args<'a> {
     let out = match out {
         I8Out::F32 { c, ldc, epi } => OutPtr::F32 { c: SendPtr(c.as_mut_ptr()), ldc, epi },
         I8Out::I32 { c, ldc } => OutPtr::I32 { c: SendPtr(c.as_mut_ptr()), ldc },
     };
-    GemmI8Args { a, b, out }
+    GemmI8Args { a, a16, b, out }
+}
+
+thread_local! {
+    static WIDE: RefCell<AlignedVec<i16>> = RefCell::new(AlignedVec::zeroed(0));
+}
+
+/// Runs `f` with the activation codes widened to i16 when `layout` needs them (else an empty slice).
+fn with_wide<R>(a: &QuantRows, layout: I8Layout, f: impl FnOnce(&[i16]) -> R) -> R {
+    if layout != I8Layout::Pairs16 {
+        return f(&[]);
+    }
+    WIDE.with_borrow_mut(|w| {
+        let len = a.m * a.ld;
+        if w.len() < len {
+            *w = AlignedVec::zeroed(len);
+        }
+        for (d, &v) in w[..len].iter_mut().zip(&a.q[..len]) {
+            *d = v as i16;
+        }
+        f(&w[..len])
+    })
 }
 
 /// How a GEMM is shared among the kernel threads.
@@ -265,20 +342,22 @@ pub fn gemm_u8s8<'a>(a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>, split: S
     check(a, b, &out);
     let kernel = dispatch::table().gemm_u8s8;
     let m = a.m;
-    let args = args(a, b, out);
-    let tiles = m.div_ceil(ROW_TILE);
-    if split == Split::Rows && tiles >= 2 * par::threads() {
-        par::for_each_chunk(tiles, |t| {
-            let rows = t.start * ROW_TILE..(t.end * ROW_TILE).min(m);
-            // SAFETY: `check` validated the shapes; chunks are disjoint row blocks.
-            unsafe { kernel(&args, 0..b.panels(), rows) }
-        });
-    } else {
-        par::for_each_chunk(b.panels(), |panels| {
-            // SAFETY: `check` validated the shapes; chunks are disjoint panel ranges.
-            unsafe { kernel(&args, panels, 0..m) }
-        });
-    }
+    with_wide(a, b.layout(), |a16| {
+        let args = args(a, a16, b, out);
+        let tiles = m.div_ceil(ROW_TILE);
+        if split == Split::Rows && tiles >= 2 * par::threads() {
+            par::for_each_chunk(tiles, |t| {
+                let rows = t.start * ROW_TILE..(t.end * ROW_TILE).min(m);
+                // SAFETY: `check` validated the shapes; chunks are disjoint row blocks.
+                unsafe { kernel(&args, 0..b.panels(), rows) }
+            });
+        } else {
+            par::for_each_chunk(b.panels(), |panels| {
+                // SAFETY: `check` validated the shapes; chunks are disjoint panel ranges.
+                unsafe { kernel(&args, panels, 0..m) }
+            });
+        }
+    })
 }
 
 /// Several integer GEMMs reading the same activations (e.g. query, key and value) in one parallel
@@ -289,26 +368,32 @@ pub fn gemm_u8s8_group<'a>(a: &'a QuantRows, jobs: Vec<(&'a PackedI8, I8Out<'a>)
         check(a, b, out);
     }
     let kernel = dispatch::table().gemm_u8s8;
-    let args: Vec<GemmI8Args<'a>> = jobs.into_iter().map(|(b, out)| args(a, b, out)).collect();
-    let parts = par::threads().min(args.iter().map(|g| g.b.panels()).max().unwrap_or(0)).max(1);
-    par::for_each_chunk(parts, |ts| {
-        for t in ts {
-            for g in &args {
-                let panels = par::chunk(g.b.panels(), parts, t);
-                // SAFETY: each job was checked; shares of one job's panels are disjoint across threads.
-                unsafe { kernel(g, panels, 0..a.m) };
+    let Some(layout) = jobs.first().map(|(b, _)| b.layout()) else { return };
+    assert!(jobs.iter().all(|(b, _)| b.layout() == layout), "gemm_u8s8_group: weights in different layouts");
+    with_wide(a, layout, |a16| {
+        let args: Vec<GemmI8Args<'_>> = jobs.into_iter().map(|(b, out)| args(a, a16, b, out)).collect();
+        let parts = par::threads().min(args.iter().map(|g| g.b.panels()).max().unwrap_or(0)).max(1);
+        par::for_each_chunk(parts, |ts| {
+            for t in ts {
+                for g in &args {
+                    let panels = par::chunk(g.b.panels(), parts, t);
+                    // SAFETY: each job was checked; shares of one job's panels are disjoint across threads.
+                    unsafe { kernel(g, panels, 0..a.m) };
+                }
             }
-        }
-    });
+        });
+    })
 }
 
 /// Single-threaded integer GEMM with the kernel of a given table.
 pub fn gemm_u8s8_with<'a>(table: &dispatch::Table, a: &'a QuantRows, b: &'a PackedI8, out: I8Out<'a>) {
     check(a, b, &out);
     let m = a.m;
-    let args = args(a, b, out);
-    // SAFETY: `check` validated the shapes; one call covers the whole output.
-    unsafe { (table.gemm_u8s8)(&args, 0..b.panels(), 0..m) }
+    with_wide(a, b.layout(), |a16| {
+        let args = args(a, a16, b, out);
+        // SAFETY: `check` validated the shapes; one call covers the whole output.
+        unsafe { (table.gemm_u8s8)(&args, 0..b.panels(), 0..m) }
+    })
 }
 
 impl GemmI8Args<'_> {

@@ -3,13 +3,17 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-/// Kernel tiers, ordered: each tier assumes the ones below it.
+/// Kernel tiers, in order of preference. A tier needs its own instructions and those of the tiers it
+/// builds on: `AvxVnni` = `Avx2` + AVX-VNNI; `Avx512` = `Avx2` + AVX-512; `Vnni` = `Avx512` +
+/// AVX512-VNNI; `Amx` = `Vnni` + AMX. `AvxVnni` and `Avx512` are independent: a CPU may have either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
     /// Portable Rust, no SIMD assumptions: the reference kernels.
     Scalar,
     /// AVX2 + FMA (256-bit).
     Avx2,
+    /// AVX2 + AVX-VNNI (VEX-encoded 256-bit `vpdpbusd`), as on CPUs without AVX-512 that have it.
+    AvxVnni,
     /// AVX-512 F/BW/DQ/VL (512-bit).
     Avx512,
     /// AVX-512 VNNI (`vpdpbusd`, u8×s8 dot products).
@@ -20,13 +24,14 @@ pub enum Isa {
 
 impl Isa {
     /// All tiers, lowest first.
-    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Vnni, Isa::Amx];
+    pub const ALL: [Isa; 6] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Vnni, Isa::Amx];
 
     /// The name used by `PARE_ISA` and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
             Isa::Vnni => "vnni",
             Isa::Amx => "amx",
@@ -40,7 +45,13 @@ impl Isa {
 
     /// Whether this CPU (and OS) can run kernels of this tier.
     pub fn is_available(self) -> bool {
-        self <= detected()
+        static AVAILABLE: OnceLock<[bool; 6]> = OnceLock::new();
+        AVAILABLE.get_or_init(|| Isa::ALL.map(has))[self as usize]
+    }
+
+    /// The highest tier this CPU offers at or below `self` (at least `Scalar`).
+    pub fn best_available_up_to(self) -> Isa {
+        Isa::ALL.into_iter().rev().find(|t| *t <= self && t.is_available()).unwrap_or(Isa::Scalar)
     }
 }
 
@@ -56,7 +67,7 @@ pub struct IsaCapError(pub String);
 
 impl fmt::Display for IsaCapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PARE_ISA={:?} is not a kernel tier; use one of scalar, avx2, avx512, vnni, amx", self.0)
+        write!(f, "PARE_ISA={:?} is not a kernel tier; use one of scalar, avx2, avxvnni, avx512, vnni, amx", self.0)
     }
 }
 
@@ -64,31 +75,28 @@ impl std::error::Error for IsaCapError {}
 
 /// The highest tier this CPU supports, ignoring `PARE_ISA`.
 pub fn detected() -> Isa {
-    static DETECTED: OnceLock<Isa> = OnceLock::new();
-    *DETECTED.get_or_init(detect)
+    Isa::Amx.best_available_up_to()
 }
 
+/// Whether the CPU has the instructions of `tier` and of the tiers it builds on.
 #[cfg(target_arch = "x86_64")]
-fn detect() -> Isa {
-    use std::arch::is_x86_feature_detected as has;
-    if !(has!("avx2") && has!("fma")) {
-        return Isa::Scalar;
+fn has(tier: Isa) -> bool {
+    use std::arch::is_x86_feature_detected as f;
+    let avx2 = f!("avx2") && f!("fma");
+    let avx512 = avx2 && f!("avx512f") && f!("avx512bw") && f!("avx512dq") && f!("avx512vl");
+    match tier {
+        Isa::Scalar => true,
+        Isa::Avx2 => avx2,
+        Isa::AvxVnni => avx2 && f!("avxvnni"),
+        Isa::Avx512 => avx512,
+        Isa::Vnni => avx512 && f!("avx512vnni"),
+        Isa::Amx => avx512 && f!("avx512vnni") && crate::x86_64::amx::available(),
     }
-    if !(has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl")) {
-        return Isa::Avx2;
-    }
-    if !has!("avx512vnni") {
-        return Isa::Avx512;
-    }
-    if !crate::x86_64::amx::available() {
-        return Isa::Vnni;
-    }
-    Isa::Amx
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn detect() -> Isa {
-    Isa::Scalar
+fn has(tier: Isa) -> bool {
+    tier == Isa::Scalar
 }
 
 /// The cap set by the `PARE_ISA` environment variable, if any.
@@ -100,12 +108,12 @@ pub fn cap_from_env() -> Result<Option<Isa>, IsaCapError> {
     }
 }
 
-/// The tier kernels run at: the detected tier, lowered to `PARE_ISA` when set.
+/// The tier kernels run at: the highest tier this CPU offers, at or below `PARE_ISA` when set.
 /// An invalid `PARE_ISA` is ignored here; front ends should call [`cap_from_env`] first and report it.
 pub fn active() -> Isa {
     static ACTIVE: OnceLock<Isa> = OnceLock::new();
     *ACTIVE.get_or_init(|| match cap_from_env() {
-        Ok(Some(cap)) => cap.min(detected()),
+        Ok(Some(cap)) => cap.best_available_up_to(),
         _ => detected(),
     })
 }
@@ -146,5 +154,9 @@ mod tests {
         assert_eq!(Isa::parse("sse9"), None);
         assert!(Isa::Scalar < Isa::Amx);
         assert!(active() <= detected());
+        for t in Isa::ALL {
+            let b = t.best_available_up_to();
+            assert!(b <= t && b.is_available());
+        }
     }
 }

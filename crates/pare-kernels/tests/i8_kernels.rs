@@ -64,6 +64,7 @@ fn check(m: usize, n: usize, k: usize, seed: u64, extreme: bool) {
     let mut ref_gelu = vec![0f32; m * n];
     gemm_u8s8_with(&reference, &a, &b, I8Out::F32 { c: &mut ref_gelu, ldc: n, epi: epi(Activation::Gelu) });
     for t in tiers() {
+        let b = PackedI8::from_rows_for(t.i8_layout, &w, &b.scales()[..n], n, k);
         let mut acc = vec![i32::MIN; m * n];
         gemm_u8s8_with(&t, &a, &b, I8Out::I32 { c: &mut acc, ldc: n });
         assert_eq!(acc, want, "{} accumulators m={m} n={n} k={k}", t.gemm_u8s8_name);
@@ -187,10 +188,10 @@ fn dequantised_gemm_approximates_float() {
     let x: Vec<f32> = (0..m * k).map(|_| r.next() as f32 / u32::MAX as f32 * 2.0 - 0.7).collect();
     let wf: Vec<f32> = (0..n * k).map(|_| r.next() as f32 / u32::MAX as f32 * 0.2 - 0.1).collect();
     let (q, scales) = quantize_weights(&wf, n, k);
-    let b = PackedI8::from_rows(&q, &scales, n, k);
     let mut a = QuantRows::default();
     quantize_rows_with(&Table::reference(), &x, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut a);
     for t in tiers() {
+        let b = PackedI8::from_rows_for(t.i8_layout, &q, &scales, n, k);
         let mut c = vec![0f32; m * n];
         gemm_u8s8_with(&t, &a, &b, I8Out::F32 { c: &mut c, ldc: n, epi: Epilogue::default() });
         for i in 0..m {
@@ -255,6 +256,7 @@ fn check_outliers(outliers: &[u32]) {
         let mut a = QuantRows::default();
         quantize_rows_with(&t, &x, m, k, k, ActQuant::DynamicAsymmetric, outliers, &mut a);
         assert_eq!(a.q, a_out.q, "{}", t.quantize_row_name);
+        let with = PackedI8::from_rows_for(t.i8_layout, &q, &scales, n, k).with_outliers(outliers);
         let mut c = vec![f32::NAN; m * n];
         gemm_u8s8_with(&t, &a, &with, I8Out::F32 { c: &mut c, ldc: n, epi: Epilogue::bias(&bias) });
         for idx in 0..m * n {

@@ -1,6 +1,8 @@
 //! AVX2 + FMA f32 kernels: a 6×16 register-blocked GEMM over half panels, LayerNorm, softmax.
 
-use crate::gemm_f32::{Activation, GemmF32Args, NR};
+use crate::gemm_f32::{Activation, Epilogue, GemmF32Args, NR};
+use crate::gemm_i8::{GemmI8Args, I8Layout, OutPtr};
+use crate::quant::{ActQuant, row_params};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -58,102 +60,200 @@ fn gelu(x: __m256) -> __m256 {
     _mm256_and_ps(g, keep)
 }
 
-/// AVX2 GEMM over the column panels `panels`, each done as two halves of 16 columns.
+/// Inner-dimension block: a 16-column slice of B (`KC` × 16 floats, 16 KB) stays in L1 while every
+/// row tile of the call passes over it, and the rows of A it meets (`m` × `KC`) stay in L2.
+const KC: usize = 256;
+
+/// AVX2 GEMM over the column panels `panels`, each done as two halves of 16 columns, `K` in blocks of
+/// [`KC`]: partial sums of earlier blocks wait in C, the epilogue runs with the last block.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `args` passed `gemm_f32::check`; no other thread writes these panels.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>, rows: Range<usize>) {
-    let n = args.b.n();
-    for p in panels {
-        for half in 0..2 {
-            let j0 = p * NR + half * 16;
-            if j0 >= n {
-                break;
-            }
-            let mut i = rows.start;
-            while i + MR <= rows.end {
-                // SAFETY: rows i..i+MR lie inside A and C, columns j0.. inside panel p.
-                unsafe { tile::<MR>(args, i, p, half) };
-                i += MR;
-            }
-            // SAFETY: as above for the rows.end − i < MR remaining rows.
-            unsafe {
-                match rows.end - i {
-                    0 => {}
-                    1 => tile::<1>(args, i, p, half),
-                    2 => tile::<2>(args, i, p, half),
-                    3 => tile::<3>(args, i, p, half),
-                    4 => tile::<4>(args, i, p, half),
-                    _ => tile::<5>(args, i, p, half),
+    let (n, k) = (args.b.n(), args.b.k());
+    let m = rows.len();
+    // Row tiles of balanced sizes (MR or MR − 1 rows), so no tile is left with one or two rows.
+    let tiles = m.div_ceil(MR);
+    let mut k0 = 0;
+    loop {
+        let kb = KC.min(k - k0);
+        let (first, last) = (k0 == 0, k0 + kb == k);
+        for p in panels.clone() {
+            for half in 0..2 {
+                let j0 = p * NR + half * 16;
+                if j0 >= n {
+                    break;
+                }
+                let blk = Block { p, half, k0, kb, first, last };
+                for t in 0..tiles {
+                    let r = crate::par::chunk(m, tiles, t);
+                    let i = rows.start + r.start;
+                    // SAFETY: rows i .. i + r.len() lie inside A and C, columns j0.. inside panel p,
+                    // inner indices k0 .. k0 + kb inside k.
+                    unsafe {
+                        match r.len() {
+                            6 => tile::<6>(args, i, &blk),
+                            5 => tile::<5>(args, i, &blk),
+                            4 => tile::<4>(args, i, &blk),
+                            3 => tile::<3>(args, i, &blk),
+                            2 => tile::<2>(args, i, &blk),
+                            1 => tile::<1>(args, i, &blk),
+                            _ => {}
+                        }
+                    }
                 }
             }
+        }
+        k0 += kb;
+        if k0 >= k {
+            break;
         }
     }
 }
 
-/// Rows `i0 .. i0+R` × columns `32p + 16·half ..+16` of C.
+/// One block of the f32 GEMM: half `half` of panel `p`, inner indices `k0 .. k0 + kb`.
+struct Block {
+    p: usize,
+    half: usize,
+    k0: usize,
+    kb: usize,
+    /// The first inner block: C is overwritten, not accumulated.
+    first: bool,
+    /// The last inner block: the epilogue runs.
+    last: bool,
+}
+
+/// Lanes `0 .. w` of an AVX2 mask (`w ≤ 8`).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn mask8(w: usize) -> __m256i {
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(w.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
+/// Rows `i0 .. i0+R` × the 16 columns of `blk` of C.
 ///
 /// # Safety
-/// As [`gemm_f32`], with `i0 + R ≤ m` and column `32p + 16·half < n`.
+/// As [`gemm_f32`], with `i0 + R ≤ m` and the block's first column `< n`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, p: usize, half: usize) {
-    let k = args.b.k();
-    // SAFETY: offset 16·half stays inside each 32-float row of the panel.
-    let b = unsafe { args.b.panel_ptr(p).add(half * 16) };
+unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, blk: &Block) {
     let ldb = args.b.ld();
+    // SAFETY: offset 16·half and rows k0.. stay inside the panel (k rows of 32 readable floats).
+    let b = unsafe { args.b.panel_ptr(blk.p).add(blk.half * 16 + blk.k0 * ldb) };
     let lda = args.lda;
-    // SAFETY: row i0 exists in A.
-    let a = unsafe { args.a.as_ptr().add(i0 * lda) };
+    // SAFETY: row i0 exists in A, column k0 ≤ k.
+    let a = unsafe { args.a.as_ptr().add(i0 * lda + blk.k0) };
     let mut c0 = [_mm256_setzero_ps(); R];
     let mut c1 = [_mm256_setzero_ps(); R];
-    for kk in 0..k {
-        // SAFETY: 16 floats at row kk of the panel (rows `ldb` apart, each with 32 readable floats).
+    for kk in 0..blk.kb {
+        // SAFETY: 16 floats at row k0 + kk of the panel (rows `ldb` apart, each with 32 readable floats).
         let (b0, b1) = unsafe { (_mm256_loadu_ps(b.add(kk * ldb)), _mm256_loadu_ps(b.add(kk * ldb + 8))) };
         for r in 0..R {
-            // SAFETY: A[i0 + r][kk] is inside A.
-            let av = _mm256_set1_ps(unsafe { *a.add(r * lda + kk) });
+            // SAFETY: A[i0 + r][k0 + kk] is inside A.
+            let av = _mm256_broadcast_ss(unsafe { &*a.add(r * lda + kk) });
             c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
         }
     }
-    let j0 = p * NR + half * 16;
+    let j0 = blk.p * NR + blk.half * 16;
     let w = 16.min(args.b.n() - j0);
-    let epi = &args.epi;
+    let (m0, m1) = (mask8(w), mask8(w.saturating_sub(8)));
+    let full = w == 16;
     for r in 0..R {
-        let mut out = [0f32; 16];
-        // SAFETY: `out` holds 16 floats.
+        let i = i0 + r;
+        // SAFETY: row i, columns j0 .. j0 + w of C are ours.
+        let cp = unsafe { args.c.get().add(i * args.ldc + j0) };
+        let (mut v0, mut v1) = (c0[r], c1[r]);
+        if !blk.first {
+            // SAFETY: as above; the partial sums of the earlier inner blocks.
+            unsafe {
+                (v0, v1) = (_mm256_add_ps(v0, load8(cp, m0, full)), _mm256_add_ps(v1, load8(cp.add(8), m1, full)))
+            };
+        }
+        if blk.last {
+            let s = _mm256_set1_ps(args.epi.scale(i));
+            // SAFETY: bias and residual hold columns j0 .. j0 + w (and row i), checked shapes.
+            unsafe {
+                (v0, v1) = finish16(&args.epi, _mm256_mul_ps(v0, s), _mm256_mul_ps(v1, s), i, j0, (m0, m1), full)
+            };
+        }
+        // SAFETY: as above.
         unsafe {
-            _mm256_storeu_ps(out.as_mut_ptr(), c0[r]);
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), c1[r]);
+            store8(cp, v0, m0, full);
+            store8(cp.add(8), v1, m1, full);
         }
-        if w == 16 && epi.act == Activation::Gelu {
-            // Vector GELU for full tiles; the scalar epilogue handles the rest.
-            let alpha = _mm256_set1_ps(epi.scale(i0 + r));
-            for h in 0..2 {
-                // SAFETY: 8 floats of `out`; bias (n values) read at columns < n.
-                unsafe {
-                    let mut v = _mm256_mul_ps(_mm256_loadu_ps(out.as_ptr().add(8 * h)), alpha);
-                    if let Some(bias) = epi.bias {
-                        v = _mm256_add_ps(v, _mm256_loadu_ps(bias.as_ptr().add(j0 + 8 * h)));
-                    }
-                    _mm256_storeu_ps(out.as_mut_ptr().add(8 * h), gelu(v));
-                }
-            }
-            for (jj, v) in out.iter_mut().enumerate() {
-                if let Some((res, ld)) = epi.residual {
-                    *v += res[(i0 + r) * ld + j0 + jj];
-                }
-            }
-        } else {
-            for (jj, v) in out.iter_mut().enumerate().take(w) {
-                *v = epi.apply(*v, i0 + r, j0 + jj);
-            }
-        }
-        // SAFETY: columns j0 .. j0 + w < n of row i0 + r of C; this panel is ours.
-        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), args.c.get().add((i0 + r) * args.ldc + j0), w) };
     }
+}
+
+/// 8 floats from `p`, only the lanes of `mask` unless `full`.
+///
+/// # Safety
+/// The lanes read are inside one allocation.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load8(p: *const f32, mask: __m256i, full: bool) -> __m256 {
+    // SAFETY: forwarded contract.
+    unsafe { if full { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, mask) } }
+}
+
+/// Stores the lanes of `mask` (all when `full`) of `v` at `p`.
+///
+/// # Safety
+/// The lanes written are inside one allocation that the caller may write.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store8(p: *mut f32, v: __m256, mask: __m256i, full: bool) {
+    // SAFETY: forwarded contract.
+    unsafe { if full { _mm256_storeu_ps(p, v) } else { _mm256_maskstore_ps(p, mask, v) } }
+}
+
+/// The epilogue after scaling, on 16 values of row `i` from column `j0` (lanes of `masks` real, all
+/// when `full`): bias, activation, residual, in the order of [`Epilogue::apply`].
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; bias and residual (when set) hold the masked columns (and row `i`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn finish16(
+    epi: &Epilogue<'_>,
+    v0: __m256,
+    v1: __m256,
+    i: usize,
+    j0: usize,
+    masks: (__m256i, __m256i),
+    full: bool,
+) -> (__m256, __m256) {
+    // SAFETY: forwarded contract, columns j0 .. j0 + 8 and j0 + 8 .. j0 + 16.
+    unsafe { (finish8(epi, v0, i, j0, masks.0, full), finish8(epi, v1, i, j0 + 8, masks.1, full)) }
+}
+
+/// [`finish16`] on 8 values from column `j0`.
+///
+/// # Safety
+/// As [`finish16`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn finish8(
+    epi: &Epilogue<'_>,
+    mut v: __m256,
+    i: usize,
+    j0: usize,
+    mask: __m256i,
+    full: bool,
+) -> __m256 {
+    if let Some(bias) = epi.bias {
+        // SAFETY: masked load of columns j0 .. of the n-long bias.
+        v = _mm256_add_ps(v, unsafe { load8(bias.as_ptr().add(j0), mask, full) });
+    }
+    if epi.act == Activation::Gelu {
+        v = gelu(v);
+    }
+    if let Some((res, ld)) = epi.residual {
+        // SAFETY: masked load of row i, columns j0 .., of the checked residual.
+        v = _mm256_add_ps(v, unsafe { load8(res.as_ptr().add(i * ld + j0), mask, full) });
+    }
+    v
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -247,24 +347,74 @@ pub(crate) unsafe fn softmax(row: &mut [f32], bias: Option<&[f32]>) -> f32 {
     total
 }
 
-/// Integer GEMM for AVX2: weights widened to s16, `vpmaddwd` (exact), scalar epilogue; 2 rows ×
-/// 16 columns per tile.
+/// Integer GEMM for AVX2 on [`I8Layout::Pairs16`] weights: `vpmaddwd` of activation pairs (u8
+/// widened to i16) against weight pairs (s8 widened to i16), exact for every u8 × s8 product; 6 rows ×
+/// 16 columns per tile (12 accumulators), the dequantising epilogue in registers.
 ///
 /// # Safety
-/// The CPU has AVX2; `args` passed `gemm_i8::check`; panels are ours alone.
+/// The CPU has AVX2 and FMA; `args` passed `gemm_i8::check`; panels are ours alone.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
-    let (m, n) = (rows.end, args.b.n());
+pub(crate) unsafe fn gemm_u8s8(args: &GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
+    assert_eq!(args.b.layout(), I8Layout::Pairs16, "gemm_u8s8_6x16_avx2 reads Pairs16 weights");
+    assert!(args.a16.len() >= args.a.m * args.a.ld, "gemm_u8s8_6x16_avx2 needs widened activations");
+    // SAFETY: forwarded contract; the tile kernel matches the layout.
+    unsafe {
+        for_tiles(
+            args,
+            panels,
+            rows,
+            tile_i16::<6>,
+            tile_i16::<5>,
+            tile_i16::<4>,
+            tile_i16::<3>,
+            tile_i16::<2>,
+            tile_i16::<1>,
+        )
+    }
+}
+
+/// An integer tile kernel: rows `i0 .. i0 + R` × columns `32p + 16·half .. + 16`.
+pub(crate) type I8Tile = unsafe fn(&GemmI8Args<'_>, usize, usize, usize);
+
+/// Runs the tiles of rows `rows` × panels `panels` in halves of 16 columns, with row tiles of 5 or 6
+/// rows (balanced, so none is left with one or two rows).
+///
+/// # Safety
+/// The CPU has AVX2; `args` passed `gemm_i8::check`; the tile kernels suit the weights' layout.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn for_tiles(
+    args: &GemmI8Args<'_>,
+    panels: Range<usize>,
+    rows: Range<usize>,
+    t6: I8Tile,
+    t5: I8Tile,
+    t4: I8Tile,
+    t3: I8Tile,
+    t2: I8Tile,
+    t1: I8Tile,
+) {
+    let n = args.b.n();
+    let m = rows.len();
+    let tiles = m.div_ceil(6);
     for p in panels {
         for half in 0..2 {
             if p * NR + 16 * half >= n {
                 break;
             }
-            let mut i = rows.start;
-            while i < m {
-                // SAFETY: rows i .. i + R exist, panel p exists.
-                unsafe { if m - i >= 2 { tile_i8::<2>(args, i, p, half) } else { tile_i8::<1>(args, i, p, half) } }
-                i += 2.min(m - i);
+            for t in 0..tiles {
+                let r = crate::par::chunk(m, tiles, t);
+                let i = rows.start + r.start;
+                let f = match r.len() {
+                    6 => t6,
+                    5 => t5,
+                    4 => t4,
+                    3 => t3,
+                    2 => t2,
+                    _ => t1,
+                };
+                // SAFETY: rows i .. i + r.len() exist, column 32p + 16·half < n.
+                unsafe { f(args, i, p, half) };
             }
         }
     }
@@ -273,38 +423,373 @@ pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Ra
 /// # Safety
 /// As [`gemm_u8s8`], with `i0 + R ≤ m` and column `32p + 16·half < n`.
 #[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn tile_i8<const R: usize>(args: &crate::gemm_i8::GemmI8Args<'_>, i0: usize, p: usize, half: usize) {
+unsafe fn tile_i16<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize, half: usize) {
     let (a, b) = (args.a, args.b);
-    let bp = b.panel(p).as_ptr();
-    let mut acc = [[_mm256_setzero_si256(); 4]; R];
-    for g in 0..b.k_padded() / 4 {
-        let base = g * 128 + 64 * half;
-        let w: [__m256i; 4] = std::array::from_fn(|q| {
-            // SAFETY: 16 bytes of group g, half `half`, of the panel.
-            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(bp.add(base + 16 * q).cast()) })
-        });
+    let ld = a.ld;
+    // Per pair of k the panel holds 32 columns × 2 i16; this half starts 16 columns in.
+    // SAFETY: offset 32·half stays inside each 64-value group of the panel.
+    let bp = unsafe { b.panel16(p).as_ptr().add(32 * half) };
+    // SAFETY: row i0 exists in the widened activations (m · ld values).
+    let ap = unsafe { args.a16.as_ptr().add(i0 * ld) };
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for g in 0..b.k_padded() / 2 {
+        // SAFETY: 16 + 16 i16 of group g of the panel.
+        let (w0, w1) =
+            unsafe { (_mm256_load_si256(bp.add(64 * g).cast()), _mm256_load_si256(bp.add(64 * g + 16).cast())) };
         for (r, acc) in acc.iter_mut().enumerate() {
-            let at = (i0 + r) * a.ld + 4 * g;
-            let x = u32::from_le_bytes([a.q[at], a.q[at + 1], a.q[at + 2], a.q[at + 3]]);
-            let av = _mm256_set1_epi64x(super::avx512::widen4(x));
-            for q in 0..4 {
-                acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(av, w[q]));
+            // SAFETY: values 2g, 2g + 1 of row i0 + r (ld ≥ k_padded).
+            let av = _mm256_set1_epi32(unsafe { std::ptr::read_unaligned(ap.add(r * ld + 2 * g).cast::<i32>()) });
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, w0));
+            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, w1));
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { finish_i8(args, i0, p * NR + 16 * half, &acc) }
+}
+
+/// The integer epilogue of a tile of rows `i0 ..` × 16 columns from `j0` (`acc[r]` holds row
+/// `i0 + r`): raw accumulators, or dequantized with the same operations, in the same order, as
+/// `GemmI8Args::store_scalar`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; rows and columns lie inside the checked output and are ours.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn finish_i8(args: &GemmI8Args<'_>, i0: usize, j0: usize, acc: &[[__m256i; 2]]) {
+    let (a, b) = (args.a, args.b);
+    let w = 16.min(b.n() - j0);
+    let (m0, m1) = (mask8(w), mask8(w.saturating_sub(8)));
+    let full = w == 16;
+    match args.out {
+        OutPtr::I32 { c, ldc } => {
+            for (r, v) in acc.iter().enumerate() {
+                // SAFETY: row i0 + r, columns j0 .. j0 + w are ours.
+                unsafe {
+                    let cp = c.get().add((i0 + r) * ldc + j0).cast::<f32>();
+                    store8(cp, _mm256_castsi256_ps(v[0]), m0, full);
+                    store8(cp.add(8), _mm256_castsi256_ps(v[1]), m1, full);
+                }
+            }
+        }
+        OutPtr::F32 { c, ldc, epi } => {
+            // Column sums, scales and outlier columns are padded to whole panels: full loads are in bounds.
+            // SAFETY: 16 values from j0 in arrays of panels × 32.
+            let (s0, s1, w0, w1) = unsafe {
+                let (cs, sc) = (b.col_sums().as_ptr().add(j0), b.scales().as_ptr().add(j0));
+                (
+                    _mm256_loadu_si256(cs.cast()),
+                    _mm256_loadu_si256(cs.add(8).cast()),
+                    _mm256_loadu_ps(sc),
+                    _mm256_loadu_ps(sc.add(8)),
+                )
+            };
+            let no = a.outlier_idx.len();
+            let epi = Epilogue { alpha: 1.0, row_scale: None, ..epi };
+            for (r, v) in acc.iter().enumerate() {
+                let i = i0 + r;
+                let z = _mm256_set1_epi32(a.zero[i]);
+                let sx = _mm256_set1_ps(a.scale[i]);
+                let f0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(v[0], _mm256_mullo_epi32(z, s0)));
+                let f1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(v[1], _mm256_mullo_epi32(z, s1)));
+                let mut v0 = _mm256_mul_ps(f0, _mm256_mul_ps(sx, w0));
+                let mut v1 = _mm256_mul_ps(f1, _mm256_mul_ps(sx, w1));
+                for (t, &x) in a.outliers[i * no..(i + 1) * no].iter().enumerate() {
+                    let xo = _mm256_set1_ps(x);
+                    // SAFETY: outlier column t holds panels × 32 floats.
+                    let (o0, o1) = unsafe {
+                        let oc = b.outlier_column(t).as_ptr().add(j0);
+                        (_mm256_loadu_ps(oc), _mm256_loadu_ps(oc.add(8)))
+                    };
+                    v0 = _mm256_fmadd_ps(xo, o0, v0);
+                    v1 = _mm256_fmadd_ps(xo, o1, v1);
+                }
+                // SAFETY: row i, columns j0 .. j0 + w of the checked output (and of bias / residual).
+                unsafe {
+                    let (v0, v1) = finish16(&epi, v0, v1, i, j0, (m0, m1), full);
+                    let cp = c.get().add(i * ldc + j0);
+                    store8(cp, v0, m0, full);
+                    store8(cp.add(8), v1, m1, full);
+                }
             }
         }
     }
-    let j0 = p * NR + 16 * half;
-    let w = 16.min(b.n() - j0);
-    for (r, acc) in acc.iter().enumerate() {
-        let mut out = [0i32; 16];
-        for h in 0..2 {
-            let s = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(acc[2 * h], acc[2 * h + 1]));
-            // SAFETY: 8 i32 into `out`.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(8 * h).cast(), s) };
+}
+
+/// Activation quantizer for one row (see [`crate::quant`]); bit-identical to the reference. Full
+/// blocks of 32 values go through saturating packs (the clamp to [0, 255] is the `packus`), the rest
+/// through the scalar definition.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `q.len() ≥ row.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant, skip: &[u32]) -> (f32, i32) {
+    let n = row.len();
+    assert!(q.len() >= n);
+    // Range pass: whole vectors where no skipped channel falls, the rest value by value.
+    let (mut lo, mut hi) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::NEG_INFINITY));
+    let (mut slo, mut shi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut si = 0;
+    let full = n / 8 * 8;
+    for j in (0..n).step_by(8) {
+        if j < full && (si >= skip.len() || skip[si] as usize >= j + 8) {
+            // SAFETY: j + 8 ≤ full ≤ n.
+            let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(j)) };
+            lo = _mm256_min_ps(lo, v);
+            hi = _mm256_max_ps(hi, v);
+            continue;
         }
-        for (jj, &v) in out.iter().enumerate().take(w) {
-            // SAFETY: (i0 + r, j0 + jj) inside the checked output, in our panel.
-            unsafe { args.store_scalar(v, i0 + r, j0 + jj) };
+        for (c, &v) in row.iter().enumerate().take((j + 8).min(n)).skip(j) {
+            if si < skip.len() && skip[si] as usize == c {
+                si += 1;
+                continue;
+            }
+            slo = slo.min(v);
+            shi = shi.max(v);
+        }
+    }
+    let mut l = [0f32; 8];
+    let mut h = [0f32; 8];
+    // SAFETY: 8 floats each.
+    unsafe {
+        _mm256_storeu_ps(l.as_mut_ptr(), lo);
+        _mm256_storeu_ps(h.as_mut_ptr(), hi);
+    }
+    let lo = l.iter().fold(slo, |a, &b| a.min(b));
+    let hi = h.iter().fold(shi, |a, &b| a.max(b));
+    let (scale, zero) = row_params(lo, hi, mode);
+    let inv_s = 1.0 / scale;
+    let inv = _mm256_set1_ps(inv_s);
+    let (lim_lo, lim_hi) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
+    let zv = _mm256_set1_epi32(zero);
+    // packs/packus interleave 128-bit lanes; this puts the eight dwords of bytes back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let conv = |j: usize| {
+        // SAFETY: callers pass j + 8 ≤ n.
+        let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(j)) };
+        let t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, inv), lim_lo), lim_hi);
+        _mm256_add_epi32(_mm256_cvtps_epi32(t), zv)
+    };
+    let full = n / 32 * 32;
+    for j in (0..full).step_by(32) {
+        let w01 = _mm256_packs_epi32(conv(j), conv(j + 8));
+        let w23 = _mm256_packs_epi32(conv(j + 16), conv(j + 24));
+        let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
+        // SAFETY: 32 bytes at j + 32 ≤ n ≤ q.len().
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(j).cast(), b) };
+    }
+    for j in full..n {
+        q[j] = crate::quant::quantize_value(row[j], inv_s, zero);
+    }
+    q[n..].fill(zero as u8);
+    for &c in skip {
+        q[c as usize] = zero as u8;
+    }
+    (scale, zero)
+}
+
+/// Transposes the 8 × 8 block held in `r` (row `i` in `r[i]`): on return `r[c]` is column `c`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn transpose8(r: &mut [__m256; 8]) {
+    let t: [__m256; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 { _mm256_unpacklo_ps(a, b) } else { _mm256_unpackhi_ps(a, b) }
+    });
+    // u[4g + c] holds, in each 128-bit lane, column c (of that lane's four) of rows 4g .. 4g + 4.
+    let u: [__m256; 8] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (a, b) = (_mm256_castps_pd(t[4 * g + c / 2]), _mm256_castps_pd(t[4 * g + 2 + c / 2]));
+        _mm256_castpd_ps(if c % 2 == 0 { _mm256_unpacklo_pd(a, b) } else { _mm256_unpackhi_pd(a, b) })
+    });
+    for c in 0..4 {
+        r[c] = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
+        r[4 + c] = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
+    }
+}
+
+/// `at[c][i] = a[i][c]` by 8 × 8 blocks (rows past `m` and columns past `k` read as zeros).
+pub(crate) fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
+    // SAFETY: only installed when the CPU has AVX2.
+    unsafe { transpose_f32_impl(a, lda, m, k, at, mp) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
+    assert!(mp >= m && (k == 0 || at.len() >= (k - 1) * mp + m));
+    assert!(m == 0 || a.len() >= (m - 1) * lda + k);
+    for i0 in (0..m).step_by(8) {
+        for c0 in (0..k).step_by(8) {
+            let cm = mask8(k - c0);
+            let mut r: [__m256; 8] = std::array::from_fn(|i| {
+                if i0 + i < m {
+                    // SAFETY: masked to columns < k of row i0 + i < m.
+                    unsafe { _mm256_maskload_ps(a.as_ptr().add((i0 + i) * lda + c0), cm) }
+                } else {
+                    _mm256_setzero_ps()
+                }
+            });
+            transpose8(&mut r);
+            let (tm, full) = (mask8(m - i0), m - i0 >= 8);
+            for (c, v) in r.iter().enumerate().take(8.min(k - c0)) {
+                // SAFETY: row c0 + c < k of Aᵀ, tokens i0 .. min(i0 + 8, m) (masked), inside `at`.
+                unsafe { store8(at.as_mut_ptr().add((c0 + c) * mp + i0), *v, tm, full) };
+            }
+        }
+    }
+}
+
+/// `c[i][j] = epi(ct[j][i])` by 8 × 8 blocks.
+pub(crate) fn untranspose_f32(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    // SAFETY: only installed when the CPU has AVX2 and FMA.
+    unsafe { untranspose_f32_impl(ct, mp, n, m, c, ldc, epi) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    assert!(ct.len() >= n * mp && mp >= m);
+    assert!(m == 0 || c.len() >= (m - 1) * ldc + n);
+    let zero = _mm256_setzero_ps();
+    for j0 in (0..n).step_by(8) {
+        let w = 8.min(n - j0);
+        let (mask, full) = (mask8(w), w == 8);
+        for i0 in (0..m).step_by(8) {
+            let mut r: [__m256; 8] = std::array::from_fn(|jj| {
+                if jj < w && i0 + 8 <= mp {
+                    // SAFETY: row j0 + jj < n of Cᵀ, tokens i0 .. i0 + 8 ≤ mp.
+                    unsafe { _mm256_loadu_ps(ct.as_ptr().add((j0 + jj) * mp + i0)) }
+                } else {
+                    zero
+                }
+            });
+            transpose8(&mut r);
+            for (ii, v) in r.iter().enumerate().take(8.min(m - i0)) {
+                let i = i0 + ii;
+                let v = _mm256_mul_ps(*v, _mm256_set1_ps(epi.scale(i)));
+                // SAFETY: row i < m, columns j0 .. j0 + w < n of C (and of bias / residual).
+                unsafe {
+                    let v = finish8(epi, v, i, j0, mask, full);
+                    store8(c.as_mut_ptr().add(i * ldc + j0), v, mask, full);
+                }
+            }
+        }
+    }
+}
+
+/// Sparse kernel: rows `rows` of `Cᵀ`. Tokens go by blocks of 32 (16 at the end); within a block,
+/// columns by segments of 128 so the rows of `Aᵀ` it reads (16 KB) stay in L1; each row's nonzeros of
+/// the segment feed two sets of accumulators in turn, so multiply-adds do not wait on each other.
+/// Partial sums of later segments are added into `Cᵀ`.
+///
+/// # Safety
+/// As [`crate::spmm::SpmmKernel`]; the CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn spmm_f32(args: &crate::spmm::SpmmArgs<'_>, rows: Range<usize>) {
+    let mp = args.mp;
+    let segs = args.w.segments();
+    let mut m0 = 0;
+    while m0 < mp {
+        let wide = m0 + 32 <= mp;
+        for s in 0..segs.max(1) {
+            for j in rows.clone() {
+                // SAFETY: forwarded contract; m0 + 32 ≤ mp, or m0 + 16 ≤ mp (mp is a multiple of 16).
+                unsafe { if wide { spmm_block::<4>(args, j, s, m0) } else { spmm_block::<2>(args, j, s, m0) } };
+            }
+        }
+        m0 += if wide { 32 } else { 16 };
+    }
+}
+
+/// Segment `s` of row `j` of `Cᵀ`, tokens `m0 .. m0 + 8·L`: stored when `s == 0`, added otherwise.
+///
+/// # Safety
+/// As [`spmm_f32`], with `m0 + 8·L ≤ mp`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::needless_range_loop)] // `h` also selects the token offset 8·h
+unsafe fn spmm_block<const L: usize>(args: &crate::spmm::SpmmArgs<'_>, j: usize, s: usize, m0: usize) {
+    let mp = args.mp;
+    // SAFETY: tokens m0 .. m0 + 8L of every row of Aᵀ exist (mp ≥ m0 + 8L, k rows).
+    let at = unsafe { args.at.as_ptr().add(m0) };
+    let (cols, vals) = if args.w.segments() == 0 { (&[][..], &[][..]) } else { args.w.row_segment(j, s) };
+    let mut acc = [[_mm256_setzero_ps(); L]; 2];
+    let (cq, vq) = (cols.chunks_exact(2), vals.chunks_exact(2));
+    let (cr, vr) = (cq.remainder(), vq.remainder());
+    for (c2, v2) in cq.zip(vq) {
+        for u in 0..2 {
+            let w = _mm256_set1_ps(v2[u]);
+            // SAFETY: column index < k (CSR invariant), so the row exists in Aᵀ.
+            let p = unsafe { at.add(c2[u] as usize * mp) };
+            for h in 0..L {
+                // SAFETY: as above.
+                acc[u][h] = _mm256_fmadd_ps(w, unsafe { _mm256_loadu_ps(p.add(8 * h)) }, acc[u][h]);
+            }
+        }
+    }
+    for (&c, &v) in cr.iter().zip(vr) {
+        let w = _mm256_set1_ps(v);
+        // SAFETY: as above.
+        let p = unsafe { at.add(c as usize * mp) };
+        for h in 0..L {
+            // SAFETY: as above.
+            acc[0][h] = _mm256_fmadd_ps(w, unsafe { _mm256_loadu_ps(p.add(8 * h)) }, acc[0][h]);
+        }
+    }
+    // SAFETY: row j of Cᵀ is ours; tokens m0 .. m0 + 8L ≤ mp.
+    let out = unsafe { args.ct.get().add(j * mp + m0) };
+    for h in 0..L {
+        let mut v = _mm256_add_ps(acc[0][h], acc[1][h]);
+        if s > 0 {
+            // SAFETY: as above.
+            v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(out.add(8 * h)) });
+        }
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(out.add(8 * h), v) };
+    }
+}
+
+/// Sparse integer kernel: per row and block of 16 tokens, each nonzero multiplies the block's u8
+/// activations (widened to i16) with `vpmaddwd` against (v, 0) and (0, v) pairs, giving the even and
+/// odd tokens' products exactly in i32 lanes; the epilogue dequantizes with the same operations as
+/// the scalar definition.
+///
+/// # Safety
+/// As [`crate::spmm_i8::SpmmI8Kernel`]; the CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn spmm_u8s8(args: &crate::spmm_i8::SpmmI8Args<'_>, rows: Range<usize>) {
+    let mp = args.mp;
+    let no = args.w.outliers().len();
+    for j in rows {
+        let (cols, vals) = args.w.row(j);
+        let (rs, sw) = (_mm256_set1_epi32(args.row_sum(j)), _mm256_set1_ps(args.scale(j)));
+        for m0 in (0..mp).step_by(16) {
+            let (mut even, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for (&c, &v) in cols.iter().zip(vals) {
+                // SAFETY: 16 bytes at tokens m0 .. m0 + 16 ≤ mp of row c < k of qᵀ.
+                let x =
+                    _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(args.qt.as_ptr().add(c as usize * mp + m0).cast()) });
+                let v = v as i16 as u16 as i32;
+                even = _mm256_add_epi32(even, _mm256_madd_epi16(x, _mm256_set1_epi32(v)));
+                odd = _mm256_add_epi32(odd, _mm256_madd_epi16(x, _mm256_set1_epi32(v << 16)));
+            }
+            // Lane t of `even` is token 2t, of `odd` token 2t + 1: interleave back to token order.
+            let (lo, hi) = (_mm256_unpacklo_epi32(even, odd), _mm256_unpackhi_epi32(even, odd));
+            let acc = [_mm256_permute2x128_si256::<0x20>(lo, hi), _mm256_permute2x128_si256::<0x31>(lo, hi)];
+            for (h, acc) in acc.into_iter().enumerate() {
+                let i = m0 + 8 * h;
+                // SAFETY: per-token arrays hold mp values; i + 8 ≤ mp.
+                let (z, sx) = unsafe {
+                    (_mm256_loadu_si256(args.zx.as_ptr().add(i).cast()), _mm256_loadu_ps(args.sx.as_ptr().add(i)))
+                };
+                let corr = _mm256_sub_epi32(acc, _mm256_mullo_epi32(z, rs));
+                let mut f = _mm256_mul_ps(_mm256_cvtepi32_ps(corr), _mm256_mul_ps(sx, sw));
+                for t in 0..no {
+                    // SAFETY: outlier values are `[outliers][mp]`.
+                    let xo = unsafe { _mm256_loadu_ps(args.xo.as_ptr().add(t * mp + i)) };
+                    f = _mm256_fmadd_ps(xo, _mm256_set1_ps(args.outlier_w(t, j)), f);
+                }
+                // SAFETY: row j of Cᵀ is ours; tokens i .. i + 8 ≤ mp.
+                unsafe { _mm256_storeu_ps(args.ct.get().add(j * mp + i), f) };
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! they need.
 
 use crate::gemm_f32::{Activation, Epilogue, GemmF32Args, NR};
+use crate::gemm_i8::{GemmI8Args, I8Layout, OutPtr};
 use crate::quant::{ActQuant, row_params};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -361,20 +362,15 @@ pub(crate) unsafe fn quantize_row(row: &[f32], q: &mut [u8], mode: ActQuant, ski
     (scale, zero)
 }
 
-/// Four activation bytes widened to four u16 in one u64, for `vpmaddwd` against s16 weights.
-#[inline]
-pub(crate) fn widen4(x: u32) -> i64 {
-    let x = x as u64;
-    ((x & 0xff) | ((x >> 8 & 0xff) << 16) | ((x >> 16 & 0xff) << 32) | ((x >> 24) << 48)) as i64
-}
-
-/// Integer GEMM for AVX-512 without VNNI: weights widened to s16, `vpmaddwd` (exact, no
-/// saturation), scalar epilogue. 4 rows × 32 columns per tile.
+/// Integer GEMM for AVX-512 without VNNI, on [`I8Layout::Pairs16`] weights: `vpmaddwd` of activation
+/// pairs (u8 widened to i16) against weight pairs, exact; 8 rows × 32 columns per tile.
 ///
 /// # Safety
 /// The CPU has AVX-512F/BW; `args` passed `gemm_i8::check`; panels are ours alone.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(crate) unsafe fn gemm_u8s8(args: &GemmI8Args<'_>, panels: Range<usize>, rows: Range<usize>) {
+    assert_eq!(args.b.layout(), I8Layout::Pairs16, "gemm_u8s8_8x32_avx512 reads Pairs16 weights");
+    assert!(args.a16.len() >= args.a.m * args.a.ld, "gemm_u8s8_8x32_avx512 needs widened activations");
     let m = rows.end;
     for p in panels {
         let mut i = rows.start;
@@ -382,54 +378,133 @@ pub(crate) unsafe fn gemm_u8s8(args: &crate::gemm_i8::GemmI8Args<'_>, panels: Ra
             // SAFETY: rows i .. i + R exist, panel p exists.
             unsafe {
                 match m - i {
-                    1 => tile_i8::<1>(args, i, p),
-                    2 => tile_i8::<2>(args, i, p),
-                    3 => tile_i8::<3>(args, i, p),
-                    _ => tile_i8::<4>(args, i, p),
+                    1 => tile_i16::<1>(args, i, p),
+                    2 => tile_i16::<2>(args, i, p),
+                    3 => tile_i16::<3>(args, i, p),
+                    4 => tile_i16::<4>(args, i, p),
+                    5 => tile_i16::<5>(args, i, p),
+                    6 => tile_i16::<6>(args, i, p),
+                    7 => tile_i16::<7>(args, i, p),
+                    _ => tile_i16::<8>(args, i, p),
                 }
             }
-            i += 4.min(m - i);
+            i += 8.min(m - i);
         }
     }
 }
 
 /// # Safety
 /// As [`gemm_u8s8`], with `i0 + R ≤ m`.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 #[inline]
-unsafe fn tile_i8<const R: usize>(args: &crate::gemm_i8::GemmI8Args<'_>, i0: usize, p: usize) {
+unsafe fn tile_i16<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize) {
     let (a, b) = (args.a, args.b);
-    let bp = b.panel(p).as_ptr();
-    let mut acc = [[_mm512_setzero_si512(); 4]; R];
-    for g in 0..b.k_padded() / 4 {
-        let w: [__m512i; 4] = std::array::from_fn(|q| {
-            // SAFETY: 32 bytes of group g of the panel (128 bytes per group).
-            _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(bp.add(g * 128 + 32 * q).cast()) })
-        });
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let at = (i0 + r) * a.ld + 4 * g;
-            let x = u32::from_le_bytes([a.q[at], a.q[at + 1], a.q[at + 2], a.q[at + 3]]);
-            let av = _mm512_set1_epi64(widen4(x));
-            for q in 0..4 {
-                acc[q] = _mm512_add_epi32(acc[q], _mm512_madd_epi16(av, w[q]));
-            }
+    let ld = a.ld;
+    let bp = b.panel16(p).as_ptr();
+    // SAFETY: row i0 exists in the widened activations (m · ld values).
+    let ap = unsafe { args.a16.as_ptr().add(i0 * ld) };
+    let mut c0 = [_mm512_setzero_si512(); R];
+    let mut c1 = [_mm512_setzero_si512(); R];
+    for g in 0..b.k_padded() / 2 {
+        // SAFETY: the 64 i16 of pair group g of the panel, 64-byte aligned.
+        let (w0, w1) =
+            unsafe { (_mm512_load_si512(bp.add(64 * g).cast()), _mm512_load_si512(bp.add(64 * g + 32).cast())) };
+        for r in 0..R {
+            // SAFETY: values 2g, 2g + 1 of row i0 + r (ld ≥ k_padded).
+            let av = _mm512_set1_epi32(unsafe { std::ptr::read_unaligned(ap.add(r * ld + 2 * g).cast::<i32>()) });
+            c0[r] = _mm512_add_epi32(c0[r], _mm512_madd_epi16(av, w0));
+            c1[r] = _mm512_add_epi32(c1[r], _mm512_madd_epi16(av, w1));
         }
     }
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // SAFETY: forwarded contract.
+    unsafe { finish_i8(args, i0, p, &c0, &c1) }
+}
+
+/// The integer epilogue of rows `i0 .. i0 + R` × panel `p` (`c0[r]`, `c1[r]` hold columns `32p ..
+/// 32p + 16` and `.. + 32` of row `i0 + r`): raw accumulators, or dequantized in registers with the
+/// same operations, in the same order, as `GemmI8Args::store_scalar`.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW; rows and columns lie inside the checked output and are ours.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[inline]
+pub(crate) unsafe fn finish_i8<const R: usize>(
+    args: &GemmI8Args<'_>,
+    i0: usize,
+    p: usize,
+    c0: &[__m512i; R],
+    c1: &[__m512i; R],
+) {
+    let (a, b) = (args.a, args.b);
     let j0 = p * NR;
     let w = NR.min(b.n() - j0);
-    for (r, acc) in acc.iter().enumerate() {
-        let mut out = [0i32; 32];
-        for h in 0..2 {
-            let (x, y) = (acc[2 * h], acc[2 * h + 1]);
-            let s = _mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y), _mm512_permutex2var_epi32(x, odd, y));
-            // SAFETY: 16 i32 into `out`.
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(16 * h).cast(), s) };
+    match args.out {
+        OutPtr::I32 { c, ldc } => {
+            for r in 0..R {
+                // SAFETY: masked stores to row i0 + r, columns j0 .. j0 + w, which are ours.
+                unsafe {
+                    let cp = c.get().add((i0 + r) * ldc + j0);
+                    _mm512_mask_storeu_epi32(cp.cast(), lane_mask(w), c0[r]);
+                    _mm512_mask_storeu_epi32(cp.add(16).cast(), lane_mask(w.saturating_sub(16)), c1[r]);
+                }
+            }
         }
-        for (jj, &v) in out.iter().enumerate().take(w) {
-            // SAFETY: (i0 + r, j0 + jj) inside the checked output, in our panel.
-            unsafe { args.store_scalar(v, i0 + r, j0 + jj) };
+        OutPtr::F32 { c, ldc, epi } => {
+            // Column sums and scales are padded to whole panels: full loads are in bounds.
+            // SAFETY: 32 values from j0 in arrays of panels × 32.
+            let (s0, s1, w0, w1) = unsafe {
+                let (cs, sc) = (b.col_sums().as_ptr().add(j0), b.scales().as_ptr().add(j0));
+                (
+                    _mm512_loadu_si512(cs.cast()),
+                    _mm512_loadu_si512(cs.add(16).cast()),
+                    _mm512_loadu_ps(sc),
+                    _mm512_loadu_ps(sc.add(16)),
+                )
+            };
+            let no = a.outlier_idx.len();
+            let stride = b.panels() * NR;
+            // With the usual four outlier channels, their weight columns for this panel stay in
+            // registers across the rows of the tile.
+            let cols4: Option<[[__m512; 2]; 4]> = (no == 4).then(|| {
+                std::array::from_fn(|t| {
+                    // SAFETY: outlier columns are contiguous, `stride` = panels × 32 floats each, so
+                    // the 32 values from j0 of column t exist.
+                    unsafe {
+                        let c = b.outlier_column(0).as_ptr().add(t * stride + j0);
+                        [_mm512_loadu_ps(c), _mm512_loadu_ps(c.add(16))]
+                    }
+                })
+            });
+            for r in 0..R {
+                let i = i0 + r;
+                let z = _mm512_set1_epi32(a.zero[i]);
+                let sx = _mm512_set1_ps(a.scale[i]);
+                let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(c0[r], _mm512_mullo_epi32(z, s0)));
+                let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(c1[r], _mm512_mullo_epi32(z, s1)));
+                let mut v0 = _mm512_mul_ps(f0, _mm512_mul_ps(sx, w0));
+                let mut v1 = _mm512_mul_ps(f1, _mm512_mul_ps(sx, w1));
+                let xs = &a.outliers[i * no..(i + 1) * no];
+                if let Some(cols) = &cols4 {
+                    for t in 0..4 {
+                        let xo = _mm512_set1_ps(xs[t]);
+                        v0 = _mm512_fmadd_ps(xo, cols[t][0], v0);
+                        v1 = _mm512_fmadd_ps(xo, cols[t][1], v1);
+                    }
+                } else {
+                    for (t, &x) in xs.iter().enumerate() {
+                        let xo = _mm512_set1_ps(x);
+                        // SAFETY: as for `cols4`.
+                        let (o0, o1) = unsafe {
+                            let c = b.outlier_column(0).as_ptr().add(t * stride + j0);
+                            (_mm512_loadu_ps(c), _mm512_loadu_ps(c.add(16)))
+                        };
+                        v0 = _mm512_fmadd_ps(xo, o0, v0);
+                        v1 = _mm512_fmadd_ps(xo, o1, v1);
+                    }
+                }
+                // SAFETY: row i, columns j0 .. j0 + w of the checked output are ours.
+                unsafe { finish_row(&epi, v0, v1, i, j0, w, c.get().add(i * ldc + j0)) };
+            }
         }
     }
 }

@@ -3,15 +3,29 @@
 pub(crate) mod amx;
 mod avx2;
 mod avx512;
+mod avxvnni;
 mod vnni;
 
 use crate::dispatch::Table;
+use crate::gemm_i8::I8Layout;
 use crate::isa::Isa;
 
-/// Overwrites the slots of `t` that tiers up to `cap` improve. The caller has checked that the CPU
+/// Overwrites the slots of `t` that tier `cap` and the tiers it builds on improve, lowest first:
+/// `AvxVnni` builds on `Avx2`; `Avx512` on `Avx2` (not on `AvxVnni`, so that each tier's table runs
+/// that tier's own kernels); `Vnni` on `Avx512`; `Amx` on `Vnni`. The caller has checked that the CPU
 /// offers `cap`.
 pub(crate) fn install(t: &mut Table, cap: Isa) {
-    if cap >= Isa::Avx2 {
+    use Isa::*;
+    let chain: &[Isa] = match cap {
+        Scalar => &[],
+        Avx2 => &[Avx2],
+        AvxVnni => &[Avx2, AvxVnni],
+        Avx512 => &[Avx2, Avx512],
+        Vnni => &[Avx2, Avx512, Vnni],
+        Amx => &[Avx2, Avx512, Vnni, Amx],
+    };
+    let tier = |isa: Isa| chain.contains(&isa);
+    if tier(Isa::Avx2) {
         t.gemm_f32 = avx2::gemm_f32;
         t.gemm_f32_name = "gemm_f32_6x16_avx2";
         t.layer_norm = avx2::layer_norm;
@@ -19,9 +33,23 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.softmax = avx2::softmax;
         t.softmax_name = "softmax_f32_avx2";
         t.gemm_u8s8 = avx2::gemm_u8s8;
-        t.gemm_u8s8_name = "gemm_u8s8_2x16_avx2";
+        t.gemm_u8s8_name = "gemm_u8s8_6x16_avx2";
+        t.i8_layout = I8Layout::Pairs16;
+        t.quantize_row = avx2::quantize_row;
+        t.quantize_row_name = "quantize_u8_avx2";
+        t.spmm_f32 = avx2::spmm_f32;
+        t.spmm_f32_name = "spmm_f32_csr32t_avx2";
+        t.spmm_u8s8 = avx2::spmm_u8s8;
+        t.spmm_u8s8_name = "spmm_u8s8_csr16t_avx2";
+        t.transpose_f32 = avx2::transpose_f32;
+        t.untranspose_f32 = avx2::untranspose_f32;
     }
-    if cap >= Isa::Avx512 {
+    if tier(Isa::AvxVnni) {
+        t.gemm_u8s8 = avxvnni::gemm_u8s8;
+        t.gemm_u8s8_name = "gemm_u8s8_6x16_avxvnni";
+        t.i8_layout = I8Layout::Quads;
+    }
+    if tier(Isa::Avx512) {
         t.gemm_f32 = avx512::gemm_f32;
         t.gemm_f32_name = "gemm_f32_8x32_avx512";
         t.layer_norm = avx512::layer_norm;
@@ -29,7 +57,8 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.softmax = avx512::softmax;
         t.softmax_name = "softmax_f32_avx512";
         t.gemm_u8s8 = avx512::gemm_u8s8;
-        t.gemm_u8s8_name = "gemm_u8s8_4x32_avx512";
+        t.gemm_u8s8_name = "gemm_u8s8_8x32_avx512";
+        t.i8_layout = I8Layout::Pairs16;
         t.quantize_row = avx512::quantize_row;
         t.pack_rows = Some(avx512::pack_rows_f32);
         t.spmm_f32 = avx512::spmm_f32;
@@ -40,8 +69,9 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.untranspose_f32 = avx512::untranspose_f32;
         t.quantize_row_name = "quantize_u8_avx512";
     }
-    if cap >= Isa::Vnni {
+    if tier(Isa::Vnni) {
         t.gemm_u8s8 = vnni::gemm_u8s8;
         t.gemm_u8s8_name = "gemm_u8s8_8x32_vnni";
+        t.i8_layout = I8Layout::Quads;
     }
 }

@@ -7,12 +7,15 @@ use pare_kernels::dispatch::Table;
 /// Relative error budget of SIMD GELU (a rational erf approximation) against libm's erff.
 pub const GELU_TOL: f32 = 2e-6;
 
-/// The tables this CPU can run, with a note on stderr (once) for the tiers it lacks.
+/// The table of every tier this CPU can run (each with that tier's own kernels), and a line on stderr
+/// (once per test binary) naming each tier it lacks as skipped.
 pub fn tiers() -> Vec<Table> {
     static NOTE: std::sync::Once = std::sync::Once::new();
-    for isa in Isa::ALL.into_iter().filter(|i| !i.is_available()) {
-        NOTE.call_once(|| eprintln!("note: this CPU lacks {isa}; its kernels are not tested here"));
-    }
+    NOTE.call_once(|| {
+        for isa in Isa::ALL.into_iter().filter(|i| !i.is_available()) {
+            eprintln!("SKIPPED tier {isa}: this CPU lacks it, so its kernels are not tested here");
+        }
+    });
     Table::available()
 }
 
