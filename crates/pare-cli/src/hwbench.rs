@@ -1,12 +1,14 @@
-//! `pare hwbench`: every available kernel of each GEMM family on a few shapes, with its speed and
-//! the fraction of this machine's measured peak, marking the kernel the dispatcher uses.
+//! `pare hwbench`: for each kernel tier this CPU has, its f32 and int8 GEMM kernels on a few shapes,
+//! with their speed, the fraction of the tier's peak and the int8 / f32 ratio, each measured
+//! interleaved (kernel, peak loop, kernel, ...) so that a slow phase of a shared machine falls on
+//! both sides of every ratio.
 
 use anyhow::Result;
 use clap::Args;
 use pare_kernels::dispatch::{self, Table};
 use pare_kernels::gemm_f32::gemm_f32_with;
 use pare_kernels::gemm_i8::gemm_u8s8_with;
-use pare_kernels::peak::{PeakKind, measure};
+use pare_kernels::peak::{PeakKind, PeakLoop};
 use pare_kernels::quant::{ActQuant, quantize_rows_with};
 use pare_kernels::{Epilogue, I8Out, Isa, PackedF32, PackedI8, QuantRows, Split};
 use serde_json::json;
@@ -15,7 +17,7 @@ use std::time::Instant;
 /// Options of `pare hwbench`.
 #[derive(Args, Debug)]
 pub struct HwbenchArgs {
-    /// Threads for the extra multi-threaded run of each dispatched kernel.
+    /// Threads for the extra multi-threaded run of the dispatched kernels.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
     /// Only MiniLM's shapes (skip 1024³).
@@ -26,48 +28,171 @@ pub struct HwbenchArgs {
     pub json: bool,
 }
 
-/// Seconds of timed work per measurement (split in 5 batches; the median batch counts).
-const BUDGET_S: f64 = 0.15;
+/// Rounds of the interleaved measurement; every figure is the median over rounds.
+const ROUNDS: usize = 7;
+/// Seconds of each timed batch.
+const BATCH_S: f64 = 0.012;
 
-/// Median time of one call of `f`.
-fn time(mut f: impl FnMut()) -> f64 {
-    let t = Instant::now();
-    f();
-    let once = t.elapsed().as_secs_f64().max(1e-7);
-    let reps = ((BUDGET_S / 5.0) / once).ceil().max(1.0) as usize;
-    let mut batches: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..reps {
-                f();
-            }
-            t.elapsed().as_secs_f64() / reps as f64
-        })
-        .collect();
-    batches.sort_by(f64::total_cmp);
-    batches[2]
+/// One contender of an interleaved measurement: a closure and the operations of one call.
+struct Job<'a> {
+    ops: f64,
+    run: Box<dyn FnMut(u64) + 'a>,
+    /// Calls (or peak-loop iterations) per batch, calibrated to [`BATCH_S`].
+    reps: u64,
 }
 
-struct Row {
-    family: &'static str,
-    shape: (usize, usize, usize),
-    kernel: String,
-    isa: Isa,
-    threads: usize,
-    gops: f64,
-    peak: Option<f64>,
-    chosen: bool,
+impl<'a> Job<'a> {
+    fn kernel(ops: f64, mut f: impl FnMut() + 'a) -> Self {
+        Job {
+            ops,
+            run: Box::new(move |reps| {
+                for _ in 0..reps {
+                    f()
+                }
+            }),
+            reps: 1,
+        }
+    }
+
+    fn peak(l: PeakLoop, threads: usize) -> Self {
+        let per_thread = l.ops_per_iter;
+        Job {
+            ops: per_thread * threads as f64,
+            run: Box::new(move |iters| {
+                if threads > 1 {
+                    l.gops_threads(iters);
+                } else {
+                    l.gops(iters);
+                }
+            }),
+            reps: 1,
+        }
+    }
+
+    fn timed(&mut self) -> f64 {
+        let t = Instant::now();
+        (self.run)(self.reps);
+        t.elapsed().as_secs_f64().max(1e-9)
+    }
 }
 
-/// Tables of every tier this CPU has, one per distinct kernel name of `name_of`.
-fn distinct(name_of: fn(&Table) -> &'static str) -> Vec<Table> {
-    let mut out: Vec<Table> = Vec::new();
-    for t in Table::available() {
-        if !out.iter().any(|o| name_of(o) == name_of(&t)) {
-            out.push(t);
+/// Runs the jobs round-robin for [`ROUNDS`] rounds and returns each job's G(FL)OP/s per round.
+fn interleave(jobs: &mut [Job<'_>]) -> Vec<Vec<f64>> {
+    for j in jobs.iter_mut() {
+        j.timed();
+        let mut once = j.timed();
+        while once < BATCH_S / 8.0 && j.reps < 1 << 40 {
+            j.reps *= 4;
+            once = j.timed();
+        }
+        j.reps = ((j.reps as f64) * BATCH_S / once).ceil().max(1.0) as u64;
+    }
+    let mut out = vec![Vec::with_capacity(ROUNDS); jobs.len()];
+    for _ in 0..ROUNDS {
+        for (j, o) in jobs.iter_mut().zip(out.iter_mut()) {
+            let s = j.timed();
+            o.push(j.ops * j.reps as f64 / s / 1e9);
         }
     }
     out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+/// Median over rounds of `a[r] / b[r]`.
+fn median_ratio(a: &[f64], b: &[f64]) -> f64 {
+    median(a.iter().zip(b).map(|(x, y)| x / y).collect())
+}
+
+/// One kernel's figures at one shape.
+struct Figure {
+    kernel: &'static str,
+    gops: f64,
+    /// Fraction of the tier's peak loop, measured beside it (`None` without a loop).
+    fraction: Option<f64>,
+}
+
+/// One tier at one shape: its f32 and int8 kernels, and their ratio.
+struct TierRow {
+    isa: Isa,
+    threads: usize,
+    f32: Figure,
+    int8: Figure,
+    /// int8 GOP/s ÷ f32 GFLOP/s, median of the per-round ratios.
+    ratio: f64,
+}
+
+/// The problem of one shape: f32 operands, int8 weights (per table layout) and activations.
+struct Problem {
+    m: usize,
+    n: usize,
+    k: usize,
+    a32: Vec<f32>,
+    b32: PackedF32,
+    q8: Vec<i8>,
+    bias: Vec<f32>,
+}
+
+impl Problem {
+    fn new(m: usize, n: usize, k: usize) -> Self {
+        let a32: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let w32: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 / 5000.0 - 0.1).collect();
+        let q8 = w32.iter().map(|v| (v * 1270.0).round().clamp(-127.0, 127.0) as i8).collect();
+        Problem { m, n, k, b32: PackedF32::from_rows(&w32, n, k), a32, q8, bias: vec![0.01; n] }
+    }
+
+    fn ops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64
+    }
+
+    /// Measures the f32 and int8 kernels of `t` with `threads` threads (the dispatched, parallel entry
+    /// points when more than one), interleaved with the tier's peak loops.
+    fn measure(&self, t: &Table, threads: usize) -> TierRow {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let b8 = PackedI8::from_rows_for(t.i8_layout, &self.q8, &vec![1.0 / 1270.0; n], n, k);
+        let mut qa = QuantRows::default();
+        quantize_rows_with(t, &self.a32, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut qa);
+        let (mut c32, mut c8) = (vec![0f32; m * n], vec![0f32; m * n]);
+        let epi = Epilogue::bias(&self.bias);
+        let ops = self.ops();
+        let f32_job = if threads > 1 {
+            Job::kernel(ops, || pare_kernels::gemm_f32(&self.a32, k, m, &self.b32, &mut c32, n, &epi))
+        } else {
+            Job::kernel(ops, || gemm_f32_with(t, &self.a32, k, m, &self.b32, &mut c32, n, &epi))
+        };
+        let i8_job = if threads > 1 {
+            Job::kernel(ops, || pare_kernels::gemm_u8s8(&qa, &b8, I8Out::F32 { c: &mut c8, ldc: n, epi }, Split::Rows))
+        } else {
+            Job::kernel(ops, || gemm_u8s8_with(t, &qa, &b8, I8Out::F32 { c: &mut c8, ldc: n, epi }))
+        };
+        let mut jobs = vec![f32_job, i8_job];
+        let loops = [PeakKind::F32Fma, PeakKind::Int8Dot].map(|kind| PeakLoop::of(kind, t.isa));
+        for l in loops.iter().flatten() {
+            jobs.push(Job::peak(*l, threads));
+        }
+        let r = interleave(&mut jobs);
+        let mut peaks = r[2..].iter();
+        let f32_peak = loops[0].and_then(|_| peaks.next());
+        let int8_peak = loops[1].and_then(|_| peaks.next());
+        TierRow {
+            isa: t.isa,
+            threads,
+            f32: Figure {
+                kernel: t.gemm_f32_name,
+                gops: median(r[0].clone()),
+                fraction: f32_peak.map(|p| median_ratio(&r[0], p)),
+            },
+            int8: Figure {
+                kernel: t.gemm_u8s8_name,
+                gops: median(r[1].clone()),
+                fraction: int8_peak.map(|p| median_ratio(&r[1], p)),
+            },
+            ratio: median_ratio(&r[1], &r[0]),
+        }
+    }
 }
 
 /// Runs `pare hwbench`.
@@ -77,113 +202,51 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
         shapes.push((1024, 1024, 1024));
     }
     let chosen = dispatch::table();
-    pare_kernels::par::set_threads(1);
-    let peak_f32 = |isa: Isa| match isa {
-        Isa::Scalar => None,
-        Isa::Avx2 => measure(PeakKind::F32Fma, Isa::Avx2),
-        _ => measure(PeakKind::F32Fma, Isa::Avx512),
-    };
-    let peak_i8 = |isa: Isa| match isa {
-        Isa::Vnni | Isa::Amx => measure(PeakKind::Int8Dot, Isa::Vnni),
-        _ => None,
-    };
-    eprintln!("measuring peaks and {} shapes ...", shapes.len());
-    let mut rows = Vec::new();
+    let threads = a.threads as usize;
+    // A tier whose two kernels are both a lower tier's adds nothing (e.g. amx without AMX kernels).
+    let mut tables: Vec<Table> = Vec::new();
+    for t in Table::available() {
+        if !tables.iter().any(|o| o.gemm_f32_name == t.gemm_f32_name && o.gemm_u8s8_name == t.gemm_u8s8_name) {
+            tables.push(t);
+        }
+    }
+    eprintln!("measuring {} tiers on {} shapes ...", tables.len(), shapes.len());
+    let mut rows: Vec<((usize, usize, usize), TierRow)> = Vec::new();
     for &(m, n, k) in &shapes {
-        let ops = 2.0 * (m * n * k) as f64;
-        let a32: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-        let w32: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 / 5000.0 - 0.1).collect();
-        let bias = vec![0.01f32; n];
-        let b32 = PackedF32::from_rows(&w32, n, k);
-        let mut c = vec![0f32; m * n];
-        for t in distinct(|t| t.gemm_f32_name) {
+        let p = Problem::new(m, n, k);
+        pare_kernels::par::set_threads(1);
+        for t in &tables {
+            // The scalar references take seconds on the large shape.
             if t.isa == Isa::Scalar && m * n * k > 1 << 26 {
                 continue;
             }
-            let s = time(|| gemm_f32_with(&t, &a32, k, m, &b32, &mut c, n, &Epilogue::bias(&bias)));
-            rows.push(Row {
-                family: "gemm_f32",
-                shape: (m, n, k),
-                kernel: t.gemm_f32_name.into(),
-                isa: t.isa,
-                threads: 1,
-                gops: ops / s / 1e9,
-                peak: peak_f32(t.isa),
-                chosen: t.gemm_f32_name == chosen.gemm_f32_name,
-            });
+            rows.push(((m, n, k), p.measure(t, 1)));
         }
-        let q8: Vec<i8> = w32.iter().map(|v| (v * 1270.0).round().clamp(-127.0, 127.0) as i8).collect();
-        let b8 = PackedI8::from_rows(&q8, &vec![1.0 / 1270.0; n], n, k);
-        let mut qa = QuantRows::default();
-        quantize_rows_with(chosen, &a32, m, k, k, ActQuant::DynamicAsymmetric, &[], &mut qa);
-        for t in distinct(|t| t.gemm_u8s8_name) {
-            if t.isa == Isa::Scalar && m * n * k > 1 << 26 {
-                continue;
-            }
-            let s = time(|| gemm_u8s8_with(&t, &qa, &b8, I8Out::F32 { c: &mut c, ldc: n, epi: Epilogue::bias(&bias) }));
-            rows.push(Row {
-                family: "gemm_u8s8",
-                shape: (m, n, k),
-                kernel: t.gemm_u8s8_name.into(),
-                isa: t.isa,
-                threads: 1,
-                gops: ops / s / 1e9,
-                peak: peak_i8(t.isa),
-                chosen: t.gemm_u8s8_name == chosen.gemm_u8s8_name,
-            });
-        }
-        let threads = a.threads as usize;
         if threads > 1 {
             pare_kernels::par::set_threads(threads);
-            let s = time(|| pare_kernels::gemm_f32(&a32, k, m, &b32, &mut c, n, &Epilogue::bias(&bias)));
-            rows.push(Row {
-                family: "gemm_f32",
-                shape: (m, n, k),
-                kernel: chosen.gemm_f32_name.into(),
-                isa: chosen.isa,
-                threads,
-                gops: ops / s / 1e9,
-                peak: peak_f32(chosen.isa).map(|p| p * threads as f64),
-                chosen: true,
-            });
-            let s = time(|| {
-                pare_kernels::gemm_u8s8(
-                    &qa,
-                    &b8,
-                    I8Out::F32 { c: &mut c, ldc: n, epi: Epilogue::bias(&bias) },
-                    Split::Rows,
-                )
-            });
-            rows.push(Row {
-                family: "gemm_u8s8",
-                shape: (m, n, k),
-                kernel: chosen.gemm_u8s8_name.into(),
-                isa: chosen.isa,
-                threads,
-                gops: ops / s / 1e9,
-                peak: peak_i8(chosen.isa).map(|p| p * threads as f64),
-                chosen: true,
-            });
+            rows.push(((m, n, k), p.measure(chosen, threads)));
             pare_kernels::par::set_threads(1);
         }
     }
-    let peaks = [
-        ("f32_fma_avx2", measure(PeakKind::F32Fma, Isa::Avx2)),
-        ("f32_fma_avx512", measure(PeakKind::F32Fma, Isa::Avx512)),
-        ("int8_dot_vnni", measure(PeakKind::Int8Dot, Isa::Vnni)),
-    ];
+    let peak_of =
+        |kind, isa| PeakLoop::of(kind, isa).map(|l| (l.what, (0..3).map(|_| l.gops(500_000)).fold(0.0, f64::max)));
     let missing: Vec<&str> = Isa::ALL.into_iter().filter(|i| !i.is_available()).map(|i| i.name()).collect();
     if a.json {
+        let fig = |f: &Figure| json!({"kernel": f.kernel, "gops": f.gops, "fraction_of_peak": f.fraction});
         let v = json!({
-            "schema_version": 1,
+            "schema_version": 2,
             "cpu": pare_kernels::isa::cpu_model(),
             "isa": pare_kernels::isa::describe(),
             "unavailable_tiers": missing,
-            "peaks_one_core": peaks.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), json!(v)))).collect::<serde_json::Map<_, _>>(),
-            "results": rows.iter().map(|r| json!({
-                "family": r.family, "m": r.shape.0, "n": r.shape.1, "k": r.shape.2, "kernel": r.kernel,
-                "isa": r.isa.name(), "threads": r.threads, "gops": r.gops,
-                "fraction_of_peak": r.peak.map(|p| r.gops / p), "chosen": r.chosen,
+            "peaks_one_core": tables.iter().map(|t| json!({
+                "isa": t.isa.name(),
+                "f32": peak_of(PeakKind::F32Fma, t.isa).map(|(w, g)| json!({"instruction": w, "gops": g})),
+                "int8": peak_of(PeakKind::Int8Dot, t.isa).map(|(w, g)| json!({"instruction": w, "gops": g})),
+            })).collect::<Vec<_>>(),
+            "results": rows.iter().map(|((m, n, k), r)| json!({
+                "m": m, "n": n, "k": k, "isa": r.isa.name(), "threads": r.threads,
+                "chosen": r.isa == chosen.isa,
+                "f32": fig(&r.f32), "int8": fig(&r.int8), "int8_over_f32": r.ratio,
             })).collect::<Vec<_>>(),
         });
         println!("{v}");
@@ -194,31 +257,49 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
     if !missing.is_empty() {
         println!("absent   {} (not on this CPU: their kernels are not measured)", missing.join(", "));
     }
-    let fmt_peak = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "—".into());
-    println!(
-        "peak, one core: f32 FMA avx2 {} GFLOP/s · f32 FMA avx512 {} GFLOP/s · int8 VNNI {} GOP/s",
-        fmt_peak(peaks[0].1),
-        fmt_peak(peaks[1].1),
-        fmt_peak(peaks[2].1)
-    );
+    println!("peaks, one core:");
+    for t in &tables {
+        let f = |kind| peak_of(kind, t.isa).map(|(w, g)| format!("{w} {g:.0}")).unwrap_or_else(|| "—".into());
+        println!("  {:<8} f32 {:<24} int8 {}", t.isa.name(), f(PeakKind::F32Fma), f(PeakKind::Int8Dot));
+    }
     println!();
     println!(
-        "{:<10} {:>16} {:<24} {:>7} {:>10} {:>7}",
-        "family", "m×n×k", "kernel (* = dispatched)", "threads", "G(FL)OP/s", "% peak"
+        "G(FL)OP/s and % of the tier's peak loop, each the median of {ROUNDS} rounds interleaved with the peak loops;"
     );
-    let mut last = ("", (0, 0, 0));
-    for r in &rows {
-        let shape = format!("{}×{}×{}", r.shape.0, r.shape.1, r.shape.2);
-        let head = if (r.family, r.shape) == last { ("", String::new()) } else { (r.family, shape) };
-        last = (r.family, r.shape);
+    println!("int8/f32 = int8 GOP/s ÷ f32 GFLOP/s of the same tier, median of the per-round ratios; * = dispatched");
+    let pct = |f: Option<f64>| f.map(|x| format!("{:.0}%", 100.0 * x)).unwrap_or_else(|| "—".into());
+    let mut last = (0, 0, 0);
+    for (shape, r) in &rows {
+        if *shape != last {
+            println!();
+            println!(
+                "{:<16} {:<8} {:>3} {:<24} {:>8} {:>5}  {:<24} {:>8} {:>5}  {:>8}",
+                format!("{}×{}×{}", shape.0, shape.1, shape.2),
+                "tier",
+                "thr",
+                "f32 kernel",
+                "GFLOP/s",
+                "%peak",
+                "int8 kernel",
+                "GOP/s",
+                "%peak",
+                "int8/f32"
+            );
+            last = *shape;
+        }
+        let star = if r.isa == chosen.isa { "*" } else { "" };
         println!(
-            "{:<10} {:>16} {:<24} {:>7} {:>10.1} {:>7}",
-            head.0,
-            head.1,
-            format!("{}{}", r.kernel, if r.chosen { " *" } else { "" }),
+            "{:<16} {:<8} {:>3} {:<24} {:>8.1} {:>5}  {:<24} {:>8.1} {:>5}  {:>7.2}×",
+            "",
+            format!("{}{star}", r.isa.name()),
             r.threads,
-            r.gops,
-            r.peak.map(|p| format!("{:.0}%", 100.0 * r.gops / p)).unwrap_or_else(|| "—".into())
+            r.f32.kernel,
+            r.f32.gops,
+            pct(r.f32.fraction),
+            r.int8.kernel,
+            r.int8.gops,
+            pct(r.int8.fraction),
+            r.ratio
         );
     }
     Ok(())

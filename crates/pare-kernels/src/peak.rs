@@ -13,34 +13,69 @@ pub enum PeakKind {
     Int8Dot,
 }
 
-/// Measured peak of `kind` at tier `isa` on the calling thread, in G(FL)OP/s; `None` when the CPU
-/// lacks the tier or the tier has no such instruction.
-pub fn measure(kind: PeakKind, isa: Isa) -> Option<f64> {
-    if !isa.is_available() {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let iters = 2_000_000u64;
-        let (ops_per_iter, run): (f64, fn(u64) -> f32) = match (kind, isa) {
-            (PeakKind::F32Fma, Isa::Avx2) => (12.0 * 8.0 * 2.0, x86::fma_avx2),
-            (PeakKind::F32Fma, Isa::Avx512 | Isa::Vnni | Isa::Amx) => (16.0 * 16.0 * 2.0, x86::fma_avx512),
-            (PeakKind::Int8Dot, Isa::Vnni | Isa::Amx) => (16.0 * 64.0 * 2.0, x86::dot_vnni),
-            _ => return None,
-        };
-        let mut best = f64::MAX;
-        for _ in 0..5 {
-            let t = Instant::now();
-            std::hint::black_box(run(std::hint::black_box(iters)));
-            best = best.min(t.elapsed().as_secs_f64());
+/// A register-only loop of independent chains of the instruction a tier's kernels of one kind are
+/// built on: `run(iters)` executes `iters` iterations of `ops_per_iter` operations.
+#[derive(Clone, Copy, Debug)]
+pub struct PeakLoop {
+    /// Operations (2 per multiply-accumulate) per iteration.
+    pub ops_per_iter: f64,
+    /// The loop.
+    pub run: fn(u64) -> f32,
+    /// The instruction sequence, for reports.
+    pub what: &'static str,
+}
+
+impl PeakLoop {
+    /// The loop of `kind` at tier `isa`; `None` when the CPU lacks the tier (or it has no such loop).
+    pub fn of(kind: PeakKind, isa: Isa) -> Option<PeakLoop> {
+        if !isa.is_available() {
+            return None;
         }
-        Some(ops_per_iter * iters as f64 / best / 1e9)
+        #[cfg(target_arch = "x86_64")]
+        {
+            let l = |ops: f64, run: fn(u64) -> f32, what| Some(PeakLoop { ops_per_iter: ops, run, what });
+            match (kind, isa) {
+                (_, Isa::Scalar) => None,
+                (PeakKind::F32Fma, Isa::Avx2 | Isa::AvxVnni) => l(12.0 * 8.0 * 2.0, x86::fma_avx2, "vfmadd ymm"),
+                (PeakKind::F32Fma, _) => l(16.0 * 16.0 * 2.0, x86::fma_avx512, "vfmadd zmm"),
+                (PeakKind::Int8Dot, Isa::Avx2) => l(12.0 * 16.0 * 2.0, x86::madd_avx2, "vpmaddwd+vpaddd ymm"),
+                (PeakKind::Int8Dot, Isa::AvxVnni) => l(12.0 * 32.0 * 2.0, x86::dot_avxvnni, "vpdpbusd ymm"),
+                (PeakKind::Int8Dot, Isa::Avx512) => l(12.0 * 32.0 * 2.0, x86::madd_avx512, "vpmaddwd+vpaddd zmm"),
+                (PeakKind::Int8Dot, Isa::Vnni | Isa::Amx) => l(16.0 * 64.0 * 2.0, x86::dot_vnni, "vpdpbusd zmm"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = kind;
+            None
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = kind;
-        None
+
+    /// G(FL)OP/s of `iters` iterations on the calling thread (one timed run).
+    pub fn gops(&self, iters: u64) -> f64 {
+        let t = Instant::now();
+        std::hint::black_box((self.run)(std::hint::black_box(iters)));
+        self.ops_per_iter * iters as f64 / t.elapsed().as_secs_f64().max(1e-9) / 1e9
     }
+
+    /// G(FL)OP/s of `iters` iterations on each of the kernel threads at once (wall time of the slowest).
+    pub fn gops_threads(&self, iters: u64) -> f64 {
+        let threads = crate::par::threads();
+        let t = Instant::now();
+        crate::par::for_each_chunk(threads, |r| {
+            for _ in r {
+                std::hint::black_box((self.run)(std::hint::black_box(iters)));
+            }
+        });
+        threads as f64 * self.ops_per_iter * iters as f64 / t.elapsed().as_secs_f64().max(1e-9) / 1e9
+    }
+}
+
+/// Measured peak of `kind` at tier `isa` on the calling thread, in G(FL)OP/s (best of five runs of a
+/// few milliseconds); `None` when the CPU lacks the tier or the tier has no such instruction.
+pub fn measure(kind: PeakKind, isa: Isa) -> Option<f64> {
+    let l = PeakLoop::of(kind, isa)?;
+    Some((0..5).map(|_| l.gops(1_000_000)).fold(0.0, f64::max))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -87,6 +122,69 @@ mod x86 {
             }
         }
         _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, v| _mm512_add_ps(s, *v)))
+    }
+
+    /// 12 `vpmaddwd` + `vpaddd` steps per iteration (the AVX2 integer kernels' step).
+    pub fn madd_avx2(iters: u64) -> f32 {
+        // SAFETY: as above.
+        unsafe { madd_avx2_impl(iters) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn madd_avx2_impl(iters: u64) -> f32 {
+        // A different weight operand per chain (read from memory) and an input that changes every
+        // iteration: the products cannot be hoisted or shared, and only the adds form chains.
+        let b: [__m256i; 12] = std::array::from_fn(|i| _mm256_set1_epi16(std::hint::black_box(i as i16 - 6)));
+        let (mut x, one) = (_mm256_set1_epi16(std::hint::black_box(3)), _mm256_set1_epi16(std::hint::black_box(1)));
+        let mut acc: [__m256i; 12] = std::array::from_fn(|i| _mm256_set1_epi32(std::hint::black_box(i as i32)));
+        for _ in 0..iters {
+            x = _mm256_xor_si256(x, one);
+            for (r, b) in acc.iter_mut().zip(&b) {
+                *r = _mm256_add_epi32(*r, _mm256_madd_epi16(x, *b));
+            }
+        }
+        let s = acc.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+        _mm256_extract_epi32::<0>(s) as f32
+    }
+
+    /// 12 independent 256-bit `vpdpbusd` chains (AVX-VNNI).
+    pub fn dot_avxvnni(iters: u64) -> f32 {
+        // SAFETY: as above.
+        unsafe { dot_avxvnni_impl(iters) }
+    }
+
+    #[target_feature(enable = "avx2,avxvnni")]
+    fn dot_avxvnni_impl(iters: u64) -> f32 {
+        let (a, b) = (_mm256_set1_epi8(std::hint::black_box(3)), _mm256_set1_epi8(std::hint::black_box(-2)));
+        let mut acc: [__m256i; 12] = std::array::from_fn(|i| _mm256_set1_epi32(std::hint::black_box(i as i32)));
+        for _ in 0..iters {
+            for r in acc.iter_mut() {
+                *r = _mm256_dpbusd_avx_epi32(*r, a, b);
+            }
+        }
+        let s = acc.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+        _mm256_extract_epi32::<0>(s) as f32
+    }
+
+    /// 12 512-bit `vpmaddwd` + `vpaddd` steps per iteration (AVX-512 without VNNI).
+    pub fn madd_avx512(iters: u64) -> f32 {
+        // SAFETY: as above.
+        unsafe { madd_avx512_impl(iters) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn madd_avx512_impl(iters: u64) -> f32 {
+        // As in `madd_avx2_impl`: products neither hoisted nor shared.
+        let b: [__m512i; 12] = std::array::from_fn(|i| _mm512_set1_epi16(std::hint::black_box(i as i16 - 6)));
+        let (mut x, one) = (_mm512_set1_epi16(std::hint::black_box(3)), _mm512_set1_epi16(std::hint::black_box(1)));
+        let mut acc: [__m512i; 12] = std::array::from_fn(|i| _mm512_set1_epi32(std::hint::black_box(i as i32)));
+        for _ in 0..iters {
+            x = _mm512_xor_si512(x, one);
+            for (r, b) in acc.iter_mut().zip(&b) {
+                *r = _mm512_add_epi32(*r, _mm512_madd_epi16(x, *b));
+            }
+        }
+        _mm512_reduce_add_epi32(acc.iter().fold(_mm512_setzero_si512(), |s, v| _mm512_add_epi32(s, *v))) as f32
     }
 
     /// 16 independent `vpdpbusd` chains.
