@@ -251,7 +251,9 @@ pub enum I8Out<'a> {
 #[derive(Clone, Copy)]
 pub(crate) struct GemmI8Args<'a> {
     pub a: &'a QuantRows,
-    /// `a.q` widened to i16 (same row stride) when the weights are [`I8Layout::Pairs16`], else empty.
+    /// `a.q − a.zero` widened to i16 (same row stride; padding 0) when the weights are
+    /// [`I8Layout::Pairs16`], else empty. Centred codes make the zero-point correction unnecessary:
+    /// `Σ (qx − zx)·qw` is the corrected sum itself, exact in i32.
     pub a16: &'a [i16],
     pub b: &'a PackedI8,
     pub out: OutPtr<'a>,
@@ -305,7 +307,8 @@ thread_local! {
     static WIDE: RefCell<AlignedVec<i16>> = RefCell::new(AlignedVec::zeroed(0));
 }
 
-/// Runs `f` with the activation codes widened to i16 when `layout` needs them (else an empty slice).
+/// Runs `f` with the centred activation codes `q − zero` widened to i16 when `layout` needs them
+/// (else an empty slice).
 fn with_wide<R>(a: &QuantRows, layout: I8Layout, f: impl FnOnce(&[i16]) -> R) -> R {
     if layout != I8Layout::Pairs16 {
         return f(&[]);
@@ -315,8 +318,12 @@ fn with_wide<R>(a: &QuantRows, layout: I8Layout, f: impl FnOnce(&[i16]) -> R) ->
         if w.len() < len {
             *w = AlignedVec::zeroed(len);
         }
-        for (d, &v) in w[..len].iter_mut().zip(&a.q[..len]) {
-            *d = v as i16;
+        for i in 0..a.m {
+            let z = a.zero[i] as i16;
+            let (src, dst) = (&a.q[i * a.ld..(i + 1) * a.ld], &mut w[i * a.ld..(i + 1) * a.ld]);
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v as i16 - z;
+            }
         }
         f(&w[..len])
     })

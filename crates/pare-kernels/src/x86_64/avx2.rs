@@ -60,56 +60,72 @@ fn gelu(x: __m256) -> __m256 {
     _mm256_and_ps(g, keep)
 }
 
-/// Inner-dimension block: a 16-column slice of B (`KC` × 16 floats, 16 KB) stays in L1 while every
-/// row tile of the call passes over it, and the rows of A it meets (`m` × `KC`) stay in L2.
-const KC: usize = 256;
+/// Inner-dimension block: a 16-column slice of B (`KC` × 16 floats, 24 KB) stays in L1 (32 KB on the
+/// smallest AVX2 cores) while the row tiles of a row block pass over it.
+const KC: usize = 384;
+/// Rows per row block: their slice of A (`MC` × `KC` floats, 216 KB) stays in L2 while every column
+/// panel passes over it.
+const MC: usize = 144;
 
-/// AVX2 GEMM over the column panels `panels`, each done as two halves of 16 columns, `K` in blocks of
-/// [`KC`]: partial sums of earlier blocks wait in C, the epilogue runs with the last block.
+/// AVX2 GEMM over the column panels `panels`, each done as two halves of 16 columns. `K` goes in
+/// blocks of [`KC`] (partial sums of earlier blocks wait in C; the epilogue runs with the last block)
+/// and rows in blocks of [`MC`].
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `args` passed `gemm_f32::check`; no other thread writes these panels.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>, rows: Range<usize>) {
     let (n, k) = (args.b.n(), args.b.k());
-    let m = rows.len();
-    // Row tiles of balanced sizes (MR or MR − 1 rows), so no tile is left with one or two rows.
-    let tiles = m.div_ceil(MR);
     let mut k0 = 0;
     loop {
         let kb = KC.min(k - k0);
         let (first, last) = (k0 == 0, k0 + kb == k);
-        for p in panels.clone() {
-            for half in 0..2 {
-                let j0 = p * NR + half * 16;
-                if j0 >= n {
-                    break;
-                }
-                let blk = Block { p, half, k0, kb, first, last };
-                for t in 0..tiles {
-                    let r = crate::par::chunk(m, tiles, t);
-                    let i = rows.start + r.start;
-                    // SAFETY: rows i .. i + r.len() lie inside A and C, columns j0.. inside panel p,
-                    // inner indices k0 .. k0 + kb inside k.
-                    unsafe {
-                        match r.len() {
-                            6 => tile::<6>(args, i, &blk),
-                            5 => tile::<5>(args, i, &blk),
-                            4 => tile::<4>(args, i, &blk),
-                            3 => tile::<3>(args, i, &blk),
-                            2 => tile::<2>(args, i, &blk),
-                            1 => tile::<1>(args, i, &blk),
-                            _ => {}
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let mb = MC.min(rows.end - i0);
+            // Row tiles of balanced sizes (MR or MR − 1 rows), so no tile is left with one or two rows.
+            let tiles = mb.div_ceil(MR);
+            for p in panels.clone() {
+                for half in 0..2 {
+                    let j0 = p * NR + half * 16;
+                    if j0 >= n {
+                        break;
+                    }
+                    let blk = Block { p, half, k0, kb, first, last };
+                    for t in 0..tiles {
+                        let r = crate::par::chunk(mb, tiles, t);
+                        let i = i0 + r.start;
+                        // SAFETY: row i, column k0 lie inside A (k0 ≤ k).
+                        let at = ATile { a: unsafe { args.a.as_ptr().add(i * args.lda + k0) }, rs: args.lda, ks: 1 };
+                        // SAFETY: rows i .. i + r.len() lie inside A and C, columns j0.. inside panel p,
+                        // inner indices k0 .. k0 + kb inside k; `at` covers the tile.
+                        unsafe {
+                            match r.len() {
+                                6 => tile::<6>(args, &at, i, &blk),
+                                5 => tile::<5>(args, &at, i, &blk),
+                                4 => tile::<4>(args, &at, i, &blk),
+                                3 => tile::<3>(args, &at, i, &blk),
+                                2 => tile::<2>(args, &at, i, &blk),
+                                _ => tile::<1>(args, &at, i, &blk),
+                            }
                         }
                     }
                 }
             }
+            i0 += mb;
         }
         k0 += kb;
         if k0 >= k {
             break;
         }
     }
+}
+
+/// Where a tile reads A: element (row `r`, inner index `kk`) of the tile at `a + r·rs + kk·ks`.
+struct ATile {
+    a: *const f32,
+    rs: usize,
+    ks: usize,
 }
 
 /// One block of the f32 GEMM: half `half` of panel `p`, inner indices `k0 .. k0 + kb`.
@@ -131,27 +147,26 @@ fn mask8(w: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(w.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
-/// Rows `i0 .. i0+R` × the 16 columns of `blk` of C.
+/// Rows `i0 .. i0+R` × the 16 columns of `blk` of C, reading A through `at`.
 ///
 /// # Safety
-/// As [`gemm_f32`], with `i0 + R ≤ m` and the block's first column `< n`.
+/// As [`gemm_f32`], with `i0 + R ≤ m`, the block's first column `< n`, and `at` covering R rows ×
+/// `blk.kb` inner indices.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, i0: usize, blk: &Block) {
+unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, at: &ATile, i0: usize, blk: &Block) {
     let ldb = args.b.ld();
     // SAFETY: offset 16·half and rows k0.. stay inside the panel (k rows of 32 readable floats).
     let b = unsafe { args.b.panel_ptr(blk.p).add(blk.half * 16 + blk.k0 * ldb) };
-    let lda = args.lda;
-    // SAFETY: row i0 exists in A, column k0 ≤ k.
-    let a = unsafe { args.a.as_ptr().add(i0 * lda + blk.k0) };
+    let (a, rs, ks) = (at.a, at.rs, at.ks);
     let mut c0 = [_mm256_setzero_ps(); R];
     let mut c1 = [_mm256_setzero_ps(); R];
     for kk in 0..blk.kb {
         // SAFETY: 16 floats at row k0 + kk of the panel (rows `ldb` apart, each with 32 readable floats).
         let (b0, b1) = unsafe { (_mm256_loadu_ps(b.add(kk * ldb)), _mm256_loadu_ps(b.add(kk * ldb + 8))) };
         for r in 0..R {
-            // SAFETY: A[i0 + r][k0 + kk] is inside A.
-            let av = _mm256_broadcast_ss(unsafe { &*a.add(r * lda + kk) });
+            // SAFETY: element (r, kk) of the tile (caller's contract on `at`).
+            let av = _mm256_broadcast_ss(unsafe { &*a.add(r * rs + kk * ks) });
             c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
         }
@@ -443,65 +458,94 @@ unsafe fn tile_i16<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize, h
             acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, w1));
         }
     }
-    // SAFETY: forwarded contract.
-    unsafe { finish_i8(args, i0, p * NR + 16 * half, &acc) }
+    // SAFETY: forwarded contract; the activations were centred.
+    unsafe { finish_i8(args, i0, p * NR + 16 * half, &acc, true) }
 }
 
 /// The integer epilogue of a tile of rows `i0 ..` × 16 columns from `j0` (`acc[r]` holds row
-/// `i0 + r`): raw accumulators, or dequantized with the same operations, in the same order, as
-/// `GemmI8Args::store_scalar`.
+/// `i0 + r`; `centred`: the sums of centred activations `Σ (qx − zx)·qw`, else `Σ qx·qw`): raw
+/// accumulators `Σ qx·qw`, or dequantized with the same operations, in the same order, as
+/// `GemmI8Args::store_scalar` (whose first step, the zero-point correction, centred sums have made).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; rows and columns lie inside the checked output and are ours.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-pub(crate) unsafe fn finish_i8(args: &GemmI8Args<'_>, i0: usize, j0: usize, acc: &[[__m256i; 2]]) {
+pub(crate) unsafe fn finish_i8(args: &GemmI8Args<'_>, i0: usize, j0: usize, acc: &[[__m256i; 2]], centred: bool) {
     let (a, b) = (args.a, args.b);
     let w = 16.min(b.n() - j0);
     let (m0, m1) = (mask8(w), mask8(w.saturating_sub(8)));
     let full = w == 16;
+    // SAFETY: column sums are padded to whole panels: 16 values from j0 exist.
+    let (s0, s1) = unsafe {
+        let cs = b.col_sums().as_ptr().add(j0);
+        (_mm256_loadu_si256(cs.cast()), _mm256_loadu_si256(cs.add(8).cast()))
+    };
     match args.out {
         OutPtr::I32 { c, ldc } => {
             for (r, v) in acc.iter().enumerate() {
+                let (mut v0, mut v1) = (v[0], v[1]);
+                if centred {
+                    let z = _mm256_set1_epi32(a.zero[i0 + r]);
+                    v0 = _mm256_add_epi32(v0, _mm256_mullo_epi32(z, s0));
+                    v1 = _mm256_add_epi32(v1, _mm256_mullo_epi32(z, s1));
+                }
                 // SAFETY: row i0 + r, columns j0 .. j0 + w are ours.
                 unsafe {
                     let cp = c.get().add((i0 + r) * ldc + j0).cast::<f32>();
-                    store8(cp, _mm256_castsi256_ps(v[0]), m0, full);
-                    store8(cp.add(8), _mm256_castsi256_ps(v[1]), m1, full);
+                    store8(cp, _mm256_castsi256_ps(v0), m0, full);
+                    store8(cp.add(8), _mm256_castsi256_ps(v1), m1, full);
                 }
             }
         }
         OutPtr::F32 { c, ldc, epi } => {
-            // Column sums, scales and outlier columns are padded to whole panels: full loads are in bounds.
+            // Scales and outlier columns are padded to whole panels: full loads are in bounds.
             // SAFETY: 16 values from j0 in arrays of panels × 32.
-            let (s0, s1, w0, w1) = unsafe {
-                let (cs, sc) = (b.col_sums().as_ptr().add(j0), b.scales().as_ptr().add(j0));
-                (
-                    _mm256_loadu_si256(cs.cast()),
-                    _mm256_loadu_si256(cs.add(8).cast()),
-                    _mm256_loadu_ps(sc),
-                    _mm256_loadu_ps(sc.add(8)),
-                )
+            let (w0, w1) = unsafe {
+                let sc = b.scales().as_ptr().add(j0);
+                (_mm256_loadu_ps(sc), _mm256_loadu_ps(sc.add(8)))
             };
             let no = a.outlier_idx.len();
+            // With the usual four outlier channels, their weight columns stay in registers across rows.
+            let cols4: Option<[[__m256; 2]; 4]> = (no == 4).then(|| {
+                std::array::from_fn(|t| {
+                    // SAFETY: outlier column t holds panels × 32 floats.
+                    unsafe {
+                        let oc = b.outlier_column(t).as_ptr().add(j0);
+                        [_mm256_loadu_ps(oc), _mm256_loadu_ps(oc.add(8))]
+                    }
+                })
+            });
             let epi = Epilogue { alpha: 1.0, row_scale: None, ..epi };
             for (r, v) in acc.iter().enumerate() {
                 let i = i0 + r;
-                let z = _mm256_set1_epi32(a.zero[i]);
                 let sx = _mm256_set1_ps(a.scale[i]);
-                let f0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(v[0], _mm256_mullo_epi32(z, s0)));
-                let f1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(v[1], _mm256_mullo_epi32(z, s1)));
-                let mut v0 = _mm256_mul_ps(f0, _mm256_mul_ps(sx, w0));
-                let mut v1 = _mm256_mul_ps(f1, _mm256_mul_ps(sx, w1));
-                for (t, &x) in a.outliers[i * no..(i + 1) * no].iter().enumerate() {
-                    let xo = _mm256_set1_ps(x);
-                    // SAFETY: outlier column t holds panels × 32 floats.
-                    let (o0, o1) = unsafe {
-                        let oc = b.outlier_column(t).as_ptr().add(j0);
-                        (_mm256_loadu_ps(oc), _mm256_loadu_ps(oc.add(8)))
-                    };
-                    v0 = _mm256_fmadd_ps(xo, o0, v0);
-                    v1 = _mm256_fmadd_ps(xo, o1, v1);
+                let (mut c0, mut c1) = (v[0], v[1]);
+                if !centred {
+                    let z = _mm256_set1_epi32(a.zero[i]);
+                    c0 = _mm256_sub_epi32(c0, _mm256_mullo_epi32(z, s0));
+                    c1 = _mm256_sub_epi32(c1, _mm256_mullo_epi32(z, s1));
+                }
+                let mut v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(c0), _mm256_mul_ps(sx, w0));
+                let mut v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(c1), _mm256_mul_ps(sx, w1));
+                let xs = &a.outliers[i * no..(i + 1) * no];
+                if let Some(cols) = &cols4 {
+                    for t in 0..4 {
+                        let xo = _mm256_set1_ps(xs[t]);
+                        v0 = _mm256_fmadd_ps(xo, cols[t][0], v0);
+                        v1 = _mm256_fmadd_ps(xo, cols[t][1], v1);
+                    }
+                } else {
+                    for (t, &x) in xs.iter().enumerate() {
+                        let xo = _mm256_set1_ps(x);
+                        // SAFETY: outlier column t holds panels × 32 floats.
+                        let (o0, o1) = unsafe {
+                            let oc = b.outlier_column(t).as_ptr().add(j0);
+                            (_mm256_loadu_ps(oc), _mm256_loadu_ps(oc.add(8)))
+                        };
+                        v0 = _mm256_fmadd_ps(xo, o0, v0);
+                        v1 = _mm256_fmadd_ps(xo, o1, v1);
+                    }
                 }
                 // SAFETY: row i, columns j0 .. j0 + w of the checked output (and of bias / residual).
                 unsafe {

@@ -416,13 +416,15 @@ unsafe fn tile_i16<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize) {
             c1[r] = _mm512_add_epi32(c1[r], _mm512_madd_epi16(av, w1));
         }
     }
-    // SAFETY: forwarded contract.
-    unsafe { finish_i8(args, i0, p, &c0, &c1) }
+    // SAFETY: forwarded contract; the activations were centred.
+    unsafe { finish_i8(args, i0, p, &c0, &c1, true) }
 }
 
 /// The integer epilogue of rows `i0 .. i0 + R` × panel `p` (`c0[r]`, `c1[r]` hold columns `32p ..
-/// 32p + 16` and `.. + 32` of row `i0 + r`): raw accumulators, or dequantized in registers with the
-/// same operations, in the same order, as `GemmI8Args::store_scalar`.
+/// 32p + 16` and `.. + 32` of row `i0 + r`; `centred`: sums of centred activations `Σ (qx − zx)·qw`,
+/// else `Σ qx·qw`): raw accumulators `Σ qx·qw`, or dequantized in registers with the same operations,
+/// in the same order, as `GemmI8Args::store_scalar` (whose zero-point correction centred sums have
+/// made).
 ///
 /// # Safety
 /// The CPU has AVX-512F/BW; rows and columns lie inside the checked output and are ours.
@@ -434,32 +436,39 @@ pub(crate) unsafe fn finish_i8<const R: usize>(
     p: usize,
     c0: &[__m512i; R],
     c1: &[__m512i; R],
+    centred: bool,
 ) {
     let (a, b) = (args.a, args.b);
     let j0 = p * NR;
     let w = NR.min(b.n() - j0);
+    // Column sums and scales are padded to whole panels: full loads are in bounds.
+    // SAFETY: 32 values from j0 in arrays of panels × 32.
+    let (s0, s1) = unsafe {
+        let cs = b.col_sums().as_ptr().add(j0);
+        (_mm512_loadu_si512(cs.cast()), _mm512_loadu_si512(cs.add(16).cast()))
+    };
     match args.out {
         OutPtr::I32 { c, ldc } => {
             for r in 0..R {
+                let (mut v0, mut v1) = (c0[r], c1[r]);
+                if centred {
+                    let z = _mm512_set1_epi32(a.zero[i0 + r]);
+                    v0 = _mm512_add_epi32(v0, _mm512_mullo_epi32(z, s0));
+                    v1 = _mm512_add_epi32(v1, _mm512_mullo_epi32(z, s1));
+                }
                 // SAFETY: masked stores to row i0 + r, columns j0 .. j0 + w, which are ours.
                 unsafe {
                     let cp = c.get().add((i0 + r) * ldc + j0);
-                    _mm512_mask_storeu_epi32(cp.cast(), lane_mask(w), c0[r]);
-                    _mm512_mask_storeu_epi32(cp.add(16).cast(), lane_mask(w.saturating_sub(16)), c1[r]);
+                    _mm512_mask_storeu_epi32(cp.cast(), lane_mask(w), v0);
+                    _mm512_mask_storeu_epi32(cp.add(16).cast(), lane_mask(w.saturating_sub(16)), v1);
                 }
             }
         }
         OutPtr::F32 { c, ldc, epi } => {
-            // Column sums and scales are padded to whole panels: full loads are in bounds.
             // SAFETY: 32 values from j0 in arrays of panels × 32.
-            let (s0, s1, w0, w1) = unsafe {
-                let (cs, sc) = (b.col_sums().as_ptr().add(j0), b.scales().as_ptr().add(j0));
-                (
-                    _mm512_loadu_si512(cs.cast()),
-                    _mm512_loadu_si512(cs.add(16).cast()),
-                    _mm512_loadu_ps(sc),
-                    _mm512_loadu_ps(sc.add(16)),
-                )
+            let (w0, w1) = unsafe {
+                let sc = b.scales().as_ptr().add(j0);
+                (_mm512_loadu_ps(sc), _mm512_loadu_ps(sc.add(16)))
             };
             let no = a.outlier_idx.len();
             let stride = b.panels() * NR;
@@ -477,10 +486,15 @@ pub(crate) unsafe fn finish_i8<const R: usize>(
             });
             for r in 0..R {
                 let i = i0 + r;
-                let z = _mm512_set1_epi32(a.zero[i]);
                 let sx = _mm512_set1_ps(a.scale[i]);
-                let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(c0[r], _mm512_mullo_epi32(z, s0)));
-                let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(c1[r], _mm512_mullo_epi32(z, s1)));
+                let (mut a0, mut a1) = (c0[r], c1[r]);
+                if !centred {
+                    let z = _mm512_set1_epi32(a.zero[i]);
+                    a0 = _mm512_sub_epi32(a0, _mm512_mullo_epi32(z, s0));
+                    a1 = _mm512_sub_epi32(a1, _mm512_mullo_epi32(z, s1));
+                }
+                let f0 = _mm512_cvtepi32_ps(a0);
+                let f1 = _mm512_cvtepi32_ps(a1);
                 let mut v0 = _mm512_mul_ps(f0, _mm512_mul_ps(sx, w0));
                 let mut v1 = _mm512_mul_ps(f1, _mm512_mul_ps(sx, w1));
                 let xs = &a.outliers[i * no..(i + 1) * no];

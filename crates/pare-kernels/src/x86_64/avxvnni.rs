@@ -43,6 +43,6 @@ unsafe fn tile<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize, half:
             acc[1] = _mm256_dpbusd_avx_epi32(acc[1], av, w1);
         }
     }
-    // SAFETY: forwarded contract.
-    unsafe { finish_i8(args, i0, p * NR + 16 * half, &acc) }
+    // SAFETY: forwarded contract; the activations are the u8 codes.
+    unsafe { finish_i8(args, i0, p * NR + 16 * half, &acc, false) }
 }

@@ -65,6 +65,6 @@ unsafe fn tile<const R: usize>(args: &GemmI8Args<'_>, i0: usize, p: usize) {
             c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
         }
     }
-    // SAFETY: forwarded contract.
-    unsafe { finish_i8(args, i0, p, &c0, &c1) }
+    // SAFETY: forwarded contract; the activations are the u8 codes.
+    unsafe { finish_i8(args, i0, p, &c0, &c1, false) }
 }
