@@ -36,8 +36,10 @@ pub(crate) fn compress_rows<T: Copy + PartialEq + Default>(
     n: usize,
     k: usize,
 ) -> (Vec<u32>, Vec<u16>, Vec<T>) {
+    // Counted first, so the arrays are allocated once at their final size.
+    let nnz = w[..n * k].iter().filter(|&&v| v != T::default()).count();
     let mut row_ptr = Vec::with_capacity(n + 1);
-    let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    let (mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
     row_ptr.push(0);
     for j in 0..n {
         for (c, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
@@ -57,6 +59,13 @@ impl CsrF32 {
         assert_eq!(w.len(), n * k, "CsrF32: {} values for {n}×{k}", w.len());
         assert!(k <= 1 << 16, "CsrF32: k={k} needs column indices wider than u16");
         let (row_ptr, cols, vals) = compress_rows(w, n, k);
+        Self::from_parts(n, k, row_ptr, cols, vals)
+    }
+
+    /// Compressed rows as stored: row starts (`n + 1`), then per row its ascending column indices
+    /// (`< k ≤ 65 536`) and values.
+    pub fn from_parts(n: usize, k: usize, row_ptr: Vec<u32>, cols: Vec<u16>, vals: Vec<f32>) -> Self {
+        check_parts(n, k, &row_ptr, &cols, vals.len());
         let segs = k.div_ceil(SEGMENT);
         let mut seg_ptr = Vec::with_capacity(n * (segs + 1));
         for j in 0..n {
@@ -128,6 +137,22 @@ impl CsrF32 {
     }
 }
 
+/// Checks compressed rows: `n + 1` non-decreasing row starts ending at `nnz`, column indices ascending
+/// within each row and below `k`.
+pub(crate) fn check_parts(n: usize, k: usize, row_ptr: &[u32], cols: &[u16], nnz: usize) {
+    assert!(k <= 1 << 16, "compressed rows: k={k} needs column indices wider than u16");
+    assert!(row_ptr.len() == n + 1 && row_ptr[0] == 0, "compressed rows: {} row starts for n={n}", row_ptr.len());
+    assert!(row_ptr.windows(2).all(|w| w[0] <= w[1]), "compressed rows: row starts decrease");
+    assert!(row_ptr[n] as usize == nnz && cols.len() == nnz, "compressed rows: {nnz} values, {} indices", cols.len());
+    for j in 0..n {
+        let r = &cols[row_ptr[j] as usize..row_ptr[j + 1] as usize];
+        assert!(
+            r.windows(2).all(|w| w[0] < w[1]) && r.last().is_none_or(|&c| (c as usize) < k),
+            "row {j}: bad columns"
+        );
+    }
+}
+
 /// The problem as the per-ISA kernels see it.
 pub(crate) struct SpmmArgs<'a> {
     /// `Aᵀ`: `k` rows of `mp` floats (tokens padded to a multiple of 16 with zeros).
@@ -192,14 +217,14 @@ pub fn spmm_f32_with(
         }
         let ct = &mut ct[..n * mp];
         let c_ptr = SendPtr(c.as_mut_ptr());
-        let clen = c.len();
         let args = SpmmArgs { at, mp, w, ct: SendPtr(ct.as_mut_ptr()) };
         // Rows of Cᵀ, then the same columns of C (with the epilogue).
         let compute = |rows: std::ops::Range<usize>| {
             // SAFETY: `ct` holds n · mp floats; chunks are disjoint row ranges.
             unsafe { (table.spmm_f32)(&args, rows.clone()) };
-            // SAFETY: this chunk writes only columns `rows` of C, from rows of Cᵀ it wrote.
-            unsafe { untranspose_rows(table, args_ct(&args), mp, m, rows, c_ptr, clen, ldc, epi) };
+            // SAFETY: C was checked to hold m rows of n ≤ ldc; this chunk writes only its columns
+            // `rows`, from rows of Cᵀ it wrote.
+            unsafe { untranspose_rows(table, ct_rows(&args, rows.clone()), mp, m, rows, c_ptr, ldc, epi) };
         };
         if parallel {
             par::for_each_chunk(n, compute);
@@ -229,21 +254,22 @@ pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<SpmmJob<'_>>) {
         if ct.len() < total * mp {
             *ct = AlignedVec::zeroed(total * mp);
         }
-        let ct = &mut ct[..total * mp];
+        // One base pointer for every job (each later `as_mut_ptr` would invalidate the earlier ones).
+        let base = ct[..total * mp].as_mut_ptr();
         // Each job's rows of Cᵀ start at its offset in the shared scratch.
         let mut offset = 0;
-        let outs: Vec<(SpmmArgs<'_>, usize, SendPtr<f32>, usize, usize, Epilogue<'_>)> = jobs
+        let outs: Vec<(SpmmArgs<'_>, usize, SendPtr<f32>, usize, Epilogue<'_>)> = jobs
             .into_iter()
             .map(|(w, c, ldc, epi)| {
                 // SAFETY: `offset + w.n ≤ total`: each job gets its own `n · mp` floats of `ct`.
-                let ctp = SendPtr(unsafe { ct.as_mut_ptr().add(offset * mp) });
+                let ctp = SendPtr(unsafe { base.add(offset * mp) });
                 let start = offset;
                 offset += w.n;
-                (SpmmArgs { at, mp, w, ct: ctp }, start, SendPtr(c.as_mut_ptr()), c.len(), ldc, epi)
+                (SpmmArgs { at, mp, w, ct: ctp }, start, SendPtr(c.as_mut_ptr()), ldc, epi)
             })
             .collect();
         par::for_each_chunk(total, |rows: std::ops::Range<usize>| {
-            for (args, start, c_ptr, clen, ldc, epi) in &outs {
+            for (args, start, c_ptr, ldc, epi) in &outs {
                 let start = *start;
                 let (lo, hi) = (rows.start.max(start), rows.end.min(start + args.w.n));
                 if lo >= hi {
@@ -252,8 +278,9 @@ pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<SpmmJob<'_>>) {
                 let r = lo - start..hi - start;
                 // SAFETY: this job's scratch holds n · mp floats; chunks are disjoint row ranges.
                 unsafe { (table.spmm_f32)(args, r.clone()) };
-                // SAFETY: this chunk writes only columns `r` of this job's C, from rows of Cᵀ it wrote.
-                unsafe { untranspose_rows(table, args_ct(args), mp, m, r, *c_ptr, *clen, *ldc, epi) };
+                // SAFETY: this job's C was checked to hold m rows of n ≤ ldc; this chunk writes only its
+                // columns `r`, from rows of Cᵀ it wrote.
+                unsafe { untranspose_rows(table, ct_rows(args, r.clone()), mp, m, r, *c_ptr, *ldc, epi) };
             }
         });
     });
@@ -289,14 +316,14 @@ fn transpose_a<'s>(
         }
     }
     let at_ptr = SendPtr(at.as_mut_ptr());
-    // Each block writes its own 16 tokens of every row of Aᵀ.
+    // Each block writes its own 16 tokens of every row of Aᵀ, through the raw pointer only.
     let transpose = |blocks: std::ops::Range<usize>| {
         for bl in blocks {
             let i0 = bl * 16;
-            // SAFETY: block `bl` writes only tokens i0 .. i0 + 16 of each row of Aᵀ; the blocks of
-            // concurrent calls are disjoint.
-            let at = unsafe { std::slice::from_raw_parts_mut(at_ptr.get(), k * mp) };
-            (table.transpose_f32)(&a[i0 * lda..], lda, 16.min(m - i0), k, &mut at[i0..], mp);
+            // SAFETY: token i0 < m ≤ mp of row 0 lies inside `at`; block `bl` writes only tokens
+            // i0 .. i0 + 16 of each of the k rows (mp ≥ i0 + 16 apart), and concurrent blocks are
+            // disjoint; nothing else touches `at` during the parallel section.
+            unsafe { (table.transpose_f32)(&a[i0 * lda..], lda, 16.min(m - i0), k, at_ptr.get().add(i0), mp) };
         }
     };
     if parallel {
@@ -307,47 +334,51 @@ fn transpose_a<'s>(
     at
 }
 
-/// Columns `rows` of `C` (`clen` floats at `c`, row stride `ldc`, `m` rows) from rows `rows` of `Cᵀ`
-/// (`mp` floats each), with the epilogue: the second half of every sparse product.
+/// Columns `rows` of `C` (`m` rows of stride `ldc` at `c`) from `ct_rows`, rows `rows` of `Cᵀ` (`mp`
+/// floats each), with the epilogue: the second half of every sparse product.
 ///
 /// # Safety
-/// `c` points at `clen` floats that no other thread reads or writes in columns `rows` meanwhile.
+/// `c` points at `(m − 1)·ldc + n` floats (`n ≥ rows.end`) whose columns `rows` no other thread
+/// accesses meanwhile (other threads may write other columns of the same rows).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn untranspose_rows(
     table: &Table,
-    ct: &[f32],
+    ct_rows: &[f32],
     mp: usize,
     m: usize,
     rows: std::ops::Range<usize>,
     c: SendPtr<f32>,
-    clen: usize,
     ldc: usize,
     epi: &Epilogue,
 ) {
-    // SAFETY: forwarded from the caller.
-    let c = unsafe { std::slice::from_raw_parts_mut(c.get(), clen) };
-    (table.untranspose_f32)(
-        &ct[rows.start * mp..],
-        mp,
-        rows.len(),
-        m,
-        &mut c[rows.start..],
-        ldc,
-        &epi.columns(rows.start),
-    );
+    assert!(ct_rows.len() >= rows.len() * mp, "untranspose_rows: Cᵀ rows too short");
+    // SAFETY: column rows.start < n ≤ ldc of row 0 lies inside C; the kernel writes only columns
+    // rows.start .. rows.end of the m rows (forwarded contract).
+    unsafe {
+        (table.untranspose_f32)(ct_rows, mp, rows.len(), m, c.get().add(rows.start), ldc, &epi.columns(rows.start))
+    };
 }
 
-fn args_ct<'a>(args: &'a SpmmArgs<'_>) -> &'a [f32] {
-    let len = args.w.n() * args.mp;
-    // SAFETY: `ct` points at `n · mp` floats that live as long as `args`; callers read rows their own
-    // thread finished writing.
-    unsafe { std::slice::from_raw_parts(args.ct.get(), len) }
+/// Rows `rows` of `Cᵀ` as a slice: only rows the calling thread has finished writing, so no other
+/// thread writes inside it.
+fn ct_rows<'a>(args: &'a SpmmArgs<'_>, rows: std::ops::Range<usize>) -> &'a [f32] {
+    assert!(rows.end <= args.w.n());
+    // SAFETY: `ct` points at `n · mp` floats that live as long as `args`; rows ⊆ 0..n.
+    unsafe { std::slice::from_raw_parts(args.ct.get().add(rows.start * args.mp), rows.len() * args.mp) }
 }
 
-/// `at[c][i] = a[i][c]` for `i < m`, `c < k` (`at` rows of `mp` floats; the padding past `m` is zeroed
-/// by the caller).
-pub(crate) type TransposeKernel = fn(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize);
+/// `at[c·mp + i] = a[i·lda + c]` for `i < m`, `c < k`, written through `at` (the padding past `m`
+/// is zeroed by the caller).
+///
+/// # Safety
+/// `at` points at `(k − 1)·mp + m` floats (`mp ≥ m`) whose elements `(c, i < m)` no other thread
+/// accesses meanwhile.
+pub(crate) type TransposeKernel = unsafe fn(a: &[f32], lda: usize, m: usize, k: usize, at: *mut f32, mp: usize);
 
-/// `c[i][j] = epi(ct[j][i])` for `i < m`, `j < n`.
+/// `c[i·ldc + j] = epi(ct[j·mp + i])` for `i < m`, `j < n`, written through `c`.
+///
+/// # Safety
+/// `c` points at `(m − 1)·ldc + n` floats (`ldc ≥ n`) whose elements `(i, j < n)` no other thread
+/// accesses meanwhile; `ct` holds `n` rows of `mp ≥ m` floats.
 pub(crate) type UntransposeKernel =
-    fn(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue);
+    unsafe fn(ct: &[f32], mp: usize, n: usize, m: usize, c: *mut f32, ldc: usize, epi: &Epilogue);

@@ -34,7 +34,16 @@ impl CsrI8 {
         assert_eq!(scales.len(), n);
         assert!(k <= 1 << 16, "CsrI8: k={k} needs column indices wider than u16");
         let (row_ptr, cols, vals) = crate::spmm::compress_rows(q, n, k);
-        let row_sums = (0..n).map(|j| q[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum()).collect();
+        Self::from_parts(n, k, row_ptr, cols, vals, scales)
+    }
+
+    /// Compressed rows as stored (as [`crate::CsrF32::from_parts`]) with per-row `scales`.
+    pub fn from_parts(n: usize, k: usize, row_ptr: Vec<u32>, cols: Vec<u16>, vals: Vec<i8>, scales: &[f32]) -> Self {
+        crate::spmm::check_parts(n, k, &row_ptr, &cols, vals.len());
+        assert_eq!(scales.len(), n);
+        let row_sums = (0..n)
+            .map(|j| vals[row_ptr[j] as usize..row_ptr[j + 1] as usize].iter().map(|&v| v as i32).sum())
+            .collect();
         CsrI8 {
             n,
             k,
@@ -220,15 +229,14 @@ pub fn spmm_u8s8_with(
         }
         let args = SpmmI8Args { qt, mp, sx, zx, xo, w, ct: SendPtr(ct.as_mut_ptr()) };
         let c_ptr = SendPtr(c.as_mut_ptr());
-        let clen = c.len();
         let compute = |rows: std::ops::Range<usize>| {
             // SAFETY: `ct` holds n · mp floats; chunks are disjoint row ranges.
             unsafe { (table.spmm_u8s8)(&args, rows.clone()) };
-            // SAFETY: `ct` holds n · mp floats; this chunk reads only rows of Cᵀ it wrote, and writes
-            // only columns `rows` of C.
+            // SAFETY: rows `rows` of Cᵀ were written by this chunk and no other thread touches them;
+            // C was checked to hold m rows of n ≤ ldc, and this chunk writes only its columns `rows`.
             unsafe {
-                let ct = std::slice::from_raw_parts(args.ct.get(), n * mp);
-                crate::spmm::untranspose_rows(table, ct, mp, m, rows, c_ptr, clen, ldc, epi);
+                let ct = std::slice::from_raw_parts(args.ct.get().add(rows.start * mp), rows.len() * mp);
+                crate::spmm::untranspose_rows(table, ct, mp, m, rows, c_ptr, ldc, epi);
             }
         };
         if parallel {

@@ -152,27 +152,37 @@ pub(crate) unsafe fn spmm_f32_kernel(args: &crate::spmm::SpmmArgs<'_>, rows: Ran
 }
 
 /// Reference transpose `at[c][i] = a[i][c]`.
-pub(crate) fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
+///
+/// # Safety
+/// As [`crate::spmm::TransposeKernel`].
+pub(crate) unsafe fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: *mut f32, mp: usize) {
+    assert!(mp >= m);
     for i in 0..m {
         for c in 0..k {
-            at[c * mp + i] = a[i * lda + c];
+            // SAFETY: element (c, i < m) of the caller's `at`.
+            unsafe { *at.add(c * mp + i) = a[i * lda + c] };
         }
     }
 }
 
 /// Reference transpose back with the epilogue: `c[i][j] = epi(ct[j][i])`.
-pub(crate) fn untranspose_f32(
+///
+/// # Safety
+/// As [`crate::spmm::UntransposeKernel`].
+pub(crate) unsafe fn untranspose_f32(
     ct: &[f32],
     mp: usize,
     n: usize,
     m: usize,
-    c: &mut [f32],
+    c: *mut f32,
     ldc: usize,
     epi: &crate::gemm_f32::Epilogue,
 ) {
+    assert!(mp >= m && ldc >= n);
     for i in 0..m {
         for j in 0..n {
-            c[i * ldc + j] = epi.apply(ct[j * mp + i], i, j);
+            // SAFETY: element (i, j < n) of the caller's `c`.
+            unsafe { *c.add(i * ldc + j) = epi.apply(ct[j * mp + i], i, j) };
         }
     }
 }

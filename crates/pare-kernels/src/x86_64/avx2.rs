@@ -652,14 +652,17 @@ fn transpose8(r: &mut [__m256; 8]) {
 }
 
 /// `at[c][i] = a[i][c]` by 8 × 8 blocks (rows past `m` and columns past `k` read as zeros).
-pub(crate) fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
-    // SAFETY: only installed when the CPU has AVX2.
+///
+/// # Safety
+/// As [`crate::spmm::TransposeKernel`].
+pub(crate) unsafe fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: *mut f32, mp: usize) {
+    // SAFETY: only installed when the CPU has AVX2; the caller's contract on `at`.
     unsafe { transpose_f32_impl(a, lda, m, k, at, mp) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
-    assert!(mp >= m && (k == 0 || at.len() >= (k - 1) * mp + m));
+unsafe fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: *mut f32, mp: usize) {
+    assert!(mp >= m);
     assert!(m == 0 || a.len() >= (m - 1) * lda + k);
     for i0 in (0..m).step_by(8) {
         for c0 in (0..k).step_by(8) {
@@ -676,22 +679,32 @@ fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32],
             let (tm, full) = (mask8(m - i0), m - i0 >= 8);
             for (c, v) in r.iter().enumerate().take(8.min(k - c0)) {
                 // SAFETY: row c0 + c < k of Aᵀ, tokens i0 .. min(i0 + 8, m) (masked), inside `at`.
-                unsafe { store8(at.as_mut_ptr().add((c0 + c) * mp + i0), *v, tm, full) };
+                unsafe { store8(at.add((c0 + c) * mp + i0), *v, tm, full) };
             }
         }
     }
 }
 
 /// `c[i][j] = epi(ct[j][i])` by 8 × 8 blocks.
-pub(crate) fn untranspose_f32(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-    // SAFETY: only installed when the CPU has AVX2 and FMA.
+///
+/// # Safety
+/// As [`crate::spmm::UntransposeKernel`].
+pub(crate) unsafe fn untranspose_f32(
+    ct: &[f32],
+    mp: usize,
+    n: usize,
+    m: usize,
+    c: *mut f32,
+    ldc: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: only installed when the CPU has AVX2 and FMA; the caller's contract on `c`.
     unsafe { untranspose_f32_impl(ct, mp, n, m, c, ldc, epi) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-    assert!(ct.len() >= n * mp && mp >= m);
-    assert!(m == 0 || c.len() >= (m - 1) * ldc + n);
+unsafe fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: *mut f32, ldc: usize, epi: &Epilogue) {
+    assert!(ct.len() >= n * mp && mp >= m && ldc >= n);
     let zero = _mm256_setzero_ps();
     for j0 in (0..n).step_by(8) {
         let w = 8.min(n - j0);
@@ -712,7 +725,7 @@ fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32]
                 // SAFETY: row i < m, columns j0 .. j0 + w < n of C (and of bias / residual).
                 unsafe {
                     let v = finish8(epi, v, i, j0, mask, full);
-                    store8(c.as_mut_ptr().add(i * ldc + j0), v, mask, full);
+                    store8(c.add(i * ldc + j0), v, mask, full);
                 }
             }
         }

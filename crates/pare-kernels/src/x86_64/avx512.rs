@@ -664,14 +664,17 @@ unsafe fn spmm_block<const L: usize>(args: &crate::spmm::SpmmArgs<'_>, j: usize,
 }
 
 /// `at[c][i] = a[i][c]` by 16 × 16 blocks (rows past `m` and columns past `k` read as zeros).
-pub(crate) fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
-    // SAFETY: only installed when the CPU has AVX-512F.
+///
+/// # Safety
+/// As [`crate::spmm::TransposeKernel`].
+pub(crate) unsafe fn transpose_f32(a: &[f32], lda: usize, m: usize, k: usize, at: *mut f32, mp: usize) {
+    // SAFETY: only installed when the CPU has AVX-512F; the caller's contract on `at`.
     unsafe { transpose_f32_impl(a, lda, m, k, at, mp) }
 }
 
 #[target_feature(enable = "avx512f")]
-fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32], mp: usize) {
-    assert!(mp >= m && (k == 0 || at.len() >= (k - 1) * mp + m));
+unsafe fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: *mut f32, mp: usize) {
+    assert!(mp >= m);
     assert!(m == 0 || a.len() >= (m - 1) * lda + k);
     for i0 in (0..m).step_by(16) {
         for c0 in (0..k).step_by(16) {
@@ -688,22 +691,32 @@ fn transpose_f32_impl(a: &[f32], lda: usize, m: usize, k: usize, at: &mut [f32],
             let tm = lanes(m - i0);
             for (c, v) in r.iter().enumerate().take(16.min(k - c0)) {
                 // SAFETY: row c0 + c < k of Aᵀ, tokens i0 .. min(i0 + 16, m) (masked), inside `at`.
-                unsafe { _mm512_mask_storeu_ps(at.as_mut_ptr().add((c0 + c) * mp + i0), tm, *v) };
+                unsafe { _mm512_mask_storeu_ps(at.add((c0 + c) * mp + i0), tm, *v) };
             }
         }
     }
 }
 
 /// `c[i][j] = epi(ct[j][i])` by 16 × 16 blocks.
-pub(crate) fn untranspose_f32(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-    // SAFETY: only installed when the CPU has AVX-512F.
+///
+/// # Safety
+/// As [`crate::spmm::UntransposeKernel`].
+pub(crate) unsafe fn untranspose_f32(
+    ct: &[f32],
+    mp: usize,
+    n: usize,
+    m: usize,
+    c: *mut f32,
+    ldc: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: only installed when the CPU has AVX-512F; the caller's contract on `c`.
     unsafe { untranspose_f32_impl(ct, mp, n, m, c, ldc, epi) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-    assert!(ct.len() >= n * mp && mp >= m);
-    assert!(m == 0 || c.len() >= (m - 1) * ldc + n);
+unsafe fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: *mut f32, ldc: usize, epi: &Epilogue) {
+    assert!(ct.len() >= n * mp && mp >= m && ldc >= n);
     for j0 in (0..n).step_by(16) {
         let w = 16.min(n - j0);
         for i0 in (0..m).step_by(16) {
@@ -720,7 +733,7 @@ fn untranspose_f32_impl(ct: &[f32], mp: usize, n: usize, m: usize, c: &mut [f32]
                 let i = i0 + ii;
                 let v = _mm512_mul_ps(*v, _mm512_set1_ps(epi.scale(i)));
                 // SAFETY: row i < m, columns j0 .. j0 + w < n of C.
-                unsafe { finish_row(epi, v, _mm512_setzero_ps(), i, j0, w, c.as_mut_ptr().add(i * ldc + j0)) };
+                unsafe { finish_row(epi, v, _mm512_setzero_ps(), i, j0, w, c.add(i * ldc + j0)) };
             }
         }
     }
