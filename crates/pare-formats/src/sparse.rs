@@ -24,11 +24,17 @@ pub enum Matrix {
 }
 
 impl Matrix {
-    fn len(&self) -> usize {
+    /// Number of values.
+    pub fn len(&self) -> usize {
         match self {
             Matrix::F32(v) => v.len(),
             Matrix::I8(v) => v.len(),
         }
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn is_zero(&self, i: usize) -> bool {
@@ -124,10 +130,61 @@ pub fn is_bitmask(file: &crate::TensorFile, m: &str) -> bool {
     file.contains(&format!("{m}.compressed")) && file.contains(&format!("{m}.bitmask"))
 }
 
-/// Decodes a bitmask-stored module `m` (either layout) of `file` into a dense `[rows][cols]` matrix,
-/// checking its shape against `(rows, cols)` and the layout's consistency.
-pub fn bitmask_decode(file: &crate::TensorFile, m: &str, rows: usize, cols: usize) -> Result<Matrix> {
+/// The stored values of a bitmask module, row by row: what a sparse kernel runs, read without ever
+/// holding the dense matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseRows {
+    /// Rows of the matrix.
+    pub rows: usize,
+    /// Columns of the matrix.
+    pub cols: usize,
+    /// Start of each row in `col_idx` / `values` (`rows + 1` entries).
+    pub row_ptr: Vec<u32>,
+    /// Column of each stored value (`cols ≤ 65 536`).
+    pub col_idx: Vec<u16>,
+    /// The stored values, row-major (a 2:4 layout stores kept zeros too).
+    pub values: Matrix,
+}
+
+impl SparseRows {
+    /// Stored values over `rows · cols`.
+    pub fn density(&self) -> f64 {
+        self.values.len() as f64 / (self.rows * self.cols).max(1) as f64
+    }
+
+    /// The dense `[rows][cols]` matrix.
+    pub fn to_dense(&self) -> Matrix {
+        let at = |r: usize| self.row_ptr[r] as usize..self.row_ptr[r + 1] as usize;
+        match &self.values {
+            Matrix::F32(v) => {
+                let mut w = vec![0f32; self.rows * self.cols];
+                for r in 0..self.rows {
+                    for i in at(r) {
+                        w[r * self.cols + self.col_idx[i] as usize] = v[i];
+                    }
+                }
+                Matrix::F32(w)
+            }
+            Matrix::I8(v) => {
+                let mut w = vec![0i8; self.rows * self.cols];
+                for r in 0..self.rows {
+                    for i in at(r) {
+                        w[r * self.cols + self.col_idx[i] as usize] = v[i];
+                    }
+                }
+                Matrix::I8(w)
+            }
+        }
+    }
+}
+
+/// Reads a bitmask-stored module `m` (either layout) of `file` as [`SparseRows`], checking its shape
+/// against `(rows, cols)` (`cols ≤ 65 536`) and the layout's consistency.
+pub fn bitmask_rows(file: &crate::TensorFile, m: &str, rows: usize, cols: usize) -> Result<SparseRows> {
     let bad = |msg: String| FormatError::Config { path: file.path().to_path_buf(), msg: format!("{m}: {msg}") };
+    if cols > 1 << 16 {
+        return Err(bad(format!("{cols} columns need column indices wider than 16 bits")));
+    }
     let shape_name = format!("{m}.shape");
     let (shape_dims, shape_dtype) = file.shape(&shape_name)?;
     if shape_dtype != "I64" || shape_dims.iter().product::<usize>() != 2 {
@@ -145,37 +202,42 @@ pub fn bitmask_decode(file: &crate::TensorFile, m: &str, rows: usize, cols: usiz
     }
     let bits = file.u8(&format!("{m}.bitmask"), &[rows, cols.div_ceil(8)])?;
     let bpr = cols.div_ceil(8);
-    let set = |r: usize, c: usize| bits[r * bpr + c / 8] >> (c % 8) & 1 == 1;
-    let positions: Vec<usize> = (0..rows * cols).filter(|&i| set(i / cols, i % cols)).collect();
+    let mut row_ptr = Vec::with_capacity(rows + 1);
+    row_ptr.push(0u32);
+    let count: usize = bits.iter().map(|b| b.count_ones() as usize).sum();
+    let mut col_idx = Vec::with_capacity(count);
+    for r in 0..rows {
+        for c in 0..cols {
+            if bits[r * bpr + c / 8] >> (c % 8) & 1 == 1 {
+                col_idx.push(c as u16);
+            }
+        }
+        row_ptr.push(col_idx.len() as u32);
+    }
+    if col_idx.len() != count {
+        return Err(bad("the bitmask marks bits past the last column".into()));
+    }
+    drop(bits);
     let vname = format!("{m}.compressed");
     let (vshape, vdtype) = file.shape(&vname)?;
-    if vshape.iter().product::<usize>() != positions.len() {
+    if vshape.iter().product::<usize>() != count {
         return Err(bad(format!(
-            "{vname} holds {} values but the bitmask marks {}",
-            vshape.iter().product::<usize>(),
-            positions.len()
+            "{vname} holds {} values but the bitmask marks {count}",
+            vshape.iter().product::<usize>()
         )));
     }
-    let vbytes = file.bytes(&vname)?;
-    match vdtype.as_str() {
-        "F32" => {
-            let vals: Vec<f32> = vbytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-            file.check_finite(&vname, &vals)?;
-            let mut w = vec![0f32; rows * cols];
-            for (p, v) in positions.iter().zip(vals) {
-                w[*p] = v;
-            }
-            Ok(Matrix::F32(w))
-        }
-        "I8" => {
-            let mut w = vec![0i8; rows * cols];
-            for (p, &v) in positions.iter().zip(vbytes) {
-                w[*p] = v as i8;
-            }
-            Ok(Matrix::I8(w))
-        }
-        d => Err(bad(format!("{vname} has dtype {d}; pare reads F32 or I8 sparse values"))),
-    }
+    let values = match vdtype.as_str() {
+        "F32" => Matrix::F32(file.f32(&vname, &vshape)?),
+        "I8" => Matrix::I8(file.i8(&vname, &vshape)?),
+        d => return Err(bad(format!("{vname} has dtype {d}; pare reads F32 or I8 sparse values"))),
+    };
+    Ok(SparseRows { rows, cols, row_ptr, col_idx, values })
+}
+
+/// Decodes a bitmask-stored module `m` (either layout) of `file` into a dense `[rows][cols]` matrix,
+/// checking its shape against `(rows, cols)` and the layout's consistency.
+pub fn bitmask_decode(file: &crate::TensorFile, m: &str, rows: usize, cols: usize) -> Result<Matrix> {
+    Ok(bitmask_rows(file, m, rows, cols)?.to_dense())
 }
 
 #[cfg(test)]

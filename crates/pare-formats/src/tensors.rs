@@ -140,11 +140,10 @@ impl TensorFile {
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         self.expect_shape(name, shape)?;
         let (dtype, _, _, _) = self.entry(name)?;
-        let bytes = self.bytes(name)?;
         let v: Vec<f32> = match dtype {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F32 => self.copy_out(name, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?,
+            Dtype::F16 => self.copy_out(name, 2, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())?,
+            Dtype::BF16 => self.copy_out(name, 2, |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())?,
             d => return Err(self.dtype_error(name, *d, "floating point")),
         };
         self.check_finite(name, &v)?;
@@ -155,7 +154,7 @@ impl TensorFile {
     pub fn i8(&self, name: &str, shape: &[usize]) -> Result<Vec<i8>> {
         self.expect_shape(name, shape)?;
         match self.entry(name)?.0 {
-            Dtype::I8 => Ok(self.bytes(name)?.iter().map(|&b| b as i8).collect()),
+            Dtype::I8 => self.copy_out(name, 1, |b| b[0] as i8),
             d => Err(self.dtype_error(name, d, "I8")),
         }
     }
@@ -164,8 +163,49 @@ impl TensorFile {
     pub fn u8(&self, name: &str, shape: &[usize]) -> Result<Vec<u8>> {
         self.expect_shape(name, shape)?;
         match self.entry(name)?.0 {
-            Dtype::U8 => Ok(self.bytes(name)?.to_vec()),
+            Dtype::U8 => self.copy_out(name, 1, |b| b[0]),
             d => Err(self.dtype_error(name, d, "U8")),
+        }
+    }
+
+    /// The values of a tensor, converted element by element (`size` bytes each) a megabyte at a time,
+    /// each megabyte's pages given back once copied ([`TensorFile::release_range`]): loading holds at
+    /// most a megabyte of a tensor twice. At the end the whole file's pages go: the kernel maps pages
+    /// around each one read (fault-around, large folios), so neighbouring tensors' pages are resident
+    /// too, and a copied-out model needs none of them.
+    fn copy_out<T>(&self, name: &str, size: usize, conv: impl Fn(&[u8]) -> T) -> Result<Vec<T>> {
+        const CHUNK: usize = 1 << 20;
+        let (_, _, s, e) = *self.entry(name)?;
+        let bytes = self.bytes(name)?;
+        let mut v = Vec::with_capacity(bytes.len() / size);
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            v.extend(chunk.chunks_exact(size).map(&conv));
+            let start = self.data_start + s + i * CHUNK;
+            self.release_range(start, (start + CHUNK).min(self.data_start + e));
+        }
+        self.release_range(0, self.map.len());
+        Ok(v)
+    }
+
+    /// Gives back this process's resident pages of a tensor (the whole pages inside its bytes) once
+    /// they have been copied out, so a loaded model does not also hold its file in memory. Reading the
+    /// tensor again maps the pages in again from the page cache; nothing changes but residency.
+    pub fn release(&self, name: &str) {
+        if let Some(&(_, _, s, e)) = self.index.get(name) {
+            self.release_range(self.data_start + s, self.data_start + e);
+        }
+    }
+
+    /// [`TensorFile::release`] of the whole pages inside bytes `start .. end` of the file.
+    fn release_range(&self, start: usize, end: usize) {
+        const PAGE: usize = 4096;
+        let (a, b) = (start.div_ceil(PAGE) * PAGE, end / PAGE * PAGE);
+        if b > a {
+            // SAFETY: the map is a read-only, shared mapping of a file: MADV_DONTNEED only drops this
+            // process's page-table entries, and later reads fault the same file contents back in, so
+            // slices borrowed from the map keep their values. A failure (e.g. another page size)
+            // changes nothing and is ignored.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
         }
     }
 

@@ -5,7 +5,7 @@
 use crate::error::{ModelError, Result};
 use crate::weight::{Embedding, Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
-use pare_formats::sparse::{self, Matrix};
+use pare_formats::sparse::{self, Matrix, SparseRows};
 use pare_formats::{BertConfig, TensorFile};
 use pare_kernels::norm::layer_norm_with;
 use pare_kernels::par::{SharedRows, for_each_row_block};
@@ -244,16 +244,24 @@ impl Reader<'_> {
         let w = format!("{name}.weight");
         let bias = self.f32(&format!("{name}.bias"), &[out])?;
         let full = self.name(name);
-        let matrix = if sparse::is_bitmask(self.file, &full) {
-            sparse::bitmask_decode(self.file, &full, out, inp)?
+        // Pruned checkpoints are read as compressed rows, never densified unless they run dense.
+        let stored = if sparse::is_bitmask(self.file, &full) && inp <= 1 << 16 {
+            Stored::Sparse(sparse::bitmask_rows(self.file, &full, out, inp)?)
+        } else if sparse::is_bitmask(self.file, &full) {
+            Stored::Dense(sparse::bitmask_decode(self.file, &full, out, inp)?)
         } else if self.dtype(&w)? == "I8" {
-            Matrix::I8(self.file.i8(&self.name(&w), &[out, inp])?)
+            Stored::Dense(Matrix::I8(self.file.i8(&self.name(&w), &[out, inp])?))
         } else {
-            Matrix::F32(self.f32(&w, &[out, inp])?)
+            Stored::Dense(Matrix::F32(self.f32(&w, &[out, inp])?))
         };
-        let q = match matrix {
-            Matrix::F32(dense) => return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias }),
-            Matrix::I8(q) => q,
+        let stored = match stored {
+            Stored::Dense(Matrix::F32(dense)) => {
+                return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias });
+            }
+            Stored::Sparse(s @ SparseRows { values: Matrix::F32(_), .. }) => {
+                return Ok(Linear { weight: Weight::f32_from_sparse(s), bias });
+            }
+            int8 => int8,
         };
         let scheme = self
             .quant()
@@ -274,6 +282,7 @@ impl Reader<'_> {
         let scales = self.scales(&format!("{name}.weight_scale"), out)?;
         let Some(ia) = scheme.input_activations.as_ref() else {
             // Weight-only int8: dequantize and run in float.
+            let q = stored.into_dense_i8();
             let dense: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / inp]).collect();
             return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias });
         };
@@ -312,7 +321,31 @@ impl Reader<'_> {
         if outliers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(self.error(format!("{name}: activation outlier channels must be distinct and ascending")));
         }
-        Ok(Linear { weight: Weight::i8_auto(&q, &scales, out, inp, act, &outliers), bias })
+        let weight = match stored {
+            Stored::Sparse(s) => Weight::i8_from_sparse(s, &scales, act, &outliers),
+            dense => Weight::i8_auto(&dense.into_dense_i8(), &scales, out, inp, act, &outliers),
+        };
+        Ok(Linear { weight, bias })
+    }
+}
+
+/// A Linear weight as read from the checkpoint.
+enum Stored {
+    Dense(Matrix),
+    Sparse(SparseRows),
+}
+
+impl Stored {
+    /// The int8 codes as a dense matrix (callers have handled f32 values).
+    fn into_dense_i8(self) -> Vec<i8> {
+        match self {
+            Stored::Dense(Matrix::I8(q)) => q,
+            Stored::Sparse(s) => match s.to_dense() {
+                Matrix::I8(q) => q,
+                Matrix::F32(_) => unreachable!("f32 values returned earlier"),
+            },
+            Stored::Dense(Matrix::F32(_)) => unreachable!("f32 values returned earlier"),
+        }
     }
 }
 

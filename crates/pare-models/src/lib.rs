@@ -2,6 +2,7 @@
 //! that compressed weight formats plug in without touching the model code.
 
 pub mod bert;
+pub mod costs;
 pub mod error;
 pub mod sentence;
 pub mod testing;

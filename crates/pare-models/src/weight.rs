@@ -1,6 +1,8 @@
 //! `Weight`: the storage of one matmul's right-hand side, and `Linear` (weight + bias). Model code
 //! calls [`Linear::forward`] with an [`Input`] and never looks at how the weight is stored.
 
+use crate::costs::{self, Family};
+use pare_formats::sparse::{Matrix, SparseRows};
 use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
 use pare_kernels::quant::quantize_rows_with;
@@ -12,46 +14,71 @@ use pare_kernels::{
 };
 use std::cell::RefCell;
 
-/// Why a pruned f32 weight runs sparse or dense: its density and both kernels' times on this machine
-/// (one thread, [`CROSSOVER_TOKENS`] tokens, best of several runs), measured when the model loads.
+/// Why a pruned weight runs sparse or dense: its density and what the kernel cost model of this
+/// machine predicts for both kernels ([`crate::costs`]; one thread, [`costs::TOKENS`] tokens).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Crossover {
     /// Fraction of nonzero weights.
     pub density: f64,
-    /// Sparse kernel, microseconds (`NAN` when not measured).
+    /// Predicted sparse kernel time, µs (`NAN` when the choice was not the model's).
     pub sparse_us: f64,
-    /// Dense kernel, microseconds (`NAN` when not measured).
+    /// Predicted dense kernel time, µs (`NAN` when the choice was not the model's).
     pub dense_us: f64,
+    /// Density below which the model predicts the sparse kernel faster for this shape (`NAN` when
+    /// the choice was not the model's).
+    pub crossover: f64,
+    /// What decided.
+    pub rule: ChoiceRule,
 }
 
-/// Tokens of the timing problem that decides sparse against dense.
-pub const CROSSOVER_TOKENS: usize = 128;
+/// What decided between the dense and sparse kernels of a pruned weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChoiceRule {
+    /// The calibrated cost model.
+    CostModel,
+    /// Density above [`ALWAYS_DENSE_ABOVE`]: dense without consulting the model.
+    TooDense,
+    /// `PARE_SPARSE=always|never`.
+    Override,
+}
 
-/// Densities above this run dense without measuring (the sparse kernel is slower there on every
-/// machine measured so far).
+/// Densities above this run dense without consulting the cost model (the sparse kernels are slower
+/// there on every machine measured so far).
 pub const ALWAYS_DENSE_ABOVE: f64 = 0.75;
 
-/// How a weight of a given density runs, decided before any timing.
+/// How a weight of a given density runs, decided before building either form.
 enum Rule {
     /// Not pruned (or too wide for the sparse kernel's column indices): dense.
     Dense,
-    /// Pruned, but dense without measuring (too dense to gain, or `PARE_SPARSE=never`).
-    PrunedDense,
-    /// Sparse without measuring (`PARE_SPARSE=always`).
-    Sparse,
-    /// Time both kernels on this machine and keep the faster.
-    Measure,
+    /// Pruned; dense or sparse as the crossover says.
+    Pruned { sparse: bool, why: Crossover },
 }
 
-fn sparse_rule(density: f64, k: usize) -> Rule {
+fn sparse_rule(family: Family, density: f64, n: usize, k: usize) -> Rule {
     if density >= 0.99 || k > 1 << 16 {
         return Rule::Dense;
     }
+    let fixed = |sparse, rule| Rule::Pruned {
+        sparse,
+        why: Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN, crossover: f64::NAN, rule },
+    };
     match std::env::var("PARE_SPARSE").as_deref() {
-        Ok("always") => Rule::Sparse,
-        Ok("never") => Rule::PrunedDense,
-        _ if density > ALWAYS_DENSE_ABOVE => Rule::PrunedDense,
-        _ => Rule::Measure,
+        Ok("always") => fixed(true, ChoiceRule::Override),
+        Ok("never") => fixed(false, ChoiceRule::Override),
+        _ if density > ALWAYS_DENSE_ABOVE => fixed(false, ChoiceRule::TooDense),
+        _ => {
+            let p = costs::costs().predict(family, n, k, density);
+            Rule::Pruned {
+                sparse: p.sparse_us < p.dense_us,
+                why: Crossover {
+                    density,
+                    sparse_us: p.sparse_us,
+                    dense_us: p.dense_us,
+                    crossover: p.crossover,
+                    rule: ChoiceRule::CostModel,
+                },
+            }
+        }
     }
 }
 
@@ -67,7 +94,7 @@ pub enum Weight {
         /// Why it runs sparse.
         why: Crossover,
     },
-    /// A pruned float32 weight that runs dense because that measured faster.
+    /// A pruned float32 weight that runs dense because that is predicted faster.
     PrunedDenseF32 {
         /// Packed panels.
         packed: PackedF32,
@@ -89,6 +116,8 @@ pub enum Weight {
         packed: PackedI8,
         /// How this layer's input activations are quantized.
         act: ActQuant,
+        /// When pruned, why it runs dense.
+        why: Option<Crossover>,
     },
 }
 
@@ -99,49 +128,79 @@ impl Weight {
     }
 
     /// An f32 weight from row-major `W[out][in]`: dense when it has no zeros worth skipping; when pruned,
-    /// sparse or dense, whichever kernel runs this shape faster here. `PARE_SPARSE=always|never`
-    /// overrides the measurement.
+    /// sparse or dense, whichever kernel this machine's cost model predicts faster for its shape and
+    /// density (`PARE_SPARSE=always|never` overrides it). Only the form that runs is built.
     pub fn f32_auto(w: &[f32], n: usize, k: usize) -> Self {
         let density = w.iter().filter(|v| **v != 0.0).count() as f64 / (n * k).max(1) as f64;
-        let unmeasured = Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN };
-        match sparse_rule(density, k) {
+        match sparse_rule(Family::F32, density, n, k) {
             Rule::Dense => Weight::dense_f32(w, n, k),
-            Rule::PrunedDense => Weight::PrunedDenseF32 { packed: PackedF32::from_rows(w, n, k), why: unmeasured },
-            Rule::Sparse => Weight::SparseF32 { csr: CsrF32::from_dense(w, n, k), why: unmeasured },
-            Rule::Measure => {
-                let (packed, csr) = (PackedF32::from_rows(w, n, k), CsrF32::from_dense(w, n, k));
-                let why = measure_crossover(&packed, &csr, density);
-                if why.sparse_us < why.dense_us {
-                    Weight::SparseF32 { csr, why }
-                } else {
-                    Weight::PrunedDenseF32 { packed, why }
+            Rule::Pruned { sparse: true, why } => Weight::SparseF32 { csr: CsrF32::from_dense(w, n, k), why },
+            Rule::Pruned { sparse: false, why } => {
+                Weight::PrunedDenseF32 { packed: PackedF32::from_rows(w, n, k), why }
+            }
+        }
+    }
+
+    /// An f32 weight stored as compressed rows (a pruned checkpoint): kept as compressed rows when the
+    /// cost model picks the sparse kernel, else densified and packed; the dense matrix exists only in
+    /// the second case, and only while packing.
+    pub fn f32_from_sparse(s: SparseRows) -> Self {
+        let (n, k, density) = (s.rows, s.cols, s.density());
+        let SparseRows { row_ptr, col_idx, values: Matrix::F32(vals), .. } = s else {
+            panic!("f32_from_sparse on int8 values")
+        };
+        match sparse_rule(Family::F32, density, n, k) {
+            Rule::Pruned { sparse: true, why } => {
+                Weight::SparseF32 { csr: CsrF32::from_parts(n, k, row_ptr, col_idx, vals), why }
+            }
+            rule => {
+                let csr = CsrF32::from_parts(n, k, row_ptr, col_idx, vals);
+                let packed = PackedF32::from_rows(&csr.to_dense(), n, k);
+                match rule {
+                    Rule::Pruned { why, .. } => Weight::PrunedDenseF32 { packed, why },
+                    Rule::Dense => Weight::DenseF32(packed),
                 }
             }
         }
     }
 
-    /// An int8 weight `q[n][k]` with per-row `scales`: dense, or — when pruned and faster measured —
-    /// sparse. `PARE_SPARSE=always|never` overrides the measurement.
+    /// An int8 weight stored as compressed rows with per-row `scales`: compressed rows when the cost
+    /// model picks the sparse kernel, else densified and packed.
+    pub fn i8_from_sparse(s: SparseRows, scales: &[f32], act: ActQuant, outliers: &[u32]) -> Self {
+        let (n, k, density) = (s.rows, s.cols, s.density());
+        let SparseRows { row_ptr, col_idx, values: Matrix::I8(vals), .. } = s else {
+            panic!("i8_from_sparse on f32 values")
+        };
+        let csr = CsrI8::from_parts(n, k, row_ptr, col_idx, vals, scales).with_outliers(outliers);
+        match sparse_rule(Family::Int8, density, n, k) {
+            Rule::Pruned { sparse: true, why } => Weight::SparseI8 { csr, act, why },
+            rule => Weight::Int8 {
+                packed: PackedI8::from_rows(&csr.to_rows(), scales, n, k).with_outliers(outliers),
+                act,
+                why: match rule {
+                    Rule::Pruned { why, .. } => Some(why),
+                    Rule::Dense => None,
+                },
+            },
+        }
+    }
+
+    /// An int8 weight `q[n][k]` with per-row `scales`: dense, or — when pruned and predicted faster —
+    /// sparse (`PARE_SPARSE=always|never` overrides the prediction). Only the form that runs is built.
     pub fn i8_auto(q: &[i8], scales: &[f32], n: usize, k: usize, act: ActQuant, outliers: &[u32]) -> Self {
         let density = q.iter().filter(|v| **v != 0).count() as f64 / (n * k).max(1) as f64;
-        let packed = || PackedI8::from_rows(q, scales, n, k).with_outliers(outliers);
-        let csr = || CsrI8::from_dense(q, scales, n, k).with_outliers(outliers);
-        match sparse_rule(density, k) {
-            Rule::Dense | Rule::PrunedDense => Weight::Int8 { packed: packed(), act },
-            Rule::Sparse => Weight::SparseI8 {
-                csr: csr(),
-                act,
-                why: Crossover { density, sparse_us: f64::NAN, dense_us: f64::NAN },
-            },
-            Rule::Measure => {
-                let (packed, csr) = (packed(), csr());
-                let why = measure_crossover_i8(&packed, &csr, density, act, outliers);
-                if why.sparse_us < why.dense_us {
-                    Weight::SparseI8 { csr, act, why }
-                } else {
-                    Weight::Int8 { packed, act }
-                }
+        match sparse_rule(Family::Int8, density, n, k) {
+            Rule::Pruned { sparse: true, why } => {
+                Weight::SparseI8 { csr: CsrI8::from_dense(q, scales, n, k).with_outliers(outliers), act, why }
             }
+            rule => Weight::Int8 {
+                packed: PackedI8::from_rows(q, scales, n, k).with_outliers(outliers),
+                act,
+                why: match rule {
+                    Rule::Pruned { why, .. } => Some(why),
+                    Rule::Dense => None,
+                },
+            },
         }
     }
 
@@ -171,26 +230,28 @@ impl Weight {
             Weight::SparseF32 { why, .. } | Weight::PrunedDenseF32 { why, .. } | Weight::SparseI8 { why, .. } => {
                 Some(*why)
             }
-            _ => None,
+            Weight::Int8 { why, .. } => *why,
+            Weight::DenseF32(_) => None,
         }
     }
 
-    /// Short name of the format, for `inspect` and reports.
+    /// Short name of the format, for `inspect` and reports, with the reason for a pruned weight's kernel.
     pub fn format(&self) -> String {
-        let times = |w: &Crossover| {
-            if w.sparse_us.is_nan() {
-                format!("density {:.2}", w.density)
-            } else {
-                format!("density {:.2}; sparse {:.0} µs vs dense {:.0} µs", w.density, w.sparse_us, w.dense_us)
-            }
+        let times = |w: &Crossover| match w.rule {
+            ChoiceRule::CostModel => format!(
+                "density {:.2}, below {:.2} runs sparse here; predicted sparse {:.0} µs vs dense {:.0} µs",
+                w.density, w.crossover, w.sparse_us, w.dense_us
+            ),
+            ChoiceRule::TooDense => format!("density {:.2}, above {ALWAYS_DENSE_ABOVE}", w.density),
+            ChoiceRule::Override => format!("density {:.2}, PARE_SPARSE", w.density),
         };
         match self {
             Weight::DenseF32(_) => "f32 dense".into(),
             Weight::SparseF32 { why, .. } => format!("f32 sparse ({})", times(why)),
             Weight::PrunedDenseF32 { why, .. } => format!("f32 dense, pruned ({})", times(why)),
             Weight::SparseI8 { why, .. } => format!("int8 sparse ({})", times(why)),
-            Weight::Int8 { act, packed } => format!(
-                "int8 × u8 {}{}",
+            Weight::Int8 { act, packed, why } => format!(
+                "int8 × u8 {}{}{}",
                 match act {
                     ActQuant::DynamicAsymmetric => "dynamic asym/token",
                     ActQuant::DynamicSymmetric => "dynamic sym/token",
@@ -199,7 +260,8 @@ impl Weight {
                 match packed.outliers().len() {
                     0 => String::new(),
                     n => format!(" + {n} f32 channels"),
-                }
+                },
+                why.map_or_else(String::new, |w| format!(", pruned, dense ({})", times(&w)))
             ),
         }
     }
@@ -308,7 +370,7 @@ impl Linear {
                 gemm_f32(x.values(), k, rows, p, out, n, &epi)
             }
             Weight::SparseF32 { csr, .. } => spmm_f32(x.values(), k, rows, csr, out, n, &epi),
-            Weight::Int8 { packed, act: mode } => {
+            Weight::Int8 { packed, act: mode, .. } => {
                 let q = x.quantized(*mode, packed.outliers());
                 gemm_u8s8(&q, packed, I8Out::F32 { c: out, ldc: n, epi }, split);
             }
@@ -331,11 +393,12 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
     let all_f32 = lins.iter().all(|l| matches!(l.weight, Weight::DenseF32(_) | Weight::PrunedDenseF32 { .. }));
     let all_sparse = lins.iter().all(|l| matches!(l.weight, Weight::SparseF32 { .. }));
     let first_i8 = match &lins.first().map(|l| &l.weight) {
-        Some(Weight::Int8 { packed, act }) => Some((*act, packed.outliers())),
+        Some(Weight::Int8 { packed, act, .. }) => Some((*act, packed.outliers())),
         _ => None,
     };
     let same_i8 = first_i8.as_ref().is_some_and(|(m0, o0)| {
-        lins.iter().all(|l| matches!(&l.weight, Weight::Int8 { packed, act } if act == m0 && packed.outliers() == *o0))
+        lins.iter()
+            .all(|l| matches!(&l.weight, Weight::Int8 { packed, act, .. } if act == m0 && packed.outliers() == *o0))
     });
     if all_f32 {
         let k = x.cols;
@@ -406,7 +469,7 @@ impl Linear {
                 gemm_f32_with(table, &x[..rows * k], k, rows, p, out, n, &epi)
             }
             Weight::SparseF32 { csr, .. } => spmm_f32_with(table, &x[..rows * k], k, rows, csr, out, n, &epi, false),
-            Weight::Int8 { packed, act: mode } => {
+            Weight::Int8 { packed, act: mode, .. } => {
                 quantize_rows_with(table, x, rows, k, k, *mode, packed.outliers(), scratch);
                 gemm_u8s8_with(table, scratch, packed, I8Out::F32 { c: out, ldc: n, epi });
             }
@@ -483,47 +546,4 @@ impl Embedding {
             Embedding::Int8 { .. } => "int8 rows",
         }
     }
-}
-
-/// The timing problem's activations: [`CROSSOVER_TOKENS`] rows of `k` deterministic values in [−1, 1].
-fn crossover_input(k: usize) -> Vec<f32> {
-    (0..CROSSOVER_TOKENS * k).map(|i| ((i * 7919) % 997) as f32 / 498.5 - 1.0).collect()
-}
-
-/// The fastest of five timed calls of `f` (after one untimed), in µs.
-fn best_of_five(f: &mut dyn FnMut()) -> f64 {
-    f();
-    (0..5)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-/// Times the dense and sparse kernels on this weight (one thread, [`CROSSOVER_TOKENS`] tokens).
-fn measure_crossover(packed: &PackedF32, csr: &CsrF32, density: f64) -> Crossover {
-    let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
-    let table = pare_kernels::dispatch::table();
-    let a = crossover_input(k);
-    let mut c = vec![0f32; m * n];
-    let epi = Epilogue::default();
-    let dense_us = best_of_five(&mut || gemm_f32_with(table, &a, k, m, packed, &mut c, n, &epi));
-    let sparse_us = best_of_five(&mut || spmm_f32_with(table, &a, k, m, csr, &mut c, n, &epi, false));
-    Crossover { density, sparse_us, dense_us }
-}
-
-/// Times the dense and sparse integer kernels on this weight (one thread, [`CROSSOVER_TOKENS`] tokens).
-fn measure_crossover_i8(packed: &PackedI8, csr: &CsrI8, density: f64, act: ActQuant, outliers: &[u32]) -> Crossover {
-    let (n, k, m) = (packed.n(), packed.k(), CROSSOVER_TOKENS);
-    let table = pare_kernels::dispatch::table();
-    let a = crossover_input(k);
-    let mut q = QuantRows::default();
-    quantize_rows_with(table, &a, m, k, k, act, outliers, &mut q);
-    let mut c = vec![0f32; m * n];
-    let epi = Epilogue::default();
-    let dense_us = best_of_five(&mut || gemm_u8s8_with(table, &q, packed, I8Out::F32 { c: &mut c, ldc: n, epi }));
-    let sparse_us = best_of_five(&mut || spmm_u8s8_with(table, &q, csr, &mut c, n, &epi, false));
-    Crossover { density, sparse_us, dense_us }
 }
