@@ -40,6 +40,8 @@ pub struct Table {
     pub(crate) pack_rows: Option<PackRowsKernel>,
     /// Name of the softmax kernel.
     pub softmax_name: &'static str,
+    pub(crate) dot_f64: crate::blas::DotF64Kernel,
+    pub(crate) axpy_f64: crate::blas::AxpyF64Kernel,
 }
 
 impl std::fmt::Debug for Table {
@@ -79,6 +81,8 @@ impl Table {
             transpose_f32: reference::transpose_f32,
             untranspose_f32: reference::untranspose_f32,
             softmax_name: "softmax_f32_ref_scalar",
+            dot_f64: reference::dot_f64,
+            axpy_f64: reference::axpy_f64,
         }
     }
 
@@ -93,6 +97,16 @@ impl Table {
         crate::x86_64::install(&mut t, cap);
         t.isa = cap;
         Some(t)
+    }
+
+    /// `Σ a·b` with this table's kernel.
+    pub fn dot_f64(&self, a: &[f64], b: &[f64]) -> f64 {
+        (self.dot_f64)(a, b)
+    }
+
+    /// `y += alpha·x` with this table's kernel.
+    pub fn axpy_f64(&self, y: &mut [f64], alpha: f64, x: &[f64]) {
+        (self.axpy_f64)(y, alpha, x)
     }
 
     /// The tables of every tier this CPU can run, lowest first.

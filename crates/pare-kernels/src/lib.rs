@@ -5,6 +5,7 @@
 
 pub mod aligned;
 pub mod attention;
+pub mod blas;
 pub mod dispatch;
 pub mod gemm_f32;
 pub mod gemm_i8;

@@ -260,3 +260,25 @@ fn attention_matches_naive() {
         }
     }
 }
+
+#[test]
+fn f64_dot_and_axpy_match_reference() {
+    use pare_kernels::blas::dot_f64_tolerance;
+    for n in [0usize, 1, 3, 4, 7, 15, 16, 17, 31, 33, 63, 127, 129, 1023] {
+        let a: Vec<f64> = fill(n, n as u64 + 1).iter().map(|&v| v as f64 * 3.0).collect();
+        let b: Vec<f64> = fill(n, n as u64 + 2).iter().map(|&v| v as f64).collect();
+        let want = reference::dot_f64(&a, &b);
+        let abs: f64 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        let mut y_want = b.clone();
+        reference::axpy_f64(&mut y_want, -0.7, &a);
+        for t in tiers() {
+            let got = t.dot_f64(&a, &b);
+            assert!((got - want).abs() <= dot_f64_tolerance(n, abs), "{:?} dot n={n}: {got} vs {want}", t.isa);
+            let mut y = b.clone();
+            t.axpy_f64(&mut y, -0.7, &a);
+            for (g, w) in y.iter().zip(&y_want) {
+                assert!((g - w).abs() <= 4.0 * f64::EPSILON * (w.abs() + 1.0), "{:?} axpy n={n}", t.isa);
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! exactly, which SparseGPT's one-pass updates only approximate.
 
 use crate::error::{CompressError, Result};
-use crate::linalg::{cholesky_upper, spd_inverse};
+use crate::linalg::inverse_cholesky_upper;
 
 /// Columns per block of the lazy updates and of the unstructured mask selection.
 pub const BLOCK: usize = 128;
@@ -61,7 +61,7 @@ pub fn prepare(h: &[f64], k: usize) -> Result<Prepared> {
         h[i * k + i] = 1.0;
     }
     dampen(&mut h, k);
-    let hinv = cholesky_upper(&spd_inverse(&h, k)?, k)?;
+    let hinv = inverse_cholesky_upper(&h, k)?;
     Ok(Prepared { hinv, dead, k })
 }
 

@@ -202,3 +202,30 @@ pub(crate) unsafe fn spmm_u8s8_kernel(args: &crate::spmm_i8::SpmmI8Args<'_>, row
         }
     }
 }
+
+/// Reference f64 dot product: four interleaved partial sums (so the compiler vectorises it), then
+/// the tail.
+pub fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for t in 0..4 {
+            s[t] += x[t] * y[t];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// Reference `y += alpha·x`.
+pub fn axpy_f64(y: &mut [f64], alpha: f64, x: &[f64]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}

@@ -850,3 +850,57 @@ pub(crate) unsafe fn spmm_u8s8(args: &crate::spmm_i8::SpmmI8Args<'_>, rows: Rang
         }
     }
 }
+
+/// f64 dot product: four accumulators of 4 lanes (FMA), then the tail in scalar.
+pub(crate) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    // SAFETY: only installed when the CPU has this tier.
+    unsafe { dot_f64_impl(a, b) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_f64_impl(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let mut acc = [_mm256_setzero_pd(); 4];
+    let full = n / 16 * 16;
+    for i in (0..full).step_by(16) {
+        for (t, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 16 ≤ full ≤ n values of both slices.
+            unsafe {
+                *acc = _mm256_fmadd_pd(
+                    _mm256_loadu_pd(a.as_ptr().add(i + 4 * t)),
+                    _mm256_loadu_pd(b.as_ptr().add(i + 4 * t)),
+                    *acc,
+                );
+            }
+        }
+    }
+    let head = {
+        let s = _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3]));
+        let h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd::<1>(s));
+        _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)))
+    };
+    head + a[full..n].iter().zip(&b[full..n]).map(|(x, y)| x * y).sum::<f64>()
+}
+
+/// `y += alpha·x`, 4 lanes at a time (FMA).
+pub(crate) fn axpy_f64(y: &mut [f64], alpha: f64, x: &[f64]) {
+    // SAFETY: only installed when the CPU has this tier.
+    unsafe { axpy_f64_impl(y, alpha, x) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
+    let n = y.len().min(x.len());
+    let av = _mm256_set1_pd(alpha);
+    let full = n / 4 * 4;
+    for i in (0..full).step_by(4) {
+        // SAFETY: i + 4 ≤ full ≤ n values of both slices.
+        unsafe {
+            let v = _mm256_fmadd_pd(av, _mm256_loadu_pd(x.as_ptr().add(i)), _mm256_loadu_pd(y.as_ptr().add(i)));
+            _mm256_storeu_pd(y.as_mut_ptr().add(i), v);
+        }
+    }
+    for (y, x) in y[full..n].iter_mut().zip(&x[full..n]) {
+        *y += alpha * x;
+    }
+}

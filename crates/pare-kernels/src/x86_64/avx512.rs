@@ -777,3 +777,53 @@ pub(crate) unsafe fn spmm_u8s8(args: &crate::spmm_i8::SpmmI8Args<'_>, rows: Rang
         }
     }
 }
+
+/// f64 dot product: four accumulators of 8 lanes (FMA), then the tail in scalar.
+pub(crate) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    // SAFETY: only installed when the CPU has this tier.
+    unsafe { dot_f64_impl(a, b) }
+}
+
+#[target_feature(enable = "avx512f,fma")]
+fn dot_f64_impl(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let mut acc = [_mm512_setzero_pd(); 4];
+    let full = n / 32 * 32;
+    for i in (0..full).step_by(32) {
+        for (t, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 32 ≤ full ≤ n values of both slices.
+            unsafe {
+                *acc = _mm512_fmadd_pd(
+                    _mm512_loadu_pd(a.as_ptr().add(i + 8 * t)),
+                    _mm512_loadu_pd(b.as_ptr().add(i + 8 * t)),
+                    *acc,
+                );
+            }
+        }
+    }
+    let head = { _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]))) };
+    head + a[full..n].iter().zip(&b[full..n]).map(|(x, y)| x * y).sum::<f64>()
+}
+
+/// `y += alpha·x`, 8 lanes at a time (FMA).
+pub(crate) fn axpy_f64(y: &mut [f64], alpha: f64, x: &[f64]) {
+    // SAFETY: only installed when the CPU has this tier.
+    unsafe { axpy_f64_impl(y, alpha, x) }
+}
+
+#[target_feature(enable = "avx512f,fma")]
+fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
+    let n = y.len().min(x.len());
+    let av = _mm512_set1_pd(alpha);
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        // SAFETY: i + 8 ≤ full ≤ n values of both slices.
+        unsafe {
+            let v = _mm512_fmadd_pd(av, _mm512_loadu_pd(x.as_ptr().add(i)), _mm512_loadu_pd(y.as_ptr().add(i)));
+            _mm512_storeu_pd(y.as_mut_ptr().add(i), v);
+        }
+    }
+    for (y, x) in y[full..n].iter_mut().zip(&x[full..n]) {
+        *y += alpha * x;
+    }
+}

@@ -43,6 +43,8 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.spmm_u8s8_name = "spmm_u8s8_csr16t_avx2";
         t.transpose_f32 = avx2::transpose_f32;
         t.untranspose_f32 = avx2::untranspose_f32;
+        t.dot_f64 = avx2::dot_f64;
+        t.axpy_f64 = avx2::axpy_f64;
     }
     if tier(Isa::AvxVnni) {
         t.gemm_u8s8 = avxvnni::gemm_u8s8;
@@ -67,6 +69,8 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.spmm_u8s8_name = "spmm_u8s8_csr16t_avx512";
         t.transpose_f32 = avx512::transpose_f32;
         t.untranspose_f32 = avx512::untranspose_f32;
+        t.dot_f64 = avx512::dot_f64;
+        t.axpy_f64 = avx512::axpy_f64;
         t.quantize_row_name = "quantize_u8_avx512";
     }
     if tier(Isa::Vnni) {
