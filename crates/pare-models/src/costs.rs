@@ -52,6 +52,9 @@ impl Family {
     }
 }
 
+/// Smallest coefficient of determination of a sparse-time fit in a calibration that is cached.
+const MIN_R2: f64 = 0.9;
+
 /// One calibrated shape of one family: dense time and the sparse time's linear fit, in µs at
 /// [`TOKENS`] tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,6 +69,8 @@ pub struct ShapeCost {
     pub sparse_fixed_us: f64,
     /// Sparse kernel: added time per unit of density.
     pub sparse_slope_us: f64,
+    /// Coefficient of determination of the fit (1 when read from the cache).
+    pub r2: f64,
 }
 
 impl ShapeCost {
@@ -103,6 +108,11 @@ pub struct Prediction {
 }
 
 impl KernelCosts {
+    /// Whether every fit explains the measured sparse times well.
+    fn clean(&self) -> bool {
+        self.f32.iter().chain(&self.int8).all(|s| s.r2 >= MIN_R2 && s.sparse_slope_us > 0.0 && s.dense_us > 0.0)
+    }
+
     /// The cost model's figures for a weight of `n × k` at `density`.
     pub fn predict(&self, family: Family, n: usize, k: usize, density: f64) -> Prediction {
         let shapes = match family {
@@ -132,7 +142,16 @@ pub fn costs() -> &'static KernelCosts {
         if let Some(c) = path.as_ref().and_then(|p| read(p, table)) {
             return c;
         }
+        // A disturbed calibration (another heavy process, a frequency change) shows as sparse times that
+        // do not grow linearly with density: measure again, and cache only a clean one.
         let mut c = calibrate(table);
+        if !c.clean() {
+            c = calibrate(table);
+        }
+        if !c.clean() {
+            eprintln!("warning: the kernel timings were noisy; the cost model is used for this run but not cached");
+            return c;
+        }
         if let Some(p) = path {
             match write(&p, &c) {
                 Ok(()) => c.file = Some(p),
@@ -197,6 +216,7 @@ fn read(path: &std::path::Path, t: &Table) -> Option<KernelCosts> {
                     dense_us: num("dense_us")?,
                     sparse_fixed_us: num("sparse_fixed_us")?,
                     sparse_slope_us: num("sparse_slope_us")?,
+                    r2: 1.0,
                 })
             })
             .collect();
@@ -242,14 +262,16 @@ fn interleaved(fs: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
         .collect()
 }
 
-/// Least-squares line through `(x, y)`: `(intercept, slope)`.
-fn fit(x: &[f64], y: &[f64]) -> (f64, f64) {
+/// Least-squares line through `(x, y)`: `(intercept, slope, R²)`.
+fn fit(x: &[f64], y: &[f64]) -> (f64, f64, f64) {
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
     let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
+    let syy: f64 = y.iter().map(|b| (b - my) * (b - my)).sum();
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    (my - slope * mx, slope)
+    let r2 = if sxx > 0.0 && syy > 0.0 { sxy * sxy / (sxx * syy) } else { 0.0 };
+    (my - slope * mx, slope, r2)
 }
 
 /// Keeps a deterministic `density` fraction of `w` (spread at random over rows and columns).
@@ -313,8 +335,8 @@ fn calibrate(t: &Table) -> KernelCosts {
 }
 
 fn shape_cost(n: usize, k: usize, times: &[f64]) -> ShapeCost {
-    let (fixed, slope) = fit(&DENSITIES, &times[1..]);
-    ShapeCost { n, k, dense_us: times[0], sparse_fixed_us: fixed, sparse_slope_us: slope }
+    let (fixed, slope, r2) = fit(&DENSITIES, &times[1..]);
+    ShapeCost { n, k, dense_us: times[0], sparse_fixed_us: fixed, sparse_slope_us: slope, r2 }
 }
 
 #[cfg(test)]
@@ -323,13 +345,16 @@ mod tests {
 
     #[test]
     fn crossover_and_nearest_shape() {
-        let s = ShapeCost { n: 384, k: 384, dense_us: 100.0, sparse_fixed_us: 20.0, sparse_slope_us: 200.0 };
+        let s = ShapeCost { n: 384, k: 384, dense_us: 100.0, sparse_fixed_us: 20.0, sparse_slope_us: 200.0, r2: 1.0 };
         assert!((s.crossover() - 0.4).abs() < 1e-12);
         let never = ShapeCost { sparse_fixed_us: 120.0, ..s };
         assert_eq!(never.crossover(), 0.0);
         let c = KernelCosts {
             tier: "x".into(),
-            f32: vec![s, ShapeCost { n: 1536, k: 384, dense_us: 400.0, sparse_fixed_us: 40.0, sparse_slope_us: 600.0 }],
+            f32: vec![
+                s,
+                ShapeCost { n: 1536, k: 384, dense_us: 400.0, sparse_fixed_us: 40.0, sparse_slope_us: 600.0, r2: 1.0 },
+            ],
             int8: vec![s],
             file: None,
         };
@@ -341,7 +366,9 @@ mod tests {
 
     #[test]
     fn line_fit() {
-        let (a, b) = fit(&[0.1, 0.25, 0.4, 0.55], &[12.0, 15.0, 18.0, 21.0]);
-        assert!((a - 10.0).abs() < 1e-9 && (b - 20.0).abs() < 1e-9);
+        let (a, b, r2) = fit(&[0.1, 0.25, 0.4, 0.55], &[12.0, 15.0, 18.0, 21.0]);
+        assert!((a - 10.0).abs() < 1e-9 && (b - 20.0).abs() < 1e-9 && (r2 - 1.0).abs() < 1e-12);
+        let (_, _, r2) = fit(&[0.1, 0.25, 0.4, 0.55], &[12.0, 40.0, 11.0, 13.0]);
+        assert!(r2 < MIN_R2, "a disturbed calibration is not clean");
     }
 }
