@@ -91,8 +91,13 @@ pub(crate) unsafe fn gemm_f32(args: &GemmF32Args<'_>, panels: Range<usize>, rows
                     if j0 >= n {
                         break;
                     }
-                    let blk = Block { p, half, k0, kb, first, last };
+                    // The first row tile of a panel also pulls the next panel's rows of this inner block
+                    // towards L1: without it, every panel starts with misses on B.
+                    let next = (half == 0 && p + 1 < panels.end)
+                        // SAFETY: panel p + 1 exists; rows k0.. are inside it.
+                        .then(|| unsafe { args.b.panel_ptr(p + 1).add(k0 * args.b.ld()) });
                     for t in 0..tiles {
+                        let blk = Block { p, half, k0, kb, first, last, prefetch: if t == 0 { next } else { None } };
                         let r = crate::par::chunk(mb, tiles, t);
                         let i = i0 + r.start;
                         // SAFETY: row i, column k0 lie inside A (k0 ≤ k).
@@ -138,6 +143,8 @@ struct Block {
     first: bool,
     /// The last inner block: the epilogue runs.
     last: bool,
+    /// Rows of B (the same inner block of the next panel) to prefetch while this tile runs.
+    prefetch: Option<*const f32>,
 }
 
 /// Lanes `0 .. w` of an AVX2 mask (`w ≤ 8`).
@@ -164,6 +171,13 @@ unsafe fn tile<const R: usize>(args: &GemmF32Args<'_>, at: &ATile, i0: usize, bl
     for kk in 0..blk.kb {
         // SAFETY: 16 floats at row k0 + kk of the panel (rows `ldb` apart, each with 32 readable floats).
         let (b0, b1) = unsafe { (_mm256_loadu_ps(b.add(kk * ldb)), _mm256_loadu_ps(b.add(kk * ldb + 8))) };
+        if let Some(pf) = blk.prefetch {
+            // SAFETY: prefetches never fault; the address is inside the next panel anyway.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(pf.add(kk * ldb).cast());
+                _mm_prefetch::<_MM_HINT_T0>(pf.add(kk * ldb + 16).cast());
+            }
+        }
         for r in 0..R {
             // SAFETY: element (r, kk) of the tile (caller's contract on `at`).
             let av = _mm256_broadcast_ss(unsafe { &*a.add(r * rs + kk * ks) });
