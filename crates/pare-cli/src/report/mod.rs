@@ -171,12 +171,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     }
     let threads = usize::from(a.threads);
     common::threads(threads);
-    // The kernel cost model (cached after the first run on a machine) is calibrated now, while nothing
-    // else runs, rather than inside a build or a measured load.
-    pare_models::costs::costs();
     let src = common::model_dir(&a.model)?;
     let data_dir = zoo::fetch(&zoo::DATASETS[0], &mut |m| eprintln!("{m}"))?;
     let data = TaskData::load(&data_dir).map_err(|e| anyhow!("{e}"))?;
+    // The kernel cost model (cached after the first run on a machine) is calibrated now, while nothing
+    // else runs, rather than inside a build or a measured load.
+    pare_models::costs::costs();
     let models = a.out.join("models");
     std::fs::create_dir_all(&models).with_context(|| format!("cannot create {}", models.display()))?;
 
