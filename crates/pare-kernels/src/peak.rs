@@ -41,7 +41,10 @@ impl PeakLoop {
                 (PeakKind::Int8Dot, Isa::Avx2) => l(12.0 * 16.0 * 2.0, x86::madd_avx2, "vpmaddwd+vpaddd ymm"),
                 (PeakKind::Int8Dot, Isa::AvxVnni) => l(12.0 * 32.0 * 2.0, x86::dot_avxvnni, "vpdpbusd ymm"),
                 (PeakKind::Int8Dot, Isa::Avx512) => l(12.0 * 32.0 * 2.0, x86::madd_avx512, "vpmaddwd+vpaddd zmm"),
-                (PeakKind::Int8Dot, Isa::Vnni | Isa::Amx) => l(16.0 * 64.0 * 2.0, x86::dot_vnni, "vpdpbusd zmm"),
+                (PeakKind::Int8Dot, Isa::Vnni) => l(16.0 * 64.0 * 2.0, x86::dot_vnni, "vpdpbusd zmm"),
+                (PeakKind::Int8Dot, Isa::Amx) => {
+                    l(4.0 * 16.0 * 16.0 * 64.0 * 2.0, crate::x86_64::amx::dot_amx, "tdpbusd tmm")
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -78,4 +78,9 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.gemm_u8s8_name = "gemm_u8s8_8x32_vnni";
         t.i8_layout = I8Layout::Quads;
     }
+    if tier(Isa::Amx) {
+        t.gemm_u8s8 = amx::gemm_u8s8;
+        t.gemm_u8s8_name = "gemm_u8s8_32x32_amx";
+        t.i8_layout = I8Layout::Quads;
+    }
 }
