@@ -238,6 +238,16 @@ impl<'a> Epilogue<'a> {
         Self { bias: Some(bias), ..Self::default() }
     }
 
+    /// The epilogue seen from row `i0` on (residual and row scales shifted; bias unchanged), for
+    /// kernels that process a block of rows as if it started at row 0.
+    pub fn rows(&self, i0: usize) -> Epilogue<'a> {
+        Epilogue {
+            residual: self.residual.map(|(r, ld)| (&r[(i0 * ld).min(r.len())..], ld)),
+            row_scale: self.row_scale.map(|r| &r[i0.min(r.len())..]),
+            ..*self
+        }
+    }
+
     /// The epilogue seen from column `j0` on (bias shifted; residual and row scales unchanged), for
     /// kernels that write a block of columns as if it started at column 0.
     pub fn columns(&self, j0: usize) -> Epilogue<'a> {

@@ -208,6 +208,29 @@ pub fn spmm_f32_with(
     parallel: bool,
 ) {
     check(a, lda, m, w, c, ldc, epi);
+    for m0 in (0..m).step_by(TOKEN_BLOCK) {
+        let mb = TOKEN_BLOCK.min(m - m0);
+        spmm_f32_block(table, &a[m0 * lda..], lda, mb, w, &mut c[m0 * ldc..], ldc, &epi.rows(m0), parallel);
+    }
+}
+
+/// Tokens per pass of the sparse kernels: `Aᵀ` and `Cᵀ` scratch stay within `(k + n) × 128` floats per
+/// thread however large the batch.
+pub const TOKEN_BLOCK: usize = 128;
+
+/// [`spmm_f32_with`] on at most [`TOKEN_BLOCK`] rows (shapes checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn spmm_f32_block(
+    table: &Table,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &CsrF32,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    parallel: bool,
+) {
     let (n, k) = (w.n, w.k);
     let mp = m.div_ceil(16) * 16;
     SCRATCH.with_borrow_mut(|(at, ct)| {
@@ -240,13 +263,22 @@ pub type SpmmJob<'a> = (&'a CsrF32, &'a mut [f32], usize, Epilogue<'a>);
 /// Several sparse products of the same `A` in one parallel section (query, key and value): `Aᵀ` is
 /// made once, and the rows of all outputs are shared out among the kernel threads. Each output is
 /// bit-identical to its own [`spmm_f32`].
-pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<SpmmJob<'_>>) {
+pub fn spmm_f32_group(a: &[f32], lda: usize, m: usize, mut jobs: Vec<SpmmJob<'_>>) {
     let table = dispatch::table();
     for (w, c, ldc, epi) in &jobs {
         check(a, lda, m, w, c, *ldc, epi);
     }
     let Some(k) = jobs.first().map(|j| j.0.k) else { return };
     assert!(jobs.iter().all(|j| j.0.k == k), "spmm_f32_group: the weights disagree on k");
+    for m0 in (0..m).step_by(TOKEN_BLOCK) {
+        let mb = TOKEN_BLOCK.min(m - m0);
+        let block = jobs.iter_mut().map(|(w, c, ldc, epi)| (*w, &mut c[m0 * *ldc..], *ldc, epi.rows(m0))).collect();
+        spmm_f32_group_block(table, &a[m0 * lda..], lda, mb, k, block);
+    }
+}
+
+/// [`spmm_f32_group`] on at most [`TOKEN_BLOCK`] rows (shapes checked by the caller).
+fn spmm_f32_group_block(table: &Table, a: &[f32], lda: usize, m: usize, k: usize, jobs: Vec<SpmmJob<'_>>) {
     let mp = m.div_ceil(16) * 16;
     let total: usize = jobs.iter().map(|j| j.0.n).sum();
     SCRATCH.with_borrow_mut(|(at, ct)| {

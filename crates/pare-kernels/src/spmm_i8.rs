@@ -201,27 +201,47 @@ pub fn spmm_u8s8_with(
     if let Some((r, ld)) = epi.residual {
         assert!(m == 0 || (ld >= n && r.len() >= (m - 1) * ld + n), "spmm_u8s8: residual too short");
     }
+    for m0 in (0..m).step_by(crate::spmm::TOKEN_BLOCK) {
+        let rows = m0..(m0 + crate::spmm::TOKEN_BLOCK).min(m);
+        spmm_u8s8_block(table, a, rows, w, &mut c[m0 * ldc..], ldc, &epi.rows(m0), parallel);
+    }
+}
+
+/// [`spmm_u8s8_with`] on activation rows `tokens` (at most [`crate::spmm::TOKEN_BLOCK`]), writing
+/// `c` from its row 0 (shapes checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn spmm_u8s8_block(
+    table: &Table,
+    a: &QuantRows,
+    tokens: std::ops::Range<usize>,
+    w: &CsrI8,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    parallel: bool,
+) {
+    let (n, k, m) = (w.n, w.k, tokens.len());
     let mp = m.div_ceil(16) * 16;
     let no = a.outlier_idx.len();
     SCRATCH.with_borrow_mut(|(qt, sx, zx, xo, ct)| {
         qt.clear();
         qt.resize(k * mp, 0);
-        for i in 0..m {
-            for (cc, &b) in a.q[i * a.ld..i * a.ld + k].iter().enumerate() {
+        for (i, row) in tokens.clone().enumerate() {
+            for (cc, &b) in a.q[row * a.ld..row * a.ld + k].iter().enumerate() {
                 qt[cc * mp + i] = b;
             }
         }
         sx.clear();
         sx.resize(mp, 0.0);
-        sx[..m].copy_from_slice(&a.scale[..m]);
+        sx[..m].copy_from_slice(&a.scale[tokens.clone()]);
         zx.clear();
         zx.resize(mp, 0);
-        zx[..m].copy_from_slice(&a.zero[..m]);
+        zx[..m].copy_from_slice(&a.zero[tokens.clone()]);
         xo.clear();
         xo.resize(no * mp, 0.0);
-        for i in 0..m {
+        for (i, row) in tokens.clone().enumerate() {
             for t in 0..no {
-                xo[t * mp + i] = a.outliers[i * no + t];
+                xo[t * mp + i] = a.outliers[row * no + t];
             }
         }
         if ct.len() < n * mp {

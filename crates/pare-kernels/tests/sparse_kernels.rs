@@ -147,7 +147,9 @@ fn spmm_i8_matches_dense_int8() {
 #[test]
 fn spmm_group_equals_separate_calls() {
     // Query/key/value-like groups, odd sizes included; each output must be bit-identical to its own call.
-    for (m, k, ns) in [(128, 384, vec![384, 384, 384]), (37, 33, vec![17, 64, 5]), (1, 16, vec![1, 2])] {
+    for (m, k, ns) in
+        [(128, 384, vec![384, 384, 384]), (37, 33, vec![17, 64, 5]), (1, 16, vec![1, 2]), (300, 40, vec![20, 33])]
+    {
         let a = fill(m * k, 7);
         let ws: Vec<Vec<f32>> = ns
             .iter()
