@@ -1,13 +1,86 @@
 //! `pare inspect`: what a model file holds and how pare stores and runs each layer.
 
-use crate::common;
 use anyhow::Result;
 use pare_formats::TensorFile;
+use pare_formats::gguf::GgufFile;
 use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The GGUF file a model argument names: a `.gguf` file, or a directory holding exactly one.
+fn gguf_path(path: &Path) -> Option<PathBuf> {
+    if path.is_file() {
+        return (path.extension().and_then(|e| e.to_str()) == Some("gguf")).then(|| path.to_path_buf());
+    }
+    let mut found = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("gguf"));
+    let first = found.next()?;
+    (found.next().is_none() && !path.join("config.json").exists()).then_some(first)
+}
+
+/// `pare inspect` of a GGUF file: metadata, and every tensor with its stored type and bits per weight.
+fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
+    let f = GgufFile::open(path)?;
+    let arch = f.meta("general.architecture").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+    let params: usize = f.tensors.iter().map(|t| t.numel()).sum();
+    let bytes: usize = f.tensors.iter().filter_map(|t| t.bytes).sum();
+    // PyTorch order (slowest dimension first), as the safetensors listing prints it.
+    let shape = |t: &pare_formats::gguf::GgufTensor| t.dims.iter().rev().copied().collect::<Vec<_>>();
+    if as_json {
+        let v = json!({
+            "schema_version": 1,
+            "model": path.display().to_string(),
+            "format": "gguf",
+            "gguf_version": f.version,
+            "architecture": arch,
+            "file_bytes": f.file_bytes(),
+            "metadata": f.metadata.iter().map(|(k, v)| (k.clone(), json!(v.summary()))).collect::<serde_json::Map<_, _>>(),
+            "tensors": f.tensors.iter().map(|t| json!({
+                "name": t.name, "shape": shape(t), "dtype": t.ty.name(), "bytes": t.bytes,
+                "bits_per_weight": t.ty.bits_per_weight(),
+            })).collect::<Vec<_>>(),
+            "totals": {"tensors": f.tensors.len(), "parameters": params, "bytes": bytes,
+                       "bits_per_weight": 8.0 * bytes as f64 / params.max(1) as f64},
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("model      {}", path.display());
+    println!("gguf       version {} · architecture {arch} · alignment {}", f.version, f.alignment);
+    println!();
+    let kw = f.metadata.iter().map(|(k, _)| k.len()).max().unwrap_or(3);
+    for (k, v) in &f.metadata {
+        println!("{k:<kw$}  {}", v.summary());
+    }
+    println!();
+    let w = f.tensors.iter().map(|t| t.name.len()).max().unwrap_or(6).max(6);
+    println!("{:<w$}  {:>14}  {:>6}  {:>12}  {:>5}", "tensor", "shape", "type", "bytes", "bits");
+    for t in &f.tensors {
+        let s = shape(t).iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
+        let bpw = t.ty.bits_per_weight().map_or("—".to_string(), |b| format!("{b:.2}"));
+        let b = t.bytes.map_or("?".to_string(), |b| b.to_string());
+        println!("{:<w$}  {s:>14}  {:>6}  {b:>12}  {bpw:>5}", t.name, t.ty.name());
+    }
+    println!();
+    println!(
+        "{} tensors · {} parameters · {} bytes of tensor data ({:.2} bits per weight) · {} bytes on disk",
+        f.tensors.len(),
+        params,
+        bytes,
+        8.0 * bytes as f64 / params.max(1) as f64,
+        f.file_bytes()
+    );
+    Ok(())
+}
 
 /// Runs `pare inspect`.
 pub fn run(model: &str, as_json: bool) -> Result<()> {
-    let dir = common::model_dir(model)?;
+    let path = pare_formats::zoo::resolve(model, &mut |m| eprintln!("{m}"))?;
+    if let Some(g) = gguf_path(&path) {
+        return inspect_gguf(&g, as_json);
+    }
+    let dir = pare_formats::ModelDir::open(path)?;
     let file = TensorFile::open(dir.file("model.safetensors"))?;
     let enc = pare_models::SentenceEncoder::load(&dir)?;
     let infos = file.infos();

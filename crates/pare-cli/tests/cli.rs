@@ -390,3 +390,20 @@ fn decompress_roundtrip() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["tensors"].as_array().unwrap().iter().all(|t| t["dtype"] == "F32"));
 }
+
+#[test]
+fn malformed_gguf_files() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGML\x03\0\0\0rest").unwrap();
+    assert_one_line_error(&pare(&["inspect", s(&bad)]), "not a GGUF file");
+    let mut v2 = b"GGUF".to_vec();
+    v2.extend(9u32.to_le_bytes());
+    std::fs::write(&bad, &v2).unwrap();
+    assert_one_line_error(&pare(&["inspect", s(&bad)]), "GGUF version 9");
+    let mut cut = b"GGUF".to_vec();
+    cut.extend(3u32.to_le_bytes());
+    cut.extend(5u64.to_le_bytes());
+    std::fs::write(&bad, &cut).unwrap();
+    assert_one_line_error(&pare(&["inspect", s(&bad)]), "truncated");
+}

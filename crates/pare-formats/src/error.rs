@@ -90,6 +90,14 @@ pub enum FormatError {
         /// Flat index of the first.
         first: usize,
     },
+    /// A malformed or unsupported GGUF file.
+    #[error("{path}: {msg}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// An invalid configuration value.
     #[error("{path}: {msg}")]
     Config {

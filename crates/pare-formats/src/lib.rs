@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gguf;
 pub mod quant_config;
 pub mod sentence;
 pub mod sparse;

