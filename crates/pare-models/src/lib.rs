@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod costs;
 pub mod error;
+pub mod llama;
 pub mod sentence;
 pub mod testing;
 pub mod weight;

