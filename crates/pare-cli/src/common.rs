@@ -12,6 +12,26 @@ pub fn model_dir(spec: &str) -> Result<ModelDir> {
     Ok(ModelDir::open(path)?)
 }
 
+/// The GGUF file a resolved model path names: a `.gguf` file, or a directory holding exactly one and no
+/// config.json.
+pub fn gguf_path(path: &Path) -> Option<PathBuf> {
+    if path.is_file() {
+        return (path.extension().and_then(|e| e.to_str()) == Some("gguf")).then(|| path.to_path_buf());
+    }
+    let mut found = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("gguf"));
+    let first = found.next()?;
+    (found.next().is_none() && !path.join("config.json").exists()).then_some(first)
+}
+
+/// Resolves a decoder model argument (GGUF file, directory holding one, or zoo name) to its file.
+pub fn gguf_model(spec: &str) -> Result<PathBuf> {
+    let path = zoo::resolve(spec, &mut |m| eprintln!("{m}"))?;
+    gguf_path(&path).ok_or_else(|| anyhow::anyhow!("{}: not a GGUF file nor a directory holding one", path.display()))
+}
+
 /// Loads a model for sentence embedding.
 pub fn load(spec: &str) -> Result<(ModelDir, SentenceEncoder)> {
     let dir = model_dir(spec)?;

@@ -1,23 +1,11 @@
 //! `pare inspect`: what a model file holds and how pare stores and runs each layer.
 
+use crate::common;
 use anyhow::Result;
 use pare_formats::TensorFile;
 use pare_formats::gguf::GgufFile;
 use serde_json::json;
-use std::path::{Path, PathBuf};
-
-/// The GGUF file a model argument names: a `.gguf` file, or a directory holding exactly one.
-fn gguf_path(path: &Path) -> Option<PathBuf> {
-    if path.is_file() {
-        return (path.extension().and_then(|e| e.to_str()) == Some("gguf")).then(|| path.to_path_buf());
-    }
-    let mut found = std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("gguf"));
-    let first = found.next()?;
-    (found.next().is_none() && !path.join("config.json").exists()).then_some(first)
-}
+use std::path::Path;
 
 /// `pare inspect` of a GGUF file: metadata, and every tensor with its stored type and bits per weight.
 fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
@@ -77,7 +65,7 @@ fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
 /// Runs `pare inspect`.
 pub fn run(model: &str, as_json: bool) -> Result<()> {
     let path = pare_formats::zoo::resolve(model, &mut |m| eprintln!("{m}"))?;
-    if let Some(g) = gguf_path(&path) {
+    if let Some(g) = common::gguf_path(&path) {
         return inspect_gguf(&g, as_json);
     }
     let dir = pare_formats::ModelDir::open(path)?;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod decoder;
 mod decompress;
 mod embed;
 mod hwbench;
@@ -62,6 +63,37 @@ enum Command {
     Report(report::ReportArgs),
     /// Speed of every available kernel against this machine's measured peak.
     Hwbench(hwbench::HwbenchArgs),
+    /// Continue a prompt with a decoder (GGUF), greedily, streaming the text to stdout.
+    Generate {
+        /// GGUF file, directory holding one, or zoo name.
+        model: String,
+        /// The prompt (no special tokens are added).
+        #[arg(long)]
+        prompt: String,
+        /// Tokens to generate at most.
+        #[arg(short = 'n', long = "tokens", default_value_t = 64)]
+        tokens: usize,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: u16,
+    },
+    /// Perplexity of a decoder (GGUF) on a text file, in windows of `--ctx` tokens.
+    Perplexity {
+        /// GGUF file, directory holding one, or zoo name.
+        model: String,
+        /// The text (UTF-8).
+        #[arg(long)]
+        input: PathBuf,
+        /// Tokens per window.
+        #[arg(long, default_value_t = 1024)]
+        ctx: usize,
+        /// Use only the first N tokens of the text.
+        #[arg(long)]
+        tokens: Option<usize>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: u16,
+    },
     /// Write any model pare runs as a plain float32 model (weights dequantized and densified).
     Decompress {
         /// Model directory or zoo name.
@@ -117,6 +149,12 @@ fn main() -> ExitCode {
         Command::Prune(args) => prune::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Decompress { model, output, force } => decompress::run(&model, &output, force),
+        Command::Generate { model, prompt, tokens, threads } => {
+            decoder::generate(&model, &prompt, tokens, threads.into())
+        }
+        Command::Perplexity { model, input, ctx, tokens, threads } => {
+            decoder::perplexity(&model, &input, ctx, tokens, threads.into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

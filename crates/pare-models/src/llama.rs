@@ -165,50 +165,77 @@ impl Llama {
 
     /// Logits (`ids.len() × vocab`, row-major) of every position of one sequence, attending causally.
     pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.forward(ids, &mut KvCache::default(), true)
+    }
+
+    /// Runs `ids` after the positions already in `cache` (appending theirs) and returns the logits of
+    /// every new position (`all`) or of the last one only.
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache, all: bool) -> Result<Vec<f32>> {
         let c = &self.config;
         let (t, h) = (ids.len(), c.hidden);
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab) {
             return Err(ModelError::Input(format!("token id {bad} is past the vocabulary of {}", c.vocab)));
         }
+        if t == 0 {
+            return Ok(Vec::new());
+        }
+        if cache.k.len() != c.layers {
+            *cache = KvCache { k: vec![Vec::new(); c.layers], v: vec![Vec::new(); c.layers], len: 0 };
+        }
+        let start = cache.len;
         let mut x = vec![0f32; t * h];
         for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
             row.copy_from_slice(&self.embed[id as usize * h..(id as usize + 1) * h]);
         }
-        let cache = RefCell::new(QuantCache::default());
+        let qcache = RefCell::new(QuantCache::default());
         let kvw = c.kv_heads * c.head_dim;
         let (mut q, mut k, mut v) = (vec![0f32; t * h], vec![0f32; t * kvw], vec![0f32; t * kvw]);
         let mut att = vec![0f32; t * h];
         let (mut gate, mut up) = (vec![0f32; t * c.ffn], vec![0f32; t * c.ffn]);
         let mut normed = vec![0f32; t * h];
-        let (cos, sin) = rope_tables(t, c.head_dim, c.rope_base);
-        for b in &self.blocks {
+        let (cos, sin) = rope_tables(start, t, c.head_dim, c.rope_base);
+        for (l, b) in self.blocks.iter().enumerate() {
             rms_norm(&x, &b.attn_norm, c.eps, &mut normed);
-            let input = Input::new(&normed, t, h, &cache);
+            let input = Input::new(&normed, t, h, &qcache);
             b.q.forward(&input, &mut q, Activation::None, None);
             b.k.forward(&input, &mut k, Activation::None, None);
             b.v.forward(&input, &mut v, Activation::None, None);
             rotate(&mut q, c.heads, c.head_dim, &cos, &sin);
             rotate(&mut k, c.kv_heads, c.head_dim, &cos, &sin);
-            causal_attention(&q, &k, &v, t, c, &mut att);
-            let input = Input::new(&att, t, h, &cache);
+            cache.k[l].extend_from_slice(&k);
+            cache.v[l].extend_from_slice(&v);
+            causal_attention(&q, &cache.k[l], &cache.v[l], start, t, c, &mut att);
+            let input = Input::new(&att, t, h, &qcache);
             let residual = x.clone();
             b.o.forward(&input, &mut x, Activation::None, Some(&residual));
             rms_norm(&x, &b.ffn_norm, c.eps, &mut normed);
-            let input = Input::new(&normed, t, h, &cache);
+            let input = Input::new(&normed, t, h, &qcache);
             b.gate.forward(&input, &mut gate, Activation::None, None);
             b.up.forward(&input, &mut up, Activation::None, None);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            let input = Input::new(&gate, t, c.ffn, &cache);
+            let input = Input::new(&gate, t, c.ffn, &qcache);
             let residual = x.clone();
             b.down.forward(&input, &mut x, Activation::None, Some(&residual));
         }
-        rms_norm(&x, &self.out_norm, c.eps, &mut normed);
-        let mut logits = vec![0f32; t * c.vocab];
-        self.output.forward(&Input::new(&normed, t, h, &cache), &mut logits, Activation::None, None);
+        cache.len += t;
+        let rows = if all { t } else { 1 };
+        let last = &x[(t - rows) * h..];
+        rms_norm(last, &self.out_norm, c.eps, &mut normed[..rows * h]);
+        let mut logits = vec![0f32; rows * c.vocab];
+        self.output.forward(&Input::new(&normed[..rows * h], rows, h, &qcache), &mut logits, Activation::None, None);
         Ok(logits)
     }
+}
+
+/// Keys and values of the positions run so far, per layer (`len × kv_heads · head_dim`, rotated keys).
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    /// Positions held.
+    pub len: usize,
 }
 
 /// `out = x / sqrt(mean(x²) + eps) · w`, row by row.
@@ -223,15 +250,15 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Cosines and sines of position `p`, pair `i`: angle `p · base^(−2i/d)`, the frequency and the angle
-/// rounded to f32 as Hugging Face computes them.
-fn rope_tables(t: usize, d: usize, base: f32) -> (Vec<f32>, Vec<f32>) {
+/// Cosines and sines of positions `start .. start + t`, pair `i`: angle `p · base^(−2i/d)`, the
+/// frequency and the angle rounded to f32 as Hugging Face computes them.
+fn rope_tables(start: usize, t: usize, d: usize, base: f32) -> (Vec<f32>, Vec<f32>) {
     let half = d / 2;
     let (mut cos, mut sin) = (vec![0f32; t * half], vec![0f32; t * half]);
     for i in 0..half {
         let freq = 1.0 / base.powf((2 * i) as f32 / d as f32);
         for p in 0..t {
-            let a = (p as f32 * freq) as f64;
+            let a = ((start + p) as f32 * freq) as f64;
             cos[p * half + i] = a.cos() as f32;
             sin[p * half + i] = a.sin() as f32;
         }
@@ -254,33 +281,38 @@ fn rotate(x: &mut [f32], heads: usize, d: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
-/// Causal attention of one sequence: each query head `h` reads key/value head `h / (heads / kv_heads)`.
-fn causal_attention(q: &[f32], k: &[f32], v: &[f32], t: usize, c: &LlamaConfig, out: &mut [f32]) {
+/// Causal attention of `t` new positions (from `start`) over the `start + t` cached keys and values:
+/// each query head `h` reads key/value head `h / (heads / kv_heads)`.
+fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: &LlamaConfig, out: &mut [f32]) {
     let (d, group) = (c.head_dim, c.heads / c.kv_heads);
     let (hw, kvw) = (c.heads * d, c.kv_heads * d);
+    let n = start + t;
     let scale = 1.0 / (d as f32).sqrt();
     let table = pare_kernels::dispatch::table();
-    let mut scores = vec![0f32; t * t];
-    let mut kh = vec![0f32; t * d];
-    let mut vh = vec![0f32; t * d];
+    let mut scores = vec![0f32; t * n];
+    let mut kh = vec![0f32; n * d];
+    let mut vh = vec![0f32; n * d];
     let mut qh = vec![0f32; t * d];
     let mut oh = vec![0f32; t * d];
     for head in 0..c.heads {
         let g = head / group;
         for p in 0..t {
             qh[p * d..(p + 1) * d].copy_from_slice(&q[p * hw + head * d..p * hw + (head + 1) * d]);
+        }
+        for p in 0..n {
             kh[p * d..(p + 1) * d].copy_from_slice(&k[p * kvw + g * d..p * kvw + (g + 1) * d]);
             vh[p * d..(p + 1) * d].copy_from_slice(&v[p * kvw + g * d..p * kvw + (g + 1) * d]);
         }
-        let kp = pare_kernels::PackedF32::from_rows(&kh, t, d);
+        let kp = pare_kernels::PackedF32::from_rows(&kh, n, d);
         let epi = pare_kernels::Epilogue { alpha: scale, ..Default::default() };
-        pare_kernels::gemm_f32(&qh, d, t, &kp, &mut scores, t, &epi);
-        for (p, row) in scores.chunks_exact_mut(t).enumerate() {
-            pare_kernels::norm::softmax_with(table, &mut row[..=p], None);
-            row[p + 1..].fill(0.0);
+        pare_kernels::gemm_f32(&qh, d, t, &kp, &mut scores, n, &epi);
+        for (p, row) in scores.chunks_exact_mut(n).enumerate() {
+            let seen = start + p + 1;
+            pare_kernels::norm::softmax_with(table, &mut row[..seen], None);
+            row[seen..].fill(0.0);
         }
-        let vp = pare_kernels::PackedF32::from_cols(&vh, t, d);
-        pare_kernels::gemm_f32(&scores, t, t, &vp, &mut oh, d, &Default::default());
+        let vp = pare_kernels::PackedF32::from_cols(&vh, n, d);
+        pare_kernels::gemm_f32(&scores, n, t, &vp, &mut oh, d, &Default::default());
         for p in 0..t {
             out[p * hw + head * d..p * hw + (head + 1) * d].copy_from_slice(&oh[p * d..(p + 1) * d]);
         }

@@ -4,7 +4,7 @@
 
 use pare_formats::gguf::GgufFile;
 use pare_formats::tokenizer::TextTokenizer;
-use pare_models::llama::Llama;
+use pare_models::llama::{KvCache, Llama};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -51,6 +51,17 @@ fn float_path_matches_the_pytorch_fixture() {
         assert_eq!(&order[..10], &want[..], "top-10 at the last position of {:?}", rec["text"]);
     }
     let greedy_share = same_greedy as f64 / positions as f64;
+    // Decoding with the KV cache: prefill all but the last token, then one step, equals one full pass.
+    let ids: Vec<u32> =
+        r["records"][0]["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let full = model.logits(&ids).unwrap();
+    let mut cache = KvCache::default();
+    model.forward(&ids[..ids.len() - 1], &mut cache, false).unwrap();
+    let step = model.forward(&ids[ids.len() - 1..], &mut cache, false).unwrap();
+    let last = &full[(ids.len() - 1) * vocab..];
+    let diff = step.iter().zip(last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-3, "cached decoding differs from the full pass by {diff}");
+    assert_eq!(cache.len, ids.len());
     // Perplexity: the fixture's protocol.
     let text: String =
         std::fs::read_to_string(fixtures().join("kjv-genesis.txt")).unwrap().chars().take(100_000).collect();
