@@ -42,6 +42,12 @@ pub struct Table {
     pub softmax_name: &'static str,
     pub(crate) dot_f64: crate::blas::DotF64Kernel,
     pub(crate) axpy_f64: crate::blas::AxpyF64Kernel,
+    pub(crate) dequant_blocks: crate::qblock::DequantBlocksKernel,
+    /// Name of the block dequantizer.
+    pub dequant_blocks_name: &'static str,
+    pub(crate) gemv_blocks: crate::qblock::GemvBlocksKernel,
+    /// Name of the block-weight row kernel.
+    pub gemv_blocks_name: &'static str,
 }
 
 impl std::fmt::Debug for Table {
@@ -83,6 +89,10 @@ impl Table {
             softmax_name: "softmax_f32_ref_scalar",
             dot_f64: reference::dot_f64,
             axpy_f64: reference::axpy_f64,
+            dequant_blocks: reference::dequant_blocks_kernel,
+            dequant_blocks_name: "dequant_qblocks_ref_scalar",
+            gemv_blocks: reference::gemv_blocks_kernel,
+            gemv_blocks_name: "gemv_qblocks_f32_ref_scalar",
         }
     }
 

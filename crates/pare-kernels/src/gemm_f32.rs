@@ -154,6 +154,12 @@ pub(crate) struct BView<'a> {
 }
 
 impl<'a> BView<'a> {
+    /// One packed panel set: `data` holds `n.div_ceil(NR)` panels of `k` rows of [`NR`] floats.
+    pub fn packed(data: &'a [f32], k: usize, n: usize) -> Self {
+        assert!(data.len() >= n.div_ceil(NR) * k * NR, "packed B: slice too short");
+        BView { data, k, n, ld: NR, panel_stride: k * NR }
+    }
+
     /// A row-major `k × n` matrix with row stride `ld`, read in place.
     pub fn strided(data: &'a [f32], k: usize, n: usize, ld: usize) -> Self {
         assert!(n.is_multiple_of(NR), "a strided B needs n ({n}) to be a multiple of {NR}");

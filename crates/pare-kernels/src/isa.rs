@@ -82,7 +82,7 @@ pub fn detected() -> Isa {
 #[cfg(target_arch = "x86_64")]
 fn has(tier: Isa) -> bool {
     use std::arch::is_x86_feature_detected as f;
-    let avx2 = f!("avx2") && f!("fma");
+    let avx2 = f!("avx2") && f!("fma") && f!("f16c");
     let avx512 = avx2 && f!("avx512f") && f!("avx512bw") && f!("avx512dq") && f!("avx512vl");
     match tier {
         Isa::Scalar => true,

@@ -229,3 +229,61 @@ pub fn axpy_f64(y: &mut [f64], alpha: f64, x: &[f64]) {
         *y += alpha * x;
     }
 }
+
+/// Reference dequantization of one block: llama.cpp's definition, the scale (and minimum) converted
+/// from f16, then `d · q` (plus `m`) rounded as two operations.
+pub fn dequantize_block(ty: crate::qblock::BlockType, b: &[u8], out: &mut [f32]) {
+    use crate::qblock::{BlockType, f16_to_f32};
+    let d = f16_to_f32([b[0], b[1]]);
+    match ty {
+        BlockType::Q4_0 => {
+            for j in 0..16 {
+                out[j] = d * ((b[2 + j] & 0x0f) as i32 - 8) as f32;
+                out[j + 16] = d * ((b[2 + j] >> 4) as i32 - 8) as f32;
+            }
+        }
+        BlockType::Q4_1 => {
+            let m = f16_to_f32([b[2], b[3]]);
+            for j in 0..16 {
+                out[j] = d * (b[4 + j] & 0x0f) as f32 + m;
+                out[j + 16] = d * (b[4 + j] >> 4) as f32 + m;
+            }
+        }
+        BlockType::Q8_0 => {
+            for j in 0..32 {
+                out[j] = d * (b[2 + j] as i8) as f32;
+            }
+        }
+    }
+}
+
+/// Reference dequantization of whole blocks.
+///
+/// # Safety
+/// As [`crate::qblock::DequantBlocksKernel`] (safe here: everything is checked).
+pub(crate) unsafe fn dequant_blocks_kernel(ty: crate::qblock::BlockType, src: &[u8], out: &mut [f32]) {
+    let bb = ty.block_bytes();
+    assert_eq!(src.len(), out.len() / crate::qblock::QK * bb);
+    for (b, o) in src.chunks_exact(bb).zip(out.chunks_exact_mut(crate::qblock::QK)) {
+        dequantize_block(ty, b, o);
+    }
+}
+
+/// Reference block product: each stored row dequantized, then dotted with every token in f32.
+///
+/// # Safety
+/// As [`crate::qblock::GemvBlocksKernel`].
+pub(crate) unsafe fn gemv_blocks_kernel(args: &crate::qblock::BlockGemvArgs<'_>, rows: Range<usize>) {
+    let k = args.w.k();
+    let mut wrow = vec![0f32; k];
+    for j in rows {
+        // SAFETY: the row's bytes are whole blocks of its type.
+        unsafe { dequant_blocks_kernel(args.w.ty(), args.w.row(j), &mut wrow) };
+        for i in 0..args.m {
+            let x = &args.a[i * args.lda..i * args.lda + k];
+            let acc: f32 = x.iter().zip(&wrow).map(|(a, b)| a * b).sum();
+            // SAFETY: column j of row i of C is this call's (rows are disjoint between callers).
+            unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(acc, i, j) };
+        }
+    }
+}

@@ -918,3 +918,204 @@ fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
         *y += alpha * x;
     }
 }
+
+/// One block of 32 weights widened to f32 in four vectors of 8, with exactly the reference's
+/// rounding.
+trait Block256 {
+    const BYTES: usize;
+    /// # Safety
+    /// `p` points at one whole block; the CPU has AVX2, FMA and F16C.
+    unsafe fn load(p: *const u8) -> [__m256; 4];
+}
+
+/// The f16 at `p` converted and broadcast.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn half256(p: *const u8) -> __m256 {
+    // SAFETY: the caller's block holds two bytes at p.
+    let h = unsafe { (p as *const u16).read_unaligned() };
+    _mm256_cvtph_ps(_mm_set1_epi16(h as i16))
+}
+
+/// 16 bytes as two sets of 8 widened to i32: signed when `SIGNED`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn widen16<const SIGNED: bool>(v: __m128i) -> [__m256; 2] {
+    let hi = _mm_unpackhi_epi64(v, v);
+    if SIGNED {
+        [_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))]
+    } else {
+        [_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi))]
+    }
+}
+
+/// Low and high nibbles of the 16 bytes at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibbles(p: *const u8) -> (__m128i, __m128i) {
+    // SAFETY: the caller's block holds 16 bytes of nibbles at p.
+    let qs = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let m4 = _mm_set1_epi8(0x0f);
+    (_mm_and_si128(qs, m4), _mm_and_si128(_mm_srli_epi16::<4>(qs), m4))
+}
+
+struct Q40;
+struct Q41;
+struct Q80;
+
+impl Block256 for Q40 {
+    const BYTES: usize = 18;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q4_0 block: d at 0, nibbles at 2.
+        let (d, (lo, hi)) = unsafe { (half256(p), nibbles(p.add(2))) };
+        let eight = _mm_set1_epi8(8);
+        let [a, b] = widen16::<true>(_mm_sub_epi8(lo, eight));
+        let [c, e] = widen16::<true>(_mm_sub_epi8(hi, eight));
+        [_mm256_mul_ps(a, d), _mm256_mul_ps(b, d), _mm256_mul_ps(c, d), _mm256_mul_ps(e, d)]
+    }
+}
+
+impl Block256 for Q41 {
+    const BYTES: usize = 20;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q4_1 block: d at 0, m at 2, nibbles at 4.
+        let (d, m, (lo, hi)) = unsafe { (half256(p), half256(p.add(2)), nibbles(p.add(4))) };
+        let [a, b] = widen16::<false>(lo);
+        let [c, e] = widen16::<false>(hi);
+        let f = |v| _mm256_add_ps(_mm256_mul_ps(v, d), m);
+        [f(a), f(b), f(c), f(e)]
+    }
+}
+
+impl Block256 for Q80 {
+    const BYTES: usize = 34;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q8_0 block: d at 0, 32 quants at 2.
+        let (d, lo, hi) = unsafe {
+            (half256(p), _mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i))
+        };
+        let [a, b] = widen16::<true>(lo);
+        let [c, e] = widen16::<true>(hi);
+        [_mm256_mul_ps(a, d), _mm256_mul_ps(b, d), _mm256_mul_ps(c, d), _mm256_mul_ps(e, d)]
+    }
+}
+
+/// Dequantizes whole blocks, 32 weights per step.
+///
+/// # Safety
+/// As [`crate::qblock::DequantBlocksKernel`]; installed only when the CPU has AVX2, FMA and F16C.
+pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], out: &mut [f32]) {
+    use crate::qblock::BlockType::*;
+    assert_eq!(src.len(), out.len() / 32 * ty.block_bytes());
+    // SAFETY: sizes checked; the CPU has the features of this tier.
+    unsafe {
+        match ty {
+            Q4_0 => dequant_typed::<Q40>(src, out),
+            Q4_1 => dequant_typed::<Q41>(src, out),
+            Q8_0 => dequant_typed::<Q80>(src, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dequant_typed<B: Block256>(src: &[u8], out: &mut [f32]) {
+    for (b, o) in (0..out.len() / 32).zip(out.chunks_exact_mut(32)) {
+        // SAFETY: block b lies inside src (sizes checked); o holds 32 floats.
+        unsafe {
+            let w = B::load(src.as_ptr().add(b * B::BYTES));
+            for (q, v) in w.into_iter().enumerate() {
+                _mm256_storeu_ps(o.as_mut_ptr().add(8 * q), v);
+            }
+        }
+    }
+}
+
+/// Block-weight product for up to 2 tokens and 2 rows at a time.
+///
+/// # Safety
+/// As [`crate::qblock::GemvBlocksKernel`]; installed only when the CPU has AVX2, FMA and F16C.
+pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: Range<usize>) {
+    use crate::qblock::BlockType::*;
+    assert!(rows.end <= args.w.n());
+    // SAFETY: the caller's contract; the CPU has this tier's features.
+    unsafe {
+        match args.w.ty() {
+            Q4_0 => gemv_typed::<Q40>(args, rows),
+            Q4_1 => gemv_typed::<Q41>(args, rows),
+            Q8_0 => gemv_typed::<Q80>(args, rows),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemv_typed<B: Block256>(args: &crate::qblock::BlockGemvArgs<'_>, rows: Range<usize>) {
+    let mut i0 = 0;
+    while i0 < args.m {
+        let t = (args.m - i0).min(2);
+        let mut j = rows.start;
+        // SAFETY (all tiles): rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
+        while j + 2 <= rows.end {
+            unsafe {
+                match t {
+                    1 => gemv_tile::<B, 2, 1>(args, j, i0),
+                    _ => gemv_tile::<B, 2, 2>(args, j, i0),
+                }
+            }
+            j += 2;
+        }
+        if j < rows.end {
+            unsafe {
+                match t {
+                    1 => gemv_tile::<B, 1, 1>(args, j, i0),
+                    _ => gemv_tile::<B, 1, 2>(args, j, i0),
+                }
+            }
+        }
+        i0 += t;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
+    args: &crate::qblock::BlockGemvArgs<'_>,
+    j: usize,
+    i0: usize,
+) {
+    let nb = args.w.k() / 32;
+    let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
+    let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
+    // SAFETY: token rows i0..i0+T lie inside A (checked shapes).
+    let x: [*const f32; T] = std::array::from_fn(|t| unsafe { args.a.as_ptr().add((i0 + t) * args.lda) });
+    for b in 0..nb {
+        for r in 0..R {
+            // SAFETY: block b of row j + r; floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
+            unsafe {
+                let wv = B::load(w[r].add(b * B::BYTES));
+                for t in 0..T {
+                    for (q, &v) in wv.iter().enumerate() {
+                        let xv = _mm256_loadu_ps(x[t].add(b * 32 + 8 * q));
+                        acc[r][t][q & 1] = _mm256_fmadd_ps(v, xv, acc[r][t][q & 1]);
+                    }
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for t in 0..T {
+            let v = _mm256_add_ps(acc[r][t][0], acc[r][t][1]);
+            let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+            let (i, jj) = (i0 + t, j + r);
+            // SAFETY: element (i, jj) of C is this call's.
+            unsafe { *args.c.get().add(i * args.ldc + jj) = args.epi.apply(s, i, jj) };
+        }
+    }
+}

@@ -45,6 +45,10 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.untranspose_f32 = avx2::untranspose_f32;
         t.dot_f64 = avx2::dot_f64;
         t.axpy_f64 = avx2::axpy_f64;
+        t.dequant_blocks = avx2::dequant_blocks;
+        t.dequant_blocks_name = "dequant_qblocks_avx2";
+        t.gemv_blocks = avx2::gemv_blocks;
+        t.gemv_blocks_name = "gemv_qblocks_f32_2x2_avx2";
     }
     if tier(Isa::AvxVnni) {
         t.gemm_u8s8 = avxvnni::gemm_u8s8;
@@ -72,6 +76,10 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.dot_f64 = avx512::dot_f64;
         t.axpy_f64 = avx512::axpy_f64;
         t.quantize_row_name = "quantize_u8_avx512";
+        t.dequant_blocks = avx512::dequant_blocks;
+        t.dequant_blocks_name = "dequant_qblocks_avx512";
+        t.gemv_blocks = avx512::gemv_blocks;
+        t.gemv_blocks_name = "gemv_qblocks_f32_2x4_avx512";
     }
     if tier(Isa::Vnni) {
         t.gemm_u8s8 = vnni::gemm_u8s8;

@@ -1,0 +1,338 @@
+//! Block-quantized weights in llama.cpp's layouts (as GGUF stores them), multiplied by float
+//! activations without ever holding the float matrix:
+//!
+//! - few tokens (decode): every stored row is dotted with the activations block by block, each block
+//!   widened to f32 in registers ([`GemvBlocksKernel`]);
+//! - many tokens (prefill): 32 rows at a time are dequantized into one packed panel and the f32 GEMM
+//!   kernel runs on it, so the dequantization is paid once per weight and amortized over the tokens.
+//!
+//! Activations stay in f32: the products are those of the dequantized float model, up to summation
+//! order.
+
+use crate::aligned::AlignedVec;
+use crate::dispatch;
+use crate::gemm_f32::{BView, Epilogue, GemmF32Args, NR};
+use crate::par::{self, SendPtr};
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Weights per block, in every type here.
+pub const QK: usize = 32;
+
+/// A block-quantized weight type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum BlockType {
+    /// `w = d · (q − 8)`, 4-bit `q`: 4.5 bits per weight ([`BlockQ4_0`]).
+    Q4_0,
+    /// `w = d · q + m`, 4-bit `q`: 5 bits per weight ([`BlockQ4_1`]).
+    Q4_1,
+    /// `w = d · q`, 8-bit signed `q`: 8.5 bits per weight ([`BlockQ8_0`]).
+    Q8_0,
+}
+
+impl BlockType {
+    /// Every type, in the order above.
+    pub const ALL: [BlockType; 3] = [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0];
+
+    /// Bytes of one block of [`QK`] weights.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            BlockType::Q4_0 => size_of::<BlockQ4_0>(),
+            BlockType::Q4_1 => size_of::<BlockQ4_1>(),
+            BlockType::Q8_0 => size_of::<BlockQ8_0>(),
+        }
+    }
+
+    /// Storage bits per weight.
+    pub fn bits_per_weight(self) -> f64 {
+        (self.block_bytes() * 8) as f64 / QK as f64
+    }
+
+    /// llama.cpp's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockType::Q4_0 => "Q4_0",
+            BlockType::Q4_1 => "Q4_1",
+            BlockType::Q8_0 => "Q8_0",
+        }
+    }
+}
+
+/// `Q4_0` block, 4.5 bits per weight: f16 scale `d`; `qs[j]` holds weight `j` in its low nibble and
+/// weight `j + 16` in its high nibble; `w = d · (q − 8)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ4_0 {
+    /// Scale, f16 little-endian.
+    pub d: [u8; 2],
+    /// Nibbles.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockQ4_0>() == 18);
+
+/// `Q4_1` block, 5 bits per weight: f16 scale `d` and minimum `m`; nibbles as [`BlockQ4_0`];
+/// `w = d · q + m`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ4_1 {
+    /// Scale, f16 little-endian.
+    pub d: [u8; 2],
+    /// Minimum, f16 little-endian.
+    pub m: [u8; 2],
+    /// Nibbles.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockQ4_1>() == 20);
+
+/// `Q8_0` block, 8.5 bits per weight: f16 scale `d`, 32 signed bytes; `w = d · q`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8_0 {
+    /// Scale, f16 little-endian.
+    pub d: [u8; 2],
+    /// Quants.
+    pub qs: [i8; 32],
+}
+const _: () = assert!(size_of::<BlockQ8_0>() == 34);
+
+/// `n` rows of `k` weights (`k` a multiple of [`QK`]), each row `k / 32` consecutive blocks: a GGUF
+/// tensor of shape `[k, n]` as stored.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockRows<'a> {
+    ty: BlockType,
+    data: &'a [u8],
+    n: usize,
+    k: usize,
+}
+
+impl<'a> BlockRows<'a> {
+    /// Checks that `data` holds exactly `n` rows of `k` weights of type `ty`.
+    pub fn new(ty: BlockType, data: &'a [u8], n: usize, k: usize) -> Result<Self, String> {
+        if !k.is_multiple_of(QK) {
+            return Err(format!("{} rows of {k} weights: not a multiple of the block of {QK}", ty.name()));
+        }
+        let want = n * (k / QK) * ty.block_bytes();
+        if data.len() != want {
+            return Err(format!("{} {n}×{k}: {} bytes, expected {want}", ty.name(), data.len()));
+        }
+        Ok(BlockRows { ty, data, n, k })
+    }
+
+    /// The block type.
+    pub fn ty(&self) -> BlockType {
+        self.ty
+    }
+
+    /// Rows (output features).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Weights per row (input features).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.k / QK * self.ty.block_bytes()
+    }
+
+    /// The stored bytes of row `j`.
+    pub fn row(&self, j: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[j * rb..(j + 1) * rb]
+    }
+
+    /// The stored bytes of rows `rows`.
+    pub fn rows(&self, rows: Range<usize>) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[rows.start * rb..rows.end * rb]
+    }
+}
+
+/// Dequantizes whole blocks: `src` holds `out.len() / 32` blocks of type `ty`.
+///
+/// # Safety
+/// The CPU has the features of the tier that provided the kernel; `src.len()` is
+/// `out.len() / 32 · ty.block_bytes()` and `out.len()` a multiple of 32.
+pub(crate) type DequantBlocksKernel = unsafe fn(ty: BlockType, src: &[u8], out: &mut [f32]);
+
+/// One block-weight product as the per-ISA row kernels see it: `c[i][j] = epi(Σ_k a[i][k] · w[j][k])`
+/// for `i < m`. `c` is raw because threads write disjoint columns of it concurrently.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockGemvArgs<'a> {
+    pub a: &'a [f32],
+    pub lda: usize,
+    pub m: usize,
+    pub w: BlockRows<'a>,
+    pub c: SendPtr<f32>,
+    pub ldc: usize,
+    pub epi: Epilogue<'a>,
+}
+
+/// A per-ISA row kernel: computes columns `rows` of `C` for all `m` tokens.
+///
+/// # Safety
+/// `args` passed [`check`], `rows ⊆ 0..n`; concurrent calls on the same `C` get disjoint `rows`.
+pub(crate) type GemvBlocksKernel = unsafe fn(args: &BlockGemvArgs<'_>, rows: Range<usize>);
+
+/// Up to this many tokens the row kernel runs; above it, dequantized panels and the f32 GEMM.
+pub const GEMV_MAX_TOKENS: usize = 4;
+
+/// f16 (IEEE binary16, little-endian bytes) to f32, exactly.
+#[inline]
+pub fn f16_to_f32(b: [u8; 2]) -> f32 {
+    let h = u16::from_le_bytes(b) as u32;
+    let sign = (h & 0x8000) << 16;
+    let exp = (h >> 10) & 0x1f;
+    let man = h & 0x3ff;
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // Subnormal: normalise the mantissa.
+            let shift = man.leading_zeros() - 21;
+            let man = (man << shift) & 0x3ff;
+            sign | ((113 - shift) << 23) | (man << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn check(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &[f32], ldc: usize, epi: &Epilogue) {
+    let (k, n) = (w.k(), w.n());
+    assert!(lda >= k && ldc >= n, "gemm_blocks: strides lda={lda} ldc={ldc} smaller than k={k} n={n}");
+    if m > 0 {
+        assert!(a.len() >= (m - 1) * lda + k, "gemm_blocks: A holds {} values, needs {m}×{k}", a.len());
+        assert!(c.len() >= (m - 1) * ldc + n, "gemm_blocks: C holds {} values, needs {m}×{n}", c.len());
+        if let Some((r, ld)) = epi.residual {
+            assert!(ld >= n && r.len() >= (m - 1) * ld + n, "gemm_blocks: residual too short");
+        }
+        if let Some(r) = epi.row_scale {
+            assert!(r.len() >= m, "gemm_blocks: row_scale too short");
+        }
+    }
+    if let Some(bias) = epi.bias {
+        assert_eq!(bias.len(), n, "gemm_blocks: bias has {} values for n={n}", bias.len());
+    }
+}
+
+/// Dequantizes `src` (whole blocks of `ty`) into `out` with the dispatched kernel.
+pub fn dequantize_blocks(ty: BlockType, src: &[u8], out: &mut [f32]) {
+    assert!(out.len().is_multiple_of(QK) && src.len() == out.len() / QK * ty.block_bytes(), "dequantize_blocks: sizes");
+    // SAFETY: sizes checked; the table only holds kernels of tiers this CPU has.
+    unsafe { (dispatch::table().dequant_blocks)(ty, src, out) }
+}
+
+struct PanelScratch {
+    rows: Vec<f32>,
+    panel: AlignedVec<f32>,
+}
+
+thread_local! {
+    static PANEL: RefCell<PanelScratch> =
+        RefCell::new(PanelScratch { rows: Vec::new(), panel: AlignedVec::zeroed(0) });
+}
+
+/// `C = act(alpha · A·Wᵀ + bias) + residual` for a block-quantized `W` (`n × k`) and row-major f32
+/// `A` (`m × k`), on the current pool with the dispatched kernels: the row kernel up to
+/// [`GEMV_MAX_TOKENS`] tokens, dequantized panels and the f32 GEMM above.
+pub fn gemm_blocks_f32(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    check(a, lda, m, w, c, ldc, epi);
+    if m == 0 || w.n() == 0 {
+        return;
+    }
+    let table = dispatch::table();
+    if m <= GEMV_MAX_TOKENS {
+        let args = BlockGemvArgs { a, lda, m, w: *w, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+        let kernel = table.gemv_blocks;
+        // Pairs of rows per task unit: the kernels interleave two rows.
+        par::for_each_chunk(w.n().div_ceil(2), |pairs| {
+            let rows = pairs.start * 2..(pairs.end * 2).min(w.n());
+            // SAFETY: shapes checked; the chunks are disjoint ranges of rows, i.e. of C's columns.
+            unsafe { kernel(&args, rows) }
+        });
+        return;
+    }
+    let (n, k) = (w.n(), w.k());
+    let cp = SendPtr(c.as_mut_ptr());
+    par::for_each_chunk(n.div_ceil(NR), |panels| {
+        PANEL.with(|s| {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            s.rows.resize(NR * k, 0.0);
+            if s.panel.len() != NR * k {
+                s.panel = AlignedVec::zeroed(NR * k);
+            }
+            for p in panels {
+                let j0 = p * NR;
+                let width = NR.min(n - j0);
+                let dst = &mut s.rows[..width * k];
+                // SAFETY: the row bytes of `width` rows are exactly `width · k / 32` blocks.
+                unsafe { (table.dequant_blocks)(w.ty(), w.rows(j0..j0 + width), dst) };
+                s.rows[width * k..].fill(0.0);
+                // SAFETY: `panel` holds k × 32 floats, all (c, i < 32) written by this thread only.
+                unsafe { (table.transpose_f32)(&s.rows, k, NR, k, s.panel.as_mut_slice().as_mut_ptr(), NR) };
+                let b = BView::packed(&s.panel, k, width);
+                // SAFETY: columns j0.. of C (shifted pointer) belong to this panel only.
+                let cj = SendPtr(unsafe { cp.get().add(j0) });
+                let args = GemmF32Args { a, lda, b, c: cj, ldc, epi: epi.columns(j0) };
+                // SAFETY: one panel of width ≤ 32 over rows 0..m, shapes checked above.
+                unsafe { (table.gemm_f32)(&args, 0..1, 0..m) };
+            }
+        })
+    });
+}
+
+/// Single-threaded product with the kernels of `table` (tests and benchmarks); `panels` forces the
+/// dequantized-panel path whatever `m`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_blocks_f32_with(
+    table: &dispatch::Table,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &BlockRows,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    panels: bool,
+) {
+    check(a, lda, m, w, c, ldc, epi);
+    if m == 0 || w.n() == 0 {
+        return;
+    }
+    let (n, k) = (w.n(), w.k());
+    if !panels {
+        let args = BlockGemvArgs { a, lda, m, w: *w, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+        // SAFETY: shapes checked; one caller covers all rows.
+        unsafe { (table.gemv_blocks)(&args, 0..n) };
+        return;
+    }
+    let mut rows = vec![0f32; NR * k];
+    let mut panel = AlignedVec::<f32>::zeroed(NR * k);
+    for j0 in (0..n).step_by(NR) {
+        let width = NR.min(n - j0);
+        // SAFETY: as in `gemm_blocks_f32`.
+        unsafe { (table.dequant_blocks)(w.ty(), w.rows(j0..j0 + width), &mut rows[..width * k]) };
+        rows[width * k..].fill(0.0);
+        // SAFETY: as in `gemm_blocks_f32`.
+        unsafe { (table.transpose_f32)(&rows, k, NR, k, panel.as_mut_slice().as_mut_ptr(), NR) };
+        let b = BView::packed(&panel, k, width);
+        // SAFETY: column offset j0 < n inside C.
+        let cj = SendPtr(unsafe { c.as_mut_ptr().add(j0) });
+        let args = GemmF32Args { a, lda, b, c: cj, ldc, epi: epi.columns(j0) };
+        // SAFETY: one panel over rows 0..m, shapes checked.
+        unsafe { (table.gemm_f32)(&args, 0..1, 0..m) };
+    }
+}
+
+/// [`dequantize_blocks`] with the kernels of `table` (tests and benchmarks).
+pub fn dequantize_blocks_with(table: &dispatch::Table, ty: BlockType, src: &[u8], out: &mut [f32]) {
+    assert!(out.len().is_multiple_of(QK) && src.len() == out.len() / QK * ty.block_bytes(), "dequantize_blocks: sizes");
+    // SAFETY: sizes checked; tables are only built for tiers this CPU has.
+    unsafe { (table.dequant_blocks)(ty, src, out) }
+}
