@@ -24,12 +24,12 @@ pub struct BenchArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
-    /// Timed runs.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub runs: u32,
-    /// Untimed warm-up runs.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-    pub warmup: u32,
+    /// Timed runs [default: 50 for encoders, 5 for decoders].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub runs: Option<u32>,
+    /// Untimed warm-up runs [default: 5 for encoders, 1 for decoders].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub warmup: Option<u32>,
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -37,6 +37,11 @@ pub struct BenchArgs {
 
 /// Runs `pare bench`.
 pub fn run(a: &BenchArgs) -> Result<()> {
+    let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
+    if let Some(gguf) = common::gguf_path(&path) {
+        return crate::decoder::bench(&gguf, a);
+    }
+    let (runs, warmup) = (a.runs.unwrap_or(50), a.warmup.unwrap_or(5));
     let (dir, enc) = common::load(&a.model)?;
     let (batch, seq) = (a.batch as usize, a.seq as usize);
     let ids = enc.tokenizer.encode_untruncated(&BENCH_TEXT.repeat(64))?;
@@ -54,20 +59,20 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "bench {} · batch {batch} × {seq} tokens · {} threads · {} warm-up + {} runs · kernels {} ({})",
         dir.root.display(),
         a.threads,
-        a.warmup,
-        a.runs,
+        warmup,
+        runs,
         pare_kernels::isa::describe(),
         table.gemm_f32_name
     );
     let mut ws = Workspace::default();
     let stats =
-        time_runs(a.warmup as usize, a.runs as usize, || enc.model.forward(&input, &mut ws).map(|_| ()), |_| {})?;
+        time_runs(warmup as usize, runs as usize, || enc.model.forward(&input, &mut ws).map(|_| ()), |_| {})?;
     let per_s = batch as f64 * 1e3 / stats.median_ms;
     if a.json {
         let v = json!({
             "schema_version": 1,
             "model": dir.root.display().to_string(),
-            "batch": batch, "seq": seq, "threads": a.threads, "runs": stats.runs, "warmup": a.warmup,
+            "batch": batch, "seq": seq, "threads": a.threads, "runs": stats.runs, "warmup": warmup,
             "median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "mean_ms": stats.mean_ms,
             "stddev_ms": stats.stddev_ms, "min_ms": stats.min_ms, "max_ms": stats.max_ms,
             "samples_ms": stats.samples_ms,

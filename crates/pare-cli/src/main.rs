@@ -94,6 +94,9 @@ enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: u16,
     },
+    /// Two decoders (GGUF) over the same text in one pass: both perplexities, mean KL divergence and
+    /// its percentiles, same top token, RMS Δp.
+    Compare(decoder::CompareArgs),
     /// Write any model pare runs as a plain float32 model (weights dequantized and densified).
     Decompress {
         /// Model directory or zoo name.
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
         Command::Generate { model, prompt, tokens, threads } => {
             decoder::generate(&model, &prompt, tokens, threads.into())
         }
+        Command::Compare(args) => decoder::compare(&args),
         Command::Perplexity { model, input, ctx, tokens, threads } => {
             decoder::perplexity(&model, &input, ctx, tokens, threads.into())
         }

@@ -336,3 +336,44 @@ pub fn dequantize_blocks_with(table: &dispatch::Table, ty: BlockType, src: &[u8]
     // SAFETY: sizes checked; tables are only built for tiers this CPU has.
     unsafe { (table.dequant_blocks)(ty, src, out) }
 }
+
+/// Several block-weight products reading the same `A` (query, key and value; gate and up) in one
+/// parallel section when `m` is small: the rows of all outputs, taken in pairs, are shared among the
+/// threads as one range. Above [`GEMV_MAX_TOKENS`], one [`gemm_blocks_f32`] per output.
+pub fn gemm_blocks_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<(BlockRows, &mut [f32], usize, Epilogue)>) {
+    for (w, c, ldc, epi) in &jobs {
+        check(a, lda, m, w, c, *ldc, epi);
+    }
+    if m > GEMV_MAX_TOKENS {
+        for (w, c, ldc, epi) in jobs {
+            gemm_blocks_f32(a, lda, m, &w, c, ldc, &epi);
+        }
+        return;
+    }
+    if m == 0 {
+        return;
+    }
+    let args: Vec<BlockGemvArgs> = jobs
+        .into_iter()
+        .map(|(w, c, ldc, epi)| BlockGemvArgs { a, lda, m, w, c: SendPtr(c.as_mut_ptr()), ldc, epi })
+        .collect();
+    // Pair offsets of each job in the concatenation.
+    let mut starts = Vec::with_capacity(args.len() + 1);
+    let mut total = 0;
+    for g in &args {
+        starts.push(total);
+        total += g.w.n().div_ceil(2);
+    }
+    starts.push(total);
+    let kernel = dispatch::table().gemv_blocks;
+    par::for_each_chunk(total, |pairs| {
+        for (j, g) in args.iter().enumerate() {
+            let (lo, hi) = (pairs.start.max(starts[j]), pairs.end.min(starts[j + 1]));
+            if lo < hi {
+                let rows = (lo - starts[j]) * 2..((hi - starts[j]) * 2).min(g.w.n());
+                // SAFETY: shapes checked; chunks are disjoint pair ranges, so disjoint rows of each output.
+                unsafe { kernel(g, rows) };
+            }
+        }
+    });
+}

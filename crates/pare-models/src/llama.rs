@@ -10,7 +10,7 @@
 //! the rotation here works in that order, which equals Hugging Face's rotate-half on its own order.
 
 use crate::error::{ModelError, Result};
-use crate::weight::{Input, Linear, QuantCache, Weight};
+use crate::weight::{Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
 use pare_kernels::BlockType;
 use pare_kernels::Activation;
@@ -284,9 +284,7 @@ impl Llama {
         for (l, b) in self.blocks.iter().enumerate() {
             rms_norm(&x, &b.attn_norm, c.eps, &mut normed);
             let input = Input::new(&normed, t, h, &qcache);
-            b.q.forward(&input, &mut q, Activation::None, None);
-            b.k.forward(&input, &mut k, Activation::None, None);
-            b.v.forward(&input, &mut v, Activation::None, None);
+            forward_group(&[&b.q, &b.k, &b.v], &input, vec![&mut q, &mut k, &mut v]);
             rotate(&mut q, c.heads, c.head_dim, &cos, &sin);
             rotate(&mut k, c.kv_heads, c.head_dim, &cos, &sin);
             cache.k[l].extend_from_slice(&k);
@@ -297,8 +295,7 @@ impl Llama {
             b.o.forward(&input, &mut x, Activation::None, Some(&residual));
             rms_norm(&x, &b.ffn_norm, c.eps, &mut normed);
             let input = Input::new(&normed, t, h, &qcache);
-            b.gate.forward(&input, &mut gate, Activation::None, None);
-            b.up.forward(&input, &mut up, Activation::None, None);
+            forward_group(&[&b.gate, &b.up], &input, vec![&mut gate, &mut up]);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
@@ -368,9 +365,62 @@ fn rotate(x: &mut [f32], heads: usize, d: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// Up to this many new positions, attention reads the cache in place ([`few_query_attention`]);
+/// above it, each head's keys and values are packed for the GEMM kernel.
+const FEW_QUERIES: usize = 8;
+
+/// Causal attention for a few new positions (decoding), straight from the cache rows: query heads
+/// are shared among the threads; each computes its scores, softmax and weighted sum of values.
+fn few_query_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: &LlamaConfig, out: &mut [f32]) {
+    let (d, group) = (c.head_dim, c.heads / c.kv_heads);
+    let (hw, kvw) = (c.heads * d, c.kv_heads * d);
+    let scale = 1.0 / (d as f32).sqrt();
+    let n = start + t;
+    let table = pare_kernels::dispatch::table();
+    // One task per (position, head), in the order of the output's rows of `d` values.
+    let tasks = t * c.heads;
+    let shared = pare_kernels::par::SharedRows::new(&mut out[..t * hw], tasks, d);
+    pare_kernels::par::for_each_row_block(tasks, 1, true, |block| {
+        let outs = block.rows_mut(&shared);
+        let mut scores = vec![0f32; n];
+        for (task, o) in block.range().zip(outs.chunks_exact_mut(d)) {
+            let (p, head) = (task / c.heads, task % c.heads);
+            let g = head / group;
+            let qh = &q[p * hw + head * d..p * hw + (head + 1) * d];
+            let seen = start + p + 1;
+            for (i, s) in scores[..seen].iter_mut().enumerate() {
+                *s = dot(qh, &k[i * kvw + g * d..i * kvw + (g + 1) * d]) * scale;
+            }
+            pare_kernels::norm::softmax_with(table, &mut scores[..seen], None);
+            o.fill(0.0);
+            for (i, &s) in scores[..seen].iter().enumerate() {
+                for (o, &x) in o.iter_mut().zip(&v[i * kvw + g * d..i * kvw + (g + 1) * d]) {
+                    *o += s * x;
+                }
+            }
+        }
+    });
+}
+
+/// `Σ a·b` in eight interleaved partial sums (so that it vectorizes).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Causal attention of `t` new positions (from `start`) over the `start + t` cached keys and values:
 /// each query head `h` reads key/value head `h / (heads / kv_heads)`.
 fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: &LlamaConfig, out: &mut [f32]) {
+    if t <= FEW_QUERIES {
+        return few_query_attention(q, k, v, start, t, c, out);
+    }
     let (d, group) = (c.head_dim, c.heads / c.kv_heads);
     let (hw, kvw) = (c.heads * d, c.kv_heads * d);
     let n = start + t;

@@ -439,7 +439,18 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
         lins.iter()
             .all(|l| matches!(&l.weight, Weight::Int8 { packed, act, .. } if act == m0 && packed.outliers() == *o0))
     });
-    if all_f32 {
+    let all_blocks = lins.iter().all(|l| matches!(l.weight, Weight::Blocks { .. }));
+    if all_blocks {
+        let jobs = lins
+            .iter()
+            .zip(outs)
+            .map(|(l, o)| {
+                let n = l.out_features();
+                (l.weight.block_rows(), &mut o[..rows * n], n, epi(l))
+            })
+            .collect();
+        pare_kernels::qblock::gemm_blocks_f32_group(x.values(), x.cols, rows, jobs);
+    } else if all_f32 {
         let k = x.cols;
         let jobs = lins
             .iter()

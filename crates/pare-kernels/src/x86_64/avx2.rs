@@ -919,13 +919,32 @@ fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
     }
 }
 
-/// One block of 32 weights widened to f32 in four vectors of 8, with exactly the reference's
-/// rounding.
+/// One block type as the AVX2 kernels read it: quants widened to f32 with offsets removed; the
+/// product with 32 activations is `d · Σ q·x` (+ `m · Σ x` for types with a minimum).
 trait Block256 {
     const BYTES: usize;
+    /// Whether the block has a minimum `m` (f16 at byte 2).
+    const MIN: bool;
     /// # Safety
     /// `p` points at one whole block; the CPU has AVX2, FMA and F16C.
-    unsafe fn load(p: *const u8) -> [__m256; 4];
+    unsafe fn quants(p: *const u8) -> [__m256; 4];
+    /// The block's weights, exactly as the reference dequantizes them.
+    ///
+    /// # Safety
+    /// As [`Block256::quants`].
+    unsafe fn load(p: *const u8) -> [__m256; 4] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let q = Self::quants(p);
+            let d = half256(p);
+            if Self::MIN {
+                let m = half256(p.add(2));
+                q.map(|v| _mm256_add_ps(_mm256_mul_ps(v, d), m))
+            } else {
+                q.map(|v| _mm256_mul_ps(v, d))
+            }
+        }
+    }
 }
 
 /// The f16 at `p` converted and broadcast.
@@ -937,7 +956,7 @@ unsafe fn half256(p: *const u8) -> __m256 {
     _mm256_cvtph_ps(_mm_set1_epi16(h as i16))
 }
 
-/// 16 bytes as two sets of 8 widened to i32: signed when `SIGNED`.
+/// 16 bytes as two sets of 8 widened to i32 and converted: signed when `SIGNED`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn widen16<const SIGNED: bool>(v: __m128i) -> [__m256; 2] {
@@ -965,44 +984,44 @@ struct Q80;
 
 impl Block256 for Q40 {
     const BYTES: usize = 18;
+    const MIN: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> [__m256; 4] {
-        // SAFETY: a Q4_0 block: d at 0, nibbles at 2.
-        let (d, (lo, hi)) = unsafe { (half256(p), nibbles(p.add(2))) };
+    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q4_0 block: nibbles at 2.
+        let (lo, hi) = unsafe { nibbles(p.add(2)) };
         let eight = _mm_set1_epi8(8);
         let [a, b] = widen16::<true>(_mm_sub_epi8(lo, eight));
         let [c, e] = widen16::<true>(_mm_sub_epi8(hi, eight));
-        [_mm256_mul_ps(a, d), _mm256_mul_ps(b, d), _mm256_mul_ps(c, d), _mm256_mul_ps(e, d)]
+        [a, b, c, e]
     }
 }
 
 impl Block256 for Q41 {
     const BYTES: usize = 20;
+    const MIN: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> [__m256; 4] {
-        // SAFETY: a Q4_1 block: d at 0, m at 2, nibbles at 4.
-        let (d, m, (lo, hi)) = unsafe { (half256(p), half256(p.add(2)), nibbles(p.add(4))) };
+    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q4_1 block: nibbles at 4.
+        let (lo, hi) = unsafe { nibbles(p.add(4)) };
         let [a, b] = widen16::<false>(lo);
         let [c, e] = widen16::<false>(hi);
-        let f = |v| _mm256_add_ps(_mm256_mul_ps(v, d), m);
-        [f(a), f(b), f(c), f(e)]
+        [a, b, c, e]
     }
 }
 
 impl Block256 for Q80 {
     const BYTES: usize = 34;
+    const MIN: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> [__m256; 4] {
-        // SAFETY: a Q8_0 block: d at 0, 32 quants at 2.
-        let (d, lo, hi) = unsafe {
-            (half256(p), _mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i))
-        };
+    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q8_0 block: 32 quants at 2.
+        let (lo, hi) = unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
         let [a, b] = widen16::<true>(lo);
         let [c, e] = widen16::<true>(hi);
-        [_mm256_mul_ps(a, d), _mm256_mul_ps(b, d), _mm256_mul_ps(c, d), _mm256_mul_ps(e, d)]
+        [a, b, c, e]
     }
 }
 
@@ -1081,6 +1100,9 @@ unsafe fn gemv_typed<B: Block256>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
     }
 }
 
+/// Bytes ahead of the block being read that each row's stream prefetches.
+const BLOCK_PREFETCH: usize = 4096;
+
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
@@ -1089,19 +1111,31 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
     i0: usize,
 ) {
     let nb = args.w.k() / 32;
-    let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut accm = [[_mm256_setzero_ps(); T]; R];
     let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
     // SAFETY: token rows i0..i0+T lie inside A (checked shapes).
     let x: [*const f32; T] = std::array::from_fn(|t| unsafe { args.a.as_ptr().add((i0 + t) * args.lda) });
     for b in 0..nb {
+        // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
+        let xs: [[__m256; 4]; T] = std::array::from_fn(|t| std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[t].add(b * 32 + 8 * q)) }));
+        let xsum: [__m256; T] = std::array::from_fn(|t| {
+            if B::MIN { _mm256_add_ps(_mm256_add_ps(xs[t][0], xs[t][1]), _mm256_add_ps(xs[t][2], xs[t][3])) } else { xs[t][0] }
+        });
         for r in 0..R {
-            // SAFETY: block b of row j + r; floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
+            // SAFETY: block b of row j + r; the prefetch is a hint and never faults.
             unsafe {
-                let wv = B::load(w[r].add(b * B::BYTES));
+                let p = w[r].add(b * B::BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
+                let q = B::quants(p);
+                let db = half256(p);
                 for t in 0..T {
-                    for (q, &v) in wv.iter().enumerate() {
-                        let xv = _mm256_loadu_ps(x[t].add(b * 32 + 8 * q));
-                        acc[r][t][q & 1] = _mm256_fmadd_ps(v, xv, acc[r][t][q & 1]);
+                    let blk = _mm256_fmadd_ps(q[1], xs[t][1], _mm256_mul_ps(q[0], xs[t][0]));
+                    let blk = _mm256_fmadd_ps(q[2], xs[t][2], blk);
+                    let blk = _mm256_fmadd_ps(q[3], xs[t][3], blk);
+                    acc[r][t] = _mm256_fmadd_ps(blk, db, acc[r][t]);
+                    if B::MIN {
+                        accm[r][t] = _mm256_fmadd_ps(xsum[t], half256(p.add(2)), accm[r][t]);
                     }
                 }
             }
@@ -1109,7 +1143,7 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
     }
     for r in 0..R {
         for t in 0..T {
-            let v = _mm256_add_ps(acc[r][t][0], acc[r][t][1]);
+            let v = if B::MIN { _mm256_add_ps(acc[r][t], accm[r][t]) } else { acc[r][t] };
             let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
             let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));

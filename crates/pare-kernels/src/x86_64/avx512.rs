@@ -828,13 +828,35 @@ fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
     }
 }
 
-/// One block of 32 weights widened to f32 in two vectors (weights 0..16 and 16..32), with exactly
-/// the reference's rounding.
+/// One block type as the AVX-512 kernels read it. The product of a block with 32 activations is
+/// `d · Σ q·x` (+ `m · Σ x` for types with a minimum): the quants are widened to f32, their dot
+/// product with `x` is accumulated per block, and the scales are applied once per block.
 trait Block512 {
     const BYTES: usize;
+    /// Whether the block has a minimum `m` (f16 at byte 2).
+    const MIN: bool;
+    /// The quants of the block at `p` as f32 (weights 0..16, 16..32), offsets removed.
+    ///
     /// # Safety
     /// `p` points at one whole block; the CPU has AVX-512F/BW and F16C.
-    unsafe fn load(p: *const u8) -> (__m512, __m512);
+    unsafe fn quants(p: *const u8) -> (__m512, __m512);
+    /// The block's weights, exactly as the reference dequantizes them.
+    ///
+    /// # Safety
+    /// As [`Block512::quants`].
+    unsafe fn load(p: *const u8) -> (__m512, __m512) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (lo, hi) = Self::quants(p);
+            let d = half512(p);
+            if Self::MIN {
+                let m = half512(p.add(2));
+                (_mm512_add_ps(_mm512_mul_ps(lo, d), m), _mm512_add_ps(_mm512_mul_ps(hi, d), m))
+            } else {
+                (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
+            }
+        }
+    }
 }
 
 /// The f16 at `p` converted and broadcast.
@@ -862,43 +884,41 @@ struct Q80;
 
 impl Block512 for Q40 {
     const BYTES: usize = 18;
+    const MIN: bool = false;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> (__m512, __m512) {
-        // SAFETY: a Q4_0 block: d at 0, nibbles at 2.
-        let (d, (lo, hi)) = unsafe { (half512(p), nibbles(p.add(2))) };
+    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+        // SAFETY: a Q4_0 block: nibbles at 2.
+        let (lo, hi) = unsafe { nibbles(p.add(2)) };
         let eight = _mm_set1_epi8(8);
-        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(lo, eight)));
-        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(hi, eight)));
-        (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
+        (
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(lo, eight))),
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(hi, eight))),
+        )
     }
 }
 
 impl Block512 for Q41 {
     const BYTES: usize = 20;
+    const MIN: bool = true;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> (__m512, __m512) {
-        // SAFETY: a Q4_1 block: d at 0, m at 2, nibbles at 4.
-        let (d, m, (lo, hi)) = unsafe { (half512(p), half512(p.add(2)), nibbles(p.add(4))) };
-        let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
-        let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
-        (_mm512_add_ps(_mm512_mul_ps(lo, d), m), _mm512_add_ps(_mm512_mul_ps(hi, d), m))
+    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+        // SAFETY: a Q4_1 block: nibbles at 4.
+        let (lo, hi) = unsafe { nibbles(p.add(4)) };
+        (_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)))
     }
 }
 
 impl Block512 for Q80 {
     const BYTES: usize = 34;
+    const MIN: bool = false;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> (__m512, __m512) {
-        // SAFETY: a Q8_0 block: d at 0, 32 quants at 2.
-        let (d, lo, hi) = unsafe {
-            (half512(p), _mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i))
-        };
-        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
-        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
-        (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
+    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+        // SAFETY: a Q8_0 block: 32 quants at 2.
+        let (lo, hi) = unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
+        (_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)))
     }
 }
 
@@ -931,8 +951,7 @@ unsafe fn dequant_typed<B: Block512>(src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Block-weight product for up to 4 tokens and 2 rows at a time: each block is widened once per
-/// row and multiplied into every token's accumulators.
+/// Block-weight product for up to 4 tokens and 2 rows at a time.
 ///
 /// # Safety
 /// As [`crate::qblock::GemvBlocksKernel`]; installed only when the CPU has AVX-512F/BW.
@@ -981,6 +1000,9 @@ unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
     }
 }
 
+/// Bytes ahead of the block being read that each row's stream prefetches.
+const BLOCK_PREFETCH: usize = 4096;
+
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 #[inline]
 unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
@@ -989,27 +1011,40 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
     i0: usize,
 ) {
     let nb = args.w.k() / 32;
-    let mut acc = [[[_mm512_setzero_ps(); 2]; T]; R];
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut accm = [[_mm512_setzero_ps(); T]; R];
     let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
     // SAFETY: token rows i0..i0+T lie inside A (checked shapes).
     let x: [*const f32; T] = std::array::from_fn(|t| unsafe { args.a.as_ptr().add((i0 + t) * args.lda) });
     for b in 0..nb {
-        for r in 0..R {
-            // SAFETY: block b of row j + r; floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
-            unsafe {
-                let (w0, w1) = B::load(w[r].add(b * B::BYTES));
-                for t in 0..T {
-                    let x0 = _mm512_loadu_ps(x[t].add(b * 32));
-                    let x1 = _mm512_loadu_ps(x[t].add(b * 32 + 16));
-                    acc[r][t][0] = _mm512_fmadd_ps(w0, x0, acc[r][t][0]);
-                    acc[r][t][1] = _mm512_fmadd_ps(w1, x1, acc[r][t][1]);
+        {
+            // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
+            let xs: [(__m512, __m512); T] =
+                std::array::from_fn(|t| unsafe { (_mm512_loadu_ps(x[t].add(b * 32)), _mm512_loadu_ps(x[t].add(b * 32 + 16))) });
+            let xsum: [__m512; T] = std::array::from_fn(|t| if B::MIN { _mm512_add_ps(xs[t].0, xs[t].1) } else { xs[t].0 });
+            for r in 0..R {
+                // SAFETY: block b of row j + r; the prefetch is a hint and never faults.
+                unsafe {
+                    let p = w[r].add(b * B::BYTES);
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
+                    let (q0, q1) = B::quants(p);
+                    let db = half512(p);
+                    for t in 0..T {
+                        let blk = _mm512_fmadd_ps(q1, xs[t].1, _mm512_mul_ps(q0, xs[t].0));
+                        acc[r][t] = _mm512_fmadd_ps(blk, db, acc[r][t]);
+                        if B::MIN {
+                            let mb = half512(p.add(2));
+                            accm[r][t] = _mm512_fmadd_ps(xsum[t], mb, accm[r][t]);
+                        }
+                    }
                 }
             }
         }
     }
     for r in 0..R {
         for t in 0..T {
-            let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));
+            let v = if B::MIN { _mm512_add_ps(acc[r][t], accm[r][t]) } else { acc[r][t] };
+            let s = _mm512_reduce_add_ps(v);
             let (i, jj) = (i0 + t, j + r);
             // SAFETY: element (i, jj) of C is this call's.
             unsafe { *args.c.get().add(i * args.ldc + jj) = args.epi.apply(s, i, jj) };
