@@ -65,8 +65,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         table.gemm_f32_name
     );
     let mut ws = Workspace::default();
-    let stats =
-        time_runs(warmup as usize, runs as usize, || enc.model.forward(&input, &mut ws).map(|_| ()), |_| {})?;
+    let stats = time_runs(warmup as usize, runs as usize, || enc.model.forward(&input, &mut ws).map(|_| ()), |_| {})?;
     let per_s = batch as f64 * 1e3 / stats.median_ms;
     if a.json {
         let v = json!({

@@ -278,7 +278,10 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     let (bfile, vfile) = (GgufFile::open(&bpath)?, GgufFile::open(&vpath)?);
     let tok = TextTokenizer::from_gguf(&bfile)?;
     let tokens_of = |f: &GgufFile| f.meta("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map(|t| t.len());
-    if tokens_of(&bfile) != tokens_of(&vfile) || TextTokenizer::from_gguf(&vfile)?.encode_untruncated("The vocabulary check.")? != tok.encode_untruncated("The vocabulary check.")? {
+    if tokens_of(&bfile) != tokens_of(&vfile)
+        || TextTokenizer::from_gguf(&vfile)?.encode_untruncated("The vocabulary check.")?
+            != tok.encode_untruncated("The vocabulary check.")?
+    {
         bail!("{} and {} do not share a vocabulary", bpath.display(), vpath.display());
     }
     let base = Llama::load_with(&bfile, a.base_f32)?;
@@ -348,7 +351,11 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
         println!("{v}");
     } else {
         println!("{} predicted tokens ({} tokens, windows of {ctx}) in {secs:.1} s", kld.len(), ids.len());
-        println!("  perplexity  base {ppl_b:.4}   variant {ppl_v:.4}   ratio {:.4} ({:+.2}%)", ppl_v / ppl_b, 100.0 * (ppl_v / ppl_b - 1.0));
+        println!(
+            "  perplexity  base {ppl_b:.4}   variant {ppl_v:.4}   ratio {:.4} ({:+.2}%)",
+            ppl_v / ppl_b,
+            100.0 * (ppl_v / ppl_b - 1.0)
+        );
         println!("  mean KLD    {} ± {}", num(mean), num(sd / n.sqrt()));
         println!(
             "  KLD         median {}  p90 {}  p95 {}  p99 {}  max {}",

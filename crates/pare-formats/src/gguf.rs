@@ -12,9 +12,9 @@
 
 use crate::error::{FormatError, Result};
 use memmap2::Mmap;
-use std::sync::Arc;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The GGML tensor types pare knows (named as llama.cpp names them). Block formats store a fixed number
 /// of values in a fixed number of bytes ([`GgmlType::block`]).

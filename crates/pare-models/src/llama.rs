@@ -12,8 +12,8 @@
 use crate::error::{ModelError, Result};
 use crate::weight::{Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
-use pare_kernels::BlockType;
 use pare_kernels::Activation;
+use pare_kernels::BlockType;
 use std::cell::RefCell;
 
 /// Shape and constants of a Llama model, from the GGUF metadata.
@@ -167,7 +167,10 @@ impl Llama {
                     // The scales are the only floats of a block; the quants are bounded integers.
                     let bytes = f.bytes(t)?;
                     check_block_scales(ty, bytes).map_err(|b| {
-                        ModelError::Input(format!("{}: tensor {name} has a non-finite scale in block {b}", f.path().display()))
+                        ModelError::Input(format!(
+                            "{}: tensor {name} has a non-finite scale in block {b}",
+                            f.path().display()
+                        ))
                     })?;
                     Ok(w)
                 }

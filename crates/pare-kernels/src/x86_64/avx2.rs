@@ -1018,7 +1018,8 @@ impl Block256 for Q80 {
     #[inline]
     unsafe fn quants(p: *const u8) -> [__m256; 4] {
         // SAFETY: a Q8_0 block: 32 quants at 2.
-        let (lo, hi) = unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
+        let (lo, hi) =
+            unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
         let [a, b] = widen16::<true>(lo);
         let [c, e] = widen16::<true>(hi);
         [a, b, c, e]
@@ -1078,8 +1079,8 @@ unsafe fn gemv_typed<B: Block256>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
     while i0 < args.m {
         let t = (args.m - i0).min(2);
         let mut j = rows.start;
-        // SAFETY (all tiles): rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
         while j + 2 <= rows.end {
+            // SAFETY: rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
             unsafe {
                 match t {
                     1 => gemv_tile::<B, 2, 1>(args, j, i0),
@@ -1089,6 +1090,7 @@ unsafe fn gemv_typed<B: Block256>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
             j += 2;
         }
         if j < rows.end {
+            // SAFETY: rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
             unsafe {
                 match t {
                     1 => gemv_tile::<B, 1, 1>(args, j, i0),
@@ -1118,9 +1120,14 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
     let x: [*const f32; T] = std::array::from_fn(|t| unsafe { args.a.as_ptr().add((i0 + t) * args.lda) });
     for b in 0..nb {
         // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
-        let xs: [[__m256; 4]; T] = std::array::from_fn(|t| std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[t].add(b * 32 + 8 * q)) }));
+        let xs: [[__m256; 4]; T] =
+            std::array::from_fn(|t| std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[t].add(b * 32 + 8 * q)) }));
         let xsum: [__m256; T] = std::array::from_fn(|t| {
-            if B::MIN { _mm256_add_ps(_mm256_add_ps(xs[t][0], xs[t][1]), _mm256_add_ps(xs[t][2], xs[t][3])) } else { xs[t][0] }
+            if B::MIN {
+                _mm256_add_ps(_mm256_add_ps(xs[t][0], xs[t][1]), _mm256_add_ps(xs[t][2], xs[t][3]))
+            } else {
+                xs[t][0]
+            }
         });
         for r in 0..R {
             // SAFETY: block b of row j + r; the prefetch is a hint and never faults.

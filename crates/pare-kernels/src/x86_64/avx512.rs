@@ -917,7 +917,8 @@ impl Block512 for Q80 {
     #[inline]
     unsafe fn quants(p: *const u8) -> (__m512, __m512) {
         // SAFETY: a Q8_0 block: 32 quants at 2.
-        let (lo, hi) = unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
+        let (lo, hi) =
+            unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
         (_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)))
     }
 }
@@ -974,8 +975,8 @@ unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
     while i0 < args.m {
         let t = (args.m - i0).min(4);
         let mut j = rows.start;
-        // SAFETY (all tiles): rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
         while j + 2 <= rows.end {
+            // SAFETY: rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
             unsafe {
                 match t {
                     1 => gemv_tile::<B, 2, 1>(args, j, i0),
@@ -987,6 +988,7 @@ unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
             j += 2;
         }
         if j < rows.end {
+            // SAFETY: rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
             unsafe {
                 match t {
                     1 => gemv_tile::<B, 1, 1>(args, j, i0),
@@ -1019,9 +1021,11 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
     for b in 0..nb {
         {
             // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
-            let xs: [(__m512, __m512); T] =
-                std::array::from_fn(|t| unsafe { (_mm512_loadu_ps(x[t].add(b * 32)), _mm512_loadu_ps(x[t].add(b * 32 + 16))) });
-            let xsum: [__m512; T] = std::array::from_fn(|t| if B::MIN { _mm512_add_ps(xs[t].0, xs[t].1) } else { xs[t].0 });
+            let xs: [(__m512, __m512); T] = std::array::from_fn(|t| unsafe {
+                (_mm512_loadu_ps(x[t].add(b * 32)), _mm512_loadu_ps(x[t].add(b * 32 + 16)))
+            });
+            let xsum: [__m512; T] =
+                std::array::from_fn(|t| if B::MIN { _mm512_add_ps(xs[t].0, xs[t].1) } else { xs[t].0 });
             for r in 0..R {
                 // SAFETY: block b of row j + r; the prefetch is a hint and never faults.
                 unsafe {
