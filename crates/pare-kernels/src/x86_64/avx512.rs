@@ -1005,6 +1005,25 @@ unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
 /// Bytes ahead of the block being read that each row's stream prefetches.
 const BLOCK_PREFETCH: usize = 4096;
 
+/// The f16 scales and minima of `cnt ≤ 16` consecutive blocks of `B` from `p`, converted: one
+/// gather of the first four bytes of each block (`d`, then `m`). Cheaper than two broadcasts and
+/// conversions per block for types with a minimum; types with a scale only convert it in place.
+#[target_feature(enable = "avx512f,avx512bw,f16c")]
+#[inline]
+unsafe fn block_scales<B: Block512>(p: *const u8, cnt: usize) -> (__m512, __m512) {
+    let idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(B::BYTES as i32),
+    );
+    let mask: __mmask16 = if cnt >= 16 { 0xffff } else { (1u16 << cnt) - 1 };
+    // SAFETY: lanes below `cnt` read the first four bytes of blocks inside the caller's row; masked
+    // lanes read nothing.
+    let g = unsafe { _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), mask, idx, p as *const i32) };
+    let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    let m = if B::MIN { _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(g))) } else { d };
+    (d, m)
+}
+
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 #[inline]
 unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
@@ -1018,8 +1037,25 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
     let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
     // SAFETY: token rows i0..i0+T lie inside A (checked shapes).
     let x: [*const f32; T] = std::array::from_fn(|t| unsafe { args.a.as_ptr().add((i0 + t) * args.lda) });
-    for b in 0..nb {
-        {
+    #[repr(align(64))]
+    struct Scales([f32; 16]);
+    let mut ds = [Scales([0.0; 16]), Scales([0.0; 16])];
+    let mut ms = [Scales([0.0; 16]), Scales([0.0; 16])];
+    for b0 in (0..nb).step_by(16) {
+        let cnt = 16.min(nb - b0);
+        for r in 0..R {
+            if !B::MIN {
+                break;
+            }
+            // SAFETY: blocks b0..b0 + cnt of row j + r; the stores fill 16 floats.
+            unsafe {
+                let (d, m) = block_scales::<B>(w[r].add(b0 * B::BYTES), cnt);
+                _mm512_store_ps(ds[r].0.as_mut_ptr(), d);
+                _mm512_store_ps(ms[r].0.as_mut_ptr(), m);
+            }
+        }
+        for bb in 0..cnt {
+            let b = b0 + bb;
             // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
             let xs: [(__m512, __m512); T] = std::array::from_fn(|t| unsafe {
                 (_mm512_loadu_ps(x[t].add(b * 32)), _mm512_loadu_ps(x[t].add(b * 32 + 16)))
@@ -1032,13 +1068,13 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
                     let p = w[r].add(b * B::BYTES);
                     _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
                     let (q0, q1) = B::quants(p);
-                    let db = half512(p);
+                    // One scale: converted in place; scale and minimum: from the gathered table.
+                    let db = if B::MIN { _mm512_set1_ps(ds[r].0[bb]) } else { half512(p) };
                     for t in 0..T {
                         let blk = _mm512_fmadd_ps(q1, xs[t].1, _mm512_mul_ps(q0, xs[t].0));
                         acc[r][t] = _mm512_fmadd_ps(blk, db, acc[r][t]);
                         if B::MIN {
-                            let mb = half512(p.add(2));
-                            accm[r][t] = _mm512_fmadd_ps(xsum[t], mb, accm[r][t]);
+                            accm[r][t] = _mm512_fmadd_ps(xsum[t], _mm512_set1_ps(ms[r].0[bb]), accm[r][t]);
                         }
                     }
                 }
