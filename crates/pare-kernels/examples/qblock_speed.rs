@@ -1,35 +1,49 @@
-//! Speed of the block-weight row kernel: one thread, a matrix that stays in L2 and one streamed from
-//! memory, in weights per nanosecond and GB/s of weights read.
+//! Speed of the block-weight row kernels with f32 and with Q8 activations, one thread, one token,
+//! interleaved round by round: a matrix that stays in L2 and one streamed from memory, in weights
+//! per nanosecond (median of 7 rounds).
 use pare_kernels::dispatch::Table;
-use pare_kernels::qblock::{BlockRows, BlockType, gemm_blocks_f32_with};
+use pare_kernels::qblock::{BlockRows, BlockType, Q8Rows, gemm_blocks_f32_with, gemm_blocks_q8_with};
 use pare_kernels::{Epilogue, Isa};
 use std::time::Instant;
 
 fn main() {
-    for isa in [Isa::Avx2, Isa::Avx512] {
+    for isa in [Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Vnni] {
         let Some(t) = Table::for_isa(isa) else { continue };
         for ty in BlockType::ALL {
-            for (n, k, label) in [(1536usize, 576usize, "L2"), (576, 1536, "L2k1536"), (160_000, 576, "memory")] {
+            for (n, k, label) in [(1536usize, 576usize, "L2"), (160_000, 576, "memory")] {
                 let data: Vec<u8> = (0..n * k / 32 * ty.block_bytes()).map(|i| (i * 7 % 251) as u8 & 0x3b).collect();
                 let w = BlockRows::new(ty, &data, n, k).unwrap();
-                let x = vec![0.5f32; k];
+                let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+                let mut q = Q8Rows::default();
+                q.quantize(&x, k, 1, k);
                 let mut y = vec![0f32; n];
-                let reps = if label.starts_with("L2") { 200 } else { 5 };
-                let mut best = f64::MAX;
-                for _ in 0..3 {
+                let reps = if label == "L2" { 100 } else { 3 };
+                let (mut f32s, mut q8s) = (Vec::new(), Vec::new());
+                for _ in 0..7 {
                     let t0 = Instant::now();
                     for _ in 0..reps {
                         gemm_blocks_f32_with(&t, &x, k, 1, &w, &mut y, n, &Epilogue::default(), false);
                     }
-                    best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+                    f32s.push((n * k * reps) as f64 / t0.elapsed().as_secs_f64() / 1e9);
+                    let t0 = Instant::now();
+                    for _ in 0..reps {
+                        gemm_blocks_q8_with(&t, &q, &w, &mut y, n, &Epilogue::default());
+                    }
+                    q8s.push((n * k * reps) as f64 / t0.elapsed().as_secs_f64() / 1e9);
                 }
+                let med = |v: &mut Vec<f64>| {
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                };
+                let (a, b) = (med(&mut f32s), med(&mut q8s));
                 println!(
-                    "{:>6} {} {:>6}: {:.2} weights/ns, {:.1} GB/s",
+                    "{:>8} {} {:>6}: f32 act {a:5.2} w/ns ({}), q8 act {b:5.2} w/ns ({}), {:.2}×",
                     isa.name(),
                     ty.name(),
                     label,
-                    (n * k) as f64 / best / 1e9,
-                    data.len() as f64 / best / 1e9
+                    t.gemv_blocks_name,
+                    t.gemv_blocks_q8_name,
+                    b / a
                 );
             }
         }

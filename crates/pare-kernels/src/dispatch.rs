@@ -48,6 +48,9 @@ pub struct Table {
     pub(crate) gemv_blocks: crate::qblock::GemvBlocksKernel,
     /// Name of the block-weight row kernel.
     pub gemv_blocks_name: &'static str,
+    pub(crate) gemv_blocks_q8: crate::qblock::GemvBlocksQ8Kernel,
+    /// Name of the block-weight × Q8-activation kernel.
+    pub gemv_blocks_q8_name: &'static str,
 }
 
 impl std::fmt::Debug for Table {
@@ -93,6 +96,8 @@ impl Table {
             dequant_blocks_name: "dequant_qblocks_ref_scalar",
             gemv_blocks: reference::gemv_blocks_kernel,
             gemv_blocks_name: "gemv_qblocks_f32_ref_scalar",
+            gemv_blocks_q8: reference::gemv_blocks_q8_kernel,
+            gemv_blocks_q8_name: "gemv_qblocks_q8_ref_scalar",
         }
     }
 

@@ -377,3 +377,140 @@ pub fn gemm_blocks_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<(BlockRo
         }
     });
 }
+
+/// Activations quantized to 8-bit blocks of 32, for integer dot products with block weights (as
+/// llama.cpp's Q8 activations): per block the scale `d = max|x| / 127`, quants `round(x / d)` in
+/// −127..=127, and `d · Σ q` (for the minimum or offset of the weight block).
+#[derive(Clone, Debug, Default)]
+pub struct Q8Rows {
+    /// Quants, `rows × k`.
+    pub q: Vec<i8>,
+    /// Scale per block, `rows × k / 32`.
+    pub d: Vec<f32>,
+    /// `d · Σ q` per block.
+    pub s: Vec<f32>,
+    /// Rows (tokens).
+    pub rows: usize,
+    /// Values per row (a multiple of 32).
+    pub k: usize,
+}
+
+impl Q8Rows {
+    /// Quantizes `m` rows of `k` values (`k` a multiple of 32; row stride `lda`) into `self`.
+    pub fn quantize(&mut self, x: &[f32], lda: usize, m: usize, k: usize) {
+        assert!(k.is_multiple_of(QK), "Q8 activations: {k} values per row is not a multiple of {QK}");
+        assert!(m == 0 || x.len() >= (m - 1) * lda + k, "Q8 activations: input too short");
+        let nb = k / QK;
+        self.q.resize(m * k, 0);
+        self.d.resize(m * nb, 0.0);
+        self.s.resize(m * nb, 0.0);
+        self.rows = m;
+        self.k = k;
+        for i in 0..m {
+            let row = &x[i * lda..i * lda + k];
+            for (b, xb) in row.chunks_exact(QK).enumerate() {
+                let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                let mut sum = 0i32;
+                for (q, &v) in self.q[i * k + b * QK..i * k + (b + 1) * QK].iter_mut().zip(xb) {
+                    *q = (v * id).round() as i8;
+                    sum += *q as i32;
+                }
+                self.d[i * nb + b] = d;
+                self.s[i * nb + b] = d * sum as f32;
+            }
+        }
+    }
+
+    /// Row `i`'s quants, scales and scaled sums.
+    pub fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
+        let nb = self.k / QK;
+        (&self.q[i * self.k..(i + 1) * self.k], &self.d[i * nb..(i + 1) * nb], &self.s[i * nb..(i + 1) * nb])
+    }
+}
+
+/// One block-weight product with Q8 activations, as the per-ISA kernels see it.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockQ8Args<'a> {
+    pub x: &'a Q8Rows,
+    pub w: BlockRows<'a>,
+    pub c: SendPtr<f32>,
+    pub ldc: usize,
+    pub epi: Epilogue<'a>,
+}
+
+/// A per-ISA kernel of block weights × Q8 activations: columns `rows` of `C` for every token.
+///
+/// # Safety
+/// `args` passed [`check_q8`], `rows ⊆ 0..n`; concurrent calls on the same `C` get disjoint `rows`.
+pub(crate) type GemvBlocksQ8Kernel = unsafe fn(args: &BlockQ8Args<'_>, rows: Range<usize>);
+
+fn check_q8(x: &Q8Rows, w: &BlockRows, c: &[f32], ldc: usize, epi: &Epilogue) {
+    let (m, n) = (x.rows, w.n());
+    assert_eq!(x.k, w.k(), "gemm_blocks_q8: activations have {} values, weights {}", x.k, w.k());
+    assert!(ldc >= n, "gemm_blocks_q8: ldc={ldc} smaller than n={n}");
+    if m > 0 {
+        assert!(c.len() >= (m - 1) * ldc + n, "gemm_blocks_q8: C holds {} values, needs {m}×{n}", c.len());
+        if let Some((r, ld)) = epi.residual {
+            assert!(ld >= n && r.len() >= (m - 1) * ld + n, "gemm_blocks_q8: residual too short");
+        }
+        if let Some(r) = epi.row_scale {
+            assert!(r.len() >= m, "gemm_blocks_q8: row_scale too short");
+        }
+    }
+    if let Some(bias) = epi.bias {
+        assert_eq!(bias.len(), n, "gemm_blocks_q8: bias has {} values for n={n}", bias.len());
+    }
+}
+
+/// `C = epi(A·Wᵀ)` with `A` quantized to Q8 blocks: integer dot products per block, scaled in f32.
+/// Rows of `W` (in pairs) are shared among the threads of the current pool.
+pub fn gemm_blocks_q8(x: &Q8Rows, w: &BlockRows, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    gemm_blocks_q8_group(x, vec![(*w, c, ldc, *epi)]);
+}
+
+/// Several [`gemm_blocks_q8`] on the same activations in one parallel section.
+pub fn gemm_blocks_q8_group(x: &Q8Rows, jobs: Vec<(BlockRows, &mut [f32], usize, Epilogue)>) {
+    for (w, c, ldc, epi) in &jobs {
+        check_q8(x, w, c, *ldc, epi);
+    }
+    if x.rows == 0 {
+        return;
+    }
+    let args: Vec<BlockQ8Args> =
+        jobs.into_iter().map(|(w, c, ldc, epi)| BlockQ8Args { x, w, c: SendPtr(c.as_mut_ptr()), ldc, epi }).collect();
+    let mut starts = Vec::with_capacity(args.len() + 1);
+    let mut total = 0;
+    for g in &args {
+        starts.push(total);
+        total += g.w.n().div_ceil(2);
+    }
+    starts.push(total);
+    let kernel = dispatch::table().gemv_blocks_q8;
+    par::for_each_chunk(total, |pairs| {
+        for (j, g) in args.iter().enumerate() {
+            let (lo, hi) = (pairs.start.max(starts[j]), pairs.end.min(starts[j + 1]));
+            if lo < hi {
+                let rows = (lo - starts[j]) * 2..((hi - starts[j]) * 2).min(g.w.n());
+                // SAFETY: shapes checked; chunks are disjoint pair ranges, so disjoint rows of each output.
+                unsafe { kernel(g, rows) };
+            }
+        }
+    });
+}
+
+/// [`gemm_blocks_q8`] on the calling thread with the kernels of `table` (tests and benchmarks).
+pub fn gemm_blocks_q8_with(
+    table: &dispatch::Table,
+    x: &Q8Rows,
+    w: &BlockRows,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+) {
+    check_q8(x, w, c, ldc, epi);
+    let args = BlockQ8Args { x, w: *w, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
+    // SAFETY: shapes checked; one caller covers all rows.
+    unsafe { (table.gemv_blocks_q8)(&args, 0..w.n()) };
+}

@@ -208,3 +208,110 @@ fn wrong_sizes_are_refused() {
     assert!(BlockRows::new(BlockType::Q4_1, &[0u8; 39], 1, 64).is_err());
     assert!(BlockRows::new(BlockType::Q8_0, &[0u8; 68], 2, 32).is_ok());
 }
+
+/// Per-block terms of the Q8-activation product (`d_w · d_x · dot` and the minimum term) in f64, and
+/// the sum of their magnitudes, from the reference dequantization and the quantized activations.
+fn q8_naive(ty: BlockType, x: &qblock::Q8Rows, data: &[u8], n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+    let bb = ty.block_bytes();
+    let (mut c, mut bound) = (vec![0f64; x.rows * n], vec![0f64; x.rows * n]);
+    for i in 0..x.rows {
+        let (xq, xd, _) = x.row(i);
+        for j in 0..n {
+            let row = &data[j * k / QK * bb..(j + 1) * k / QK * bb];
+            let w = dequantized(ty, row);
+            let (mut s, mut abs) = (0f64, 0f64);
+            for b in 0..k / QK {
+                let t: f64 = (0..QK).map(|q| w[b * QK + q] as f64 * xq[b * QK + q] as f64).sum::<f64>() * xd[b] as f64;
+                s += t;
+                abs +=
+                    (0..QK).map(|q| (w[b * QK + q] as f64 * xq[b * QK + q] as f64).abs()).sum::<f64>() * xd[b] as f64;
+            }
+            c[i * n + j] = s;
+            bound[i * n + j] = abs;
+        }
+    }
+    (c, bound)
+}
+
+#[test]
+fn q8_activations_round_to_nearest_per_block() {
+    let mut x = vec![0f32; 64];
+    x[0] = 1.27;
+    x[1] = -0.5;
+    x[2] = 0.004; // 0.4 of a step: rounds to 0
+    x[3] = 0.006; // 0.6 of a step: rounds to 1
+    let mut q = qblock::Q8Rows::default();
+    q.quantize(&x, 64, 1, 64);
+    let (xq, xd, xs) = q.row(0);
+    assert_eq!(&xq[..4], &[127, -50, 0, 1]);
+    assert!((xd[0] - 0.01).abs() < 1e-7 && xd[1] == 0.0, "{xd:?}");
+    assert!((xs[0] - 0.78).abs() < 1e-5 && xs[1] == 0.0, "{xs:?}");
+    assert!(xq[32..].iter().all(|&v| v == 0), "an all-zero block quantizes to zeros");
+}
+
+#[test]
+fn every_tier_matches_the_q8_reference() {
+    for t in tiers() {
+        for ty in BlockType::ALL {
+            let mut seed = 500;
+            for &(m, n, k, sat) in &[
+                (1usize, 1usize, 32usize, false),
+                (1, 2, 64, false),
+                (1, 7, 576, false),
+                (3, 33, 96, false),
+                (4, 65, 1536, false),
+                (2, 5, 4096, true),
+            ] {
+                seed += 1;
+                let a = fill(m * k, seed);
+                let mut x = qblock::Q8Rows::default();
+                x.quantize(&a, k, m, k);
+                if sat {
+                    // Full-range activations against saturated weights: the i16 pair sums at their largest.
+                    x.q.iter_mut().enumerate().for_each(|(i, q)| *q = if i % 3 == 0 { -127 } else { 127 });
+                    for (b, s) in x.s.iter_mut().enumerate() {
+                        *s = x.d[b] * x.q[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum::<i32>() as f32;
+                    }
+                }
+                let data = blocks(ty, n, k, seed + 1, sat);
+                let w = BlockRows::new(ty, &data, n, k).unwrap();
+                let bias = fill(n, seed + 2);
+                let epi = Epilogue::bias(&bias);
+                let (want, bound) = q8_naive(ty, &x, &data, n, k);
+                let mut got = vec![f32::NAN; m * n];
+                qblock::gemm_blocks_q8_with(&t, &x, &w, &mut got, n, &epi);
+                for (idx, g) in got.iter().enumerate() {
+                    let j = idx % n;
+                    let wv = want[idx] + bias[j] as f64;
+                    let tol = dot_tolerance(k, bound[idx] as f32) as f64 * 4.0 + 1e-6 * wv.abs() + 1e-6;
+                    assert!(
+                        (*g as f64 - wv).abs() <= tol,
+                        "{} {} m={m} n={n} k={k} at {idx}: {g} vs {wv} (tol {tol})",
+                        t.gemv_blocks_q8_name,
+                        ty.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q8_product_stays_close_to_the_float_product() {
+    // What quantizing the activations costs on random data: relative error of each output against
+    // the f32 product, measured against the output's scale (not asserted to be zero).
+    let (m, n, k) = (2, 64, 576);
+    let a = fill(m * k, 77);
+    let mut x = qblock::Q8Rows::default();
+    x.quantize(&a, k, m, k);
+    for ty in BlockType::ALL {
+        let data = blocks(ty, n, k, 78, false);
+        let w = BlockRows::new(ty, &data, n, k).unwrap();
+        let (mut f, mut q) = (vec![0f32; m * n], vec![0f32; m * n]);
+        gemm_blocks_f32_with(&Table::reference(), &a, k, m, &w, &mut f, n, &Epilogue::default(), false);
+        qblock::gemm_blocks_q8(&x, &w, &mut q, n, &Epilogue::default());
+        let rms = (f.iter().map(|v| v * v).sum::<f32>() / f.len() as f32).sqrt();
+        let worst = f.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 0.02 * rms, "{}: worst |Δ| {worst} against rms {rms}", ty.name());
+    }
+}

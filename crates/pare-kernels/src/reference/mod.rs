@@ -287,3 +287,42 @@ pub(crate) unsafe fn gemv_blocks_kernel(args: &crate::qblock::BlockGemvArgs<'_>,
         }
     }
 }
+
+/// Reference block weights × Q8 activations: per block the integer dot product of the weight quants
+/// (offset removed: `q − 8` for Q4_0) with the activation quants, then
+/// `d_w · d_x · dot (+ m_w · d_x · Σ q_x for Q4_1)`, summed over blocks in f32.
+///
+/// # Safety
+/// As [`crate::qblock::GemvBlocksQ8Kernel`].
+pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>, rows: Range<usize>) {
+    use crate::qblock::{BlockType, QK, f16_to_f32};
+    let (ty, bb) = (args.w.ty(), args.w.ty().block_bytes());
+    for j in rows {
+        let wrow = args.w.row(j);
+        for i in 0..args.x.rows {
+            let (xq, xd, xs) = args.x.row(i);
+            let mut acc = 0f32;
+            for (b, blk) in wrow.chunks_exact(bb).enumerate() {
+                let xb = &xq[b * QK..(b + 1) * QK];
+                let d = f16_to_f32([blk[0], blk[1]]);
+                let (dot, min) = match ty {
+                    BlockType::Q4_0 => {
+                        let q = |t: usize| {
+                            if t < 16 { (blk[2 + t] & 15) as i32 - 8 } else { (blk[2 + t - 16] >> 4) as i32 - 8 }
+                        };
+                        ((0..QK).map(|t| q(t) * xb[t] as i32).sum::<i32>(), 0.0)
+                    }
+                    BlockType::Q4_1 => {
+                        let q =
+                            |t: usize| if t < 16 { (blk[4 + t] & 15) as i32 } else { (blk[4 + t - 16] >> 4) as i32 };
+                        ((0..QK).map(|t| q(t) * xb[t] as i32).sum::<i32>(), f16_to_f32([blk[2], blk[3]]) * xs[b])
+                    }
+                    BlockType::Q8_0 => ((0..QK).map(|t| (blk[2 + t] as i8) as i32 * xb[t] as i32).sum::<i32>(), 0.0),
+                };
+                acc += d * xd[b] * dot as f32 + min;
+            }
+            // SAFETY: column j of row i of C is this call's (rows are disjoint between callers).
+            unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(acc, i, j) };
+        }
+    }
+}

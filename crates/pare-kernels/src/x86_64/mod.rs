@@ -4,6 +4,7 @@ pub(crate) mod amx;
 mod avx2;
 mod avx512;
 mod avxvnni;
+mod qdot;
 mod vnni;
 
 use crate::dispatch::Table;
@@ -49,10 +50,14 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.dequant_blocks_name = "dequant_qblocks_avx2";
         t.gemv_blocks = avx2::gemv_blocks;
         t.gemv_blocks_name = "gemv_qblocks_f32_2x2_avx2";
+        t.gemv_blocks_q8 = qdot::avx2::gemv_blocks_q8;
+        t.gemv_blocks_q8_name = "gemv_qblocks_q8_2x1_avx2";
     }
     if tier(Isa::AvxVnni) {
         t.gemm_u8s8 = avxvnni::gemm_u8s8;
         t.gemm_u8s8_name = "gemm_u8s8_6x16_avxvnni";
+        t.gemv_blocks_q8 = qdot::avxvnni::gemv_blocks_q8;
+        t.gemv_blocks_q8_name = "gemv_qblocks_q8_2x1_avxvnni";
         t.i8_layout = I8Layout::Quads;
     }
     if tier(Isa::Avx512) {
@@ -84,6 +89,8 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
     if tier(Isa::Vnni) {
         t.gemm_u8s8 = vnni::gemm_u8s8;
         t.gemm_u8s8_name = "gemm_u8s8_8x32_vnni";
+        t.gemv_blocks_q8 = qdot::vnni::gemv_blocks_q8;
+        t.gemv_blocks_q8_name = "gemv_qblocks_q8_2x1_vnni";
         t.i8_layout = I8Layout::Quads;
     }
     if tier(Isa::Amx) {
