@@ -407,3 +407,26 @@ fn malformed_gguf_files() {
     std::fs::write(&bad, &cut).unwrap();
     assert_one_line_error(&pare(&["inspect", s(&bad)]), "truncated");
 }
+
+#[test]
+fn decoder_of_an_unsupported_architecture() {
+    // A valid GGUF header with general.architecture = "gpt2" and nothing else.
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    let key = b"general.architecture";
+    b.extend((key.len() as u64).to_le_bytes());
+    b.extend(key);
+    b.extend(8u32.to_le_bytes());
+    b.extend(4u64.to_le_bytes());
+    b.extend(b"gpt2");
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("m.gguf");
+    std::fs::write(&path, &b).unwrap();
+    for args in [vec!["generate", s(&path), "--prompt", "Hi"], vec!["bench", s(&path)]] {
+        let out = pare(&args);
+        assert_one_line_error(&out, "architecture \"gpt2\"");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("\"llama\""), "names the supported architecture");
+    }
+}
