@@ -38,8 +38,8 @@ pub struct BenchArgs {
 /// Runs `pare bench`.
 pub fn run(a: &BenchArgs) -> Result<()> {
     let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
-    if let Some(gguf) = common::gguf_path(&path) {
-        return crate::decoder::bench(&gguf, a);
+    if crate::decoder::is_decoder(&path) {
+        return crate::decoder::bench(&path, a);
     }
     let (runs, warmup) = (a.runs.unwrap_or(50), a.warmup.unwrap_or(5));
     let (dir, enc) = common::load(&a.model)?;

@@ -26,12 +26,6 @@ pub fn gguf_path(path: &Path) -> Option<PathBuf> {
     (found.next().is_none() && !path.join("config.json").exists()).then_some(first)
 }
 
-/// Resolves a decoder model argument (GGUF file, directory holding one, or zoo name) to its file.
-pub fn gguf_model(spec: &str) -> Result<PathBuf> {
-    let path = zoo::resolve(spec, &mut |m| eprintln!("{m}"))?;
-    gguf_path(&path).ok_or_else(|| anyhow::anyhow!("{}: not a GGUF file nor a directory holding one", path.display()))
-}
-
 /// Loads a model for sentence embedding.
 pub fn load(spec: &str) -> Result<(ModelDir, SentenceEncoder)> {
     let dir = model_dir(spec)?;

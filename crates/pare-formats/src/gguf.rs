@@ -11,6 +11,7 @@
 //! before use, so a corrupt file is an error, never a panic or a huge allocation.
 
 use crate::error::{FormatError, Result};
+pub use crate::source::MappedBytes;
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -497,7 +498,7 @@ impl GgufFile {
     /// A tensor's stored bytes as a handle that keeps the file mapped while anything holds it.
     pub fn shared_bytes(&self, t: &GgufTensor) -> Result<MappedBytes> {
         let n = t.bytes.ok_or_else(|| self.unknown_type(t))?;
-        Ok(MappedBytes { map: Arc::clone(&self.map), start: t.offset, len: n })
+        Ok(MappedBytes::new(Arc::clone(&self.map), t.offset, n))
     }
 
     fn unknown_type(&self, t: &GgufTensor) -> FormatError {
@@ -662,26 +663,4 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> std::result::R
         GgmlType::Other(_) => unreachable!("no block size"),
     }
     Ok(())
-}
-
-/// Bytes inside a shared read-only file map (a tensor as stored): cheap to clone; the map lives as
-/// long as any handle does.
-#[derive(Clone)]
-pub struct MappedBytes {
-    map: Arc<Mmap>,
-    start: usize,
-    len: usize,
-}
-
-impl std::ops::Deref for MappedBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.map[self.start..self.start + self.len]
-    }
-}
-
-impl std::fmt::Debug for MappedBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MappedBytes({} bytes at {})", self.len, self.start)
-    }
 }

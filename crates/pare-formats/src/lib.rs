@@ -6,6 +6,7 @@ pub mod error;
 pub mod gguf;
 pub mod quant_config;
 pub mod sentence;
+pub mod source;
 pub mod sparse;
 pub mod tensors;
 pub mod tokenizer;

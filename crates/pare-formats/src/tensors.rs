@@ -29,7 +29,7 @@ impl TensorInfo {
 /// An open safetensors file, mapped into memory and validated (header, offsets, file length).
 pub struct TensorFile {
     path: PathBuf,
-    map: Mmap,
+    map: std::sync::Arc<Mmap>,
     data_start: usize,
     index: HashMap<String, (Dtype, Vec<usize>, usize, usize)>,
     order: Vec<String>,
@@ -66,7 +66,7 @@ impl TensorFile {
         order.sort();
         Ok(TensorFile {
             path,
-            map,
+            map: std::sync::Arc::new(map),
             data_start: 8 + header,
             index,
             order: order.into_iter().map(|(_, n)| n).collect(),
@@ -107,6 +107,12 @@ impl TensorFile {
             shape: shape.clone(),
             bytes: e - s,
         })
+    }
+
+    /// A tensor's bytes as a handle that keeps the file mapped while anything holds it.
+    pub fn shared_bytes(&self, name: &str) -> Result<crate::source::MappedBytes> {
+        let (_, _, s, e) = *self.entry(name)?;
+        Ok(crate::source::MappedBytes::new(std::sync::Arc::clone(&self.map), self.data_start + s, e - s))
     }
 
     /// Raw little-endian bytes of a tensor.

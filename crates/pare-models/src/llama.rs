@@ -12,9 +12,83 @@
 use crate::error::{ModelError, Result};
 use crate::weight::{Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
+use pare_formats::source::TensorSource;
 use pare_kernels::Activation;
 use pare_kernels::BlockType;
 use std::cell::RefCell;
+
+/// How a checkpoint names a Llama model's tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// llama.cpp's names (`blk.N.attn_q.weight`), query/key rows with rotary pairs adjacent.
+    Gguf,
+    /// transformers' names (`model.layers.N.self_attn.q_proj.weight`), rotary pairs in halves.
+    HuggingFace,
+}
+
+impl Layout {
+    /// The name of tensor `part` (llama.cpp's short name: `attn_q`, `token_embd`, ...) of block
+    /// `layer`, or of the model when `layer` is `None`.
+    pub fn name(self, layer: Option<usize>, part: &str) -> String {
+        match (self, layer) {
+            (Layout::Gguf, Some(l)) => format!("blk.{l}.{part}.weight"),
+            (Layout::Gguf, None) => format!("{part}.weight"),
+            (Layout::HuggingFace, Some(l)) => {
+                let hf = match part {
+                    "attn_norm" => "input_layernorm",
+                    "attn_q" => "self_attn.q_proj",
+                    "attn_k" => "self_attn.k_proj",
+                    "attn_v" => "self_attn.v_proj",
+                    "attn_output" => "self_attn.o_proj",
+                    "ffn_norm" => "post_attention_layernorm",
+                    "ffn_gate" => "mlp.gate_proj",
+                    "ffn_up" => "mlp.up_proj",
+                    "ffn_down" => "mlp.down_proj",
+                    other => other,
+                };
+                format!("model.layers.{l}.{hf}.weight")
+            }
+            (Layout::HuggingFace, None) => match part {
+                "token_embd" => "model.embed_tokens.weight".into(),
+                "output_norm" => "model.norm.weight".into(),
+                "output" => "lm_head.weight".into(),
+                other => format!("{other}.weight"),
+            },
+        }
+    }
+}
+
+/// Hugging Face query/key rows (each head's rotary pairs in halves: row `s · d/2 + i`) in
+/// llama.cpp's order (pairs adjacent: row `2i + s`).
+pub fn rope_rows_to_pairs(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+    let d = w.len() / cols / heads;
+    let mut out = vec![0f32; w.len()];
+    for h in 0..heads {
+        for i in 0..d / 2 {
+            for s in 0..2 {
+                let (src, dst) = (h * d + s * (d / 2) + i, h * d + 2 * i + s);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// llama.cpp's query/key rows (rotary pairs adjacent) in Hugging Face's order (pairs in halves):
+/// the inverse of [`rope_rows_to_pairs`], for writing a Hugging Face checkpoint.
+pub fn rope_rows_to_halves(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+    let d = w.len() / cols / heads;
+    let mut out = vec![0f32; w.len()];
+    for h in 0..heads {
+        for i in 0..d / 2 {
+            for s in 0..2 {
+                let (src, dst) = (h * d + 2 * i + s, h * d + s * (d / 2) + i);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
 
 /// Shape and constants of a Llama model, from the GGUF metadata.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +154,54 @@ impl LlamaConfig {
     }
 }
 
+impl LlamaConfig {
+    /// Reads a Hugging Face `config.json` of `model_type` "llama"; an absent key or a feature pare
+    /// does not run (rotary scaling, biases) is an error naming it.
+    pub fn from_hf(path: &std::path::Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ModelError::Format(pare_formats::FormatError::io(path, e)))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Input(format!("{}: not JSON: {e}", path.display())))?;
+        let kind = v["model_type"].as_str().unwrap_or("?");
+        if kind != "llama" {
+            return Err(ModelError::Input(format!(
+                "{}: model_type {kind:?}; pare runs \"llama\" decoders from Hugging Face directories",
+                path.display()
+            )));
+        }
+        for (k, why) in
+            [("rope_scaling", "rotary scaling"), ("attention_bias", "attention biases"), ("mlp_bias", "MLP biases")]
+        {
+            if !(v[k].is_null() || v[k] == serde_json::Value::Bool(false)) {
+                return Err(ModelError::Input(format!("{}: {k}: {why} are not supported", path.display())));
+            }
+        }
+        let num = |k: &str| -> Result<f64> {
+            v[k].as_f64().ok_or_else(|| ModelError::Input(format!("{}: no number {k}", path.display())))
+        };
+        let (hidden, heads) = (num("hidden_size")? as usize, num("num_attention_heads")? as usize);
+        let kv_heads = v["num_key_value_heads"].as_f64().map_or(heads, |x| x as usize);
+        let head_dim = v["head_dim"].as_f64().map_or(hidden.checked_div(heads).unwrap_or(0), |x| x as usize);
+        if heads == 0 || kv_heads == 0 || heads * head_dim != hidden || heads % kv_heads != 0 {
+            return Err(ModelError::Input(format!(
+                "{}: {heads} heads of {head_dim}, {kv_heads} key/value heads and width {hidden} do not fit together",
+                path.display()
+            )));
+        }
+        Ok(LlamaConfig {
+            layers: num("num_hidden_layers")? as usize,
+            hidden,
+            ffn: num("intermediate_size")? as usize,
+            heads,
+            kv_heads,
+            head_dim,
+            rope_base: v["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            eps: num("rms_norm_eps")? as f32,
+            vocab: num("vocab_size")? as usize,
+        })
+    }
+}
+
 struct Block {
     attn_norm: Vec<f32>,
     q: Linear,
@@ -117,93 +239,95 @@ impl Llama {
 
     /// [`Llama::load`], or with `dequantize` every matrix widened to f32 at load (the float path).
     pub fn load_with(f: &GgufFile, dequantize: bool) -> Result<Self> {
-        let c = LlamaConfig::from_gguf(f)?;
+        Self::from_source(f, LlamaConfig::from_gguf(f)?, Layout::Gguf, dequantize)
+    }
+
+    /// Loads a Hugging Face Llama directory (config.json and model.safetensors): float weights, the
+    /// query and key rows put in llama.cpp's order on the way in.
+    pub fn load_hf(dir: &std::path::Path) -> Result<Self> {
+        let config = LlamaConfig::from_hf(&dir.join("config.json"))?;
+        let file = pare_formats::TensorFile::open(dir.join("model.safetensors"))?;
+        Self::from_source(&file, config, Layout::HuggingFace, true)
+    }
+
+    /// The model from any tensor source whose names follow `layout`.
+    pub fn from_source(src: &dyn TensorSource, c: LlamaConfig, layout: Layout, dequantize: bool) -> Result<Self> {
         let (h, kv) = (c.hidden, c.kv_heads * c.head_dim);
-        let info = |name: &str, rows: usize, cols: usize| -> Result<&pare_formats::gguf::GgufTensor> {
-            let t = f.tensor(name).ok_or_else(|| {
+        let path = src.path().to_path_buf();
+        let tensor = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>> {
+            let shape: Vec<usize> = if rows == 1 { vec![cols] } else { vec![rows, cols] };
+            Ok(src.f32(name, &shape)?)
+        };
+        // `rope_heads`: the query/key heads whose rows a Hugging Face layout stores in halves.
+        let matrix = |name: &str, out: usize, inp: usize, rope_heads: usize| -> Result<Weight> {
+            let stored = src.stored(name).ok_or_else(|| {
                 ModelError::Format(pare_formats::FormatError::MissingTensor {
-                    path: f.path().to_path_buf(),
+                    path: path.clone(),
                     name: name.to_string(),
                 })
             })?;
-            let want: Vec<usize> = if rows == 1 { vec![cols] } else { vec![cols, rows] };
-            if t.dims != want {
-                return Err(ModelError::Format(pare_formats::FormatError::Shape {
-                    path: f.path().to_path_buf(),
-                    name: name.to_string(),
-                    got: t.dims.iter().rev().copied().collect(),
-                    expected: want.into_iter().rev().collect(),
-                }));
-            }
-            Ok(t)
-        };
-        let non_finite = |name: &str, v: &[f32]| -> Result<()> {
-            match v.iter().position(|x| !x.is_finite()) {
-                Some(i) => Err(ModelError::Input(format!(
-                    "{}: tensor {name} holds a non-finite value at {i}",
-                    f.path().display()
-                ))),
-                None => Ok(()),
-            }
-        };
-        let tensor = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>> {
-            info(name, rows, cols)?;
-            let v = f.dequantize(name)?;
-            non_finite(name, &v)?;
-            Ok(v)
-        };
-        let matrix = |name: &str, out: usize, inp: usize| -> Result<Weight> {
-            let t = info(name, out, inp)?;
-            let ty = match t.ty {
-                GgmlType::Q4_0 => Some(BlockType::Q4_0),
-                GgmlType::Q4_1 => Some(BlockType::Q4_1),
-                GgmlType::Q8_0 => Some(BlockType::Q8_0),
+            let ty = match stored.ggml() {
+                Some(GgmlType::Q4_0) => Some(BlockType::Q4_0),
+                Some(GgmlType::Q4_1) => Some(BlockType::Q4_1),
+                Some(GgmlType::Q8_0) => Some(BlockType::Q8_0),
                 _ => None,
             };
             match ty {
-                Some(ty) if !dequantize => {
-                    let w = Weight::blocks(ty, f.shared_bytes(t)?, out, inp)
-                        .map_err(|e| ModelError::Input(format!("{}: tensor {name}: {e}", f.path().display())))?;
+                Some(ty) if !dequantize && layout == Layout::Gguf => {
+                    let got = src.shape(name).unwrap_or_default();
+                    if got != [out, inp] {
+                        return Err(ModelError::Format(pare_formats::FormatError::Shape {
+                            path: path.clone(),
+                            name: name.to_string(),
+                            got,
+                            expected: vec![out, inp],
+                        }));
+                    }
+                    let bytes = src.mapped(name)?;
                     // The scales are the only floats of a block; the quants are bounded integers.
-                    let bytes = f.bytes(t)?;
-                    check_block_scales(ty, bytes).map_err(|b| {
+                    check_block_scales(ty, &bytes).map_err(|b| {
                         ModelError::Input(format!(
                             "{}: tensor {name} has a non-finite scale in block {b}",
-                            f.path().display()
+                            path.display()
                         ))
                     })?;
-                    Ok(w)
+                    Weight::blocks(ty, bytes, out, inp)
+                        .map_err(|e| ModelError::Input(format!("{}: tensor {name}: {e}", path.display())))
                 }
                 _ => {
-                    let v = tensor(name, out, inp)?;
+                    let mut v = tensor(name, out, inp)?;
+                    if layout == Layout::HuggingFace && rope_heads > 0 {
+                        v = rope_rows_to_pairs(&v, rope_heads, inp);
+                    }
                     Ok(Weight::dense_f32(&v, out, inp))
                 }
             }
         };
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            Ok(Linear { weight: matrix(name, out, inp)?, bias: vec![0.0; out] })
+        let name = |l: usize, part: &str| layout.name(Some(l), part);
+        let linear = |n: String, out: usize, inp: usize, rope: usize| -> Result<Linear> {
+            Ok(Linear { weight: matrix(&n, out, inp, rope)?, bias: vec![0.0; out] })
         };
         let mut blocks = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
-            let p = |s: &str| format!("blk.{l}.{s}.weight");
             blocks.push(Block {
-                attn_norm: tensor(&p("attn_norm"), 1, h)?,
-                q: linear(&p("attn_q"), h, h)?,
-                k: linear(&p("attn_k"), kv, h)?,
-                v: linear(&p("attn_v"), kv, h)?,
-                o: linear(&p("attn_output"), h, h)?,
-                ffn_norm: tensor(&p("ffn_norm"), 1, h)?,
-                gate: linear(&p("ffn_gate"), c.ffn, h)?,
-                up: linear(&p("ffn_up"), c.ffn, h)?,
-                down: linear(&p("ffn_down"), h, c.ffn)?,
+                attn_norm: tensor(&name(l, "attn_norm"), 1, h)?,
+                q: linear(name(l, "attn_q"), h, h, c.heads)?,
+                k: linear(name(l, "attn_k"), kv, h, c.kv_heads)?,
+                v: linear(name(l, "attn_v"), kv, h, 0)?,
+                o: linear(name(l, "attn_output"), h, h, 0)?,
+                ffn_norm: tensor(&name(l, "ffn_norm"), 1, h)?,
+                gate: linear(name(l, "ffn_gate"), c.ffn, h, 0)?,
+                up: linear(name(l, "ffn_up"), c.ffn, h, 0)?,
+                down: linear(name(l, "ffn_down"), h, c.ffn, 0)?,
             });
         }
-        let embed = matrix("token_embd.weight", c.vocab, h)?;
-        let output = match f.tensor("output.weight") {
-            Some(_) => linear("output.weight", c.vocab, h)?,
+        let embed = matrix(&layout.name(None, "token_embd"), c.vocab, h, 0)?;
+        let out_name = layout.name(None, "output");
+        let output = match src.stored(&out_name) {
+            Some(_) => linear(out_name, c.vocab, h, 0)?,
             None => Linear { weight: embed.clone(), bias: vec![0.0; c.vocab] },
         };
-        let out_norm = tensor("output_norm.weight", 1, h)?;
+        let out_norm = tensor(&layout.name(None, "output_norm"), 1, h)?;
         Ok(Llama { config: c, embed, blocks, out_norm, output })
     }
 
@@ -471,4 +595,34 @@ fn check_block_scales(ty: BlockType, data: &[u8]) -> std::result::Result<(), usi
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotary_row_orders_invert_each_other() {
+        // Two heads of 4 rows, one column: Hugging Face rows h·4 + [0, 1 | 2, 3] are pairs (0, 2), (1, 3).
+        let hf: Vec<f32> = (0..8).map(|x| x as f32).collect();
+        let pairs = rope_rows_to_pairs(&hf, 2, 1);
+        assert_eq!(pairs, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        assert_eq!(rope_rows_to_halves(&pairs, 2, 1), hf);
+        let w: Vec<f32> = (0..3 * 64 * 5).map(|x| x as f32).collect();
+        assert_eq!(rope_rows_to_halves(&rope_rows_to_pairs(&w, 3, 5), 3, 5), w);
+    }
+
+    #[test]
+    fn hf_config_errors_name_the_problem() {
+        let d = std::env::temp_dir().join(format!("pare-llama-config-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("config.json");
+        std::fs::write(&p, r#"{"model_type": "bert"}"#).unwrap();
+        assert!(LlamaConfig::from_hf(&p).unwrap_err().to_string().contains("\"llama\""));
+        std::fs::write(&p, r#"{"model_type": "llama", "rope_scaling": {"type": "linear"}}"#).unwrap();
+        assert!(LlamaConfig::from_hf(&p).unwrap_err().to_string().contains("rope_scaling"));
+        std::fs::write(&p, r#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 3}"#).unwrap();
+        assert!(LlamaConfig::from_hf(&p).unwrap_err().to_string().contains("do not fit"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
