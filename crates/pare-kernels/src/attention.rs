@@ -169,3 +169,47 @@ unsafe fn head(
         unsafe { (table.gemm_f32)(&args, 0..vb.panels(), 0..n) };
     });
 }
+
+/// One query row attending to `n` cached positions (decoding): `out = softmax(scale · K·q) · V`,
+/// row `p` of K and V at `p · ld ..`; `scores` is scratch of at least `n` floats.
+///
+/// # Safety
+/// The CPU has the features of the tier that provided the kernel; slices checked by
+/// [`attend_row_f32`].
+pub(crate) type AttendRowKernel =
+    unsafe fn(q: &[f32], k: &[f32], v: &[f32], ld: usize, n: usize, scale: f32, scores: &mut [f32], out: &mut [f32]);
+
+/// [`AttendRowKernel`] with the dispatched kernels, checked.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_row_f32(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    attend_row_f32_with(dispatch::table(), q, k, v, ld, n, scale, scores, out)
+}
+
+/// [`attend_row_f32`] with the kernels of `table`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_row_f32_with(
+    table: &Table,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = q.len();
+    assert!(ld >= d && out.len() == d && scores.len() >= n, "attend_row: shapes");
+    assert!(n == 0 || (k.len() >= (n - 1) * ld + d && v.len() >= (n - 1) * ld + d), "attend_row: K or V too short");
+    // SAFETY: shapes checked; tables are only built for tiers this CPU has.
+    unsafe { (table.attend_row)(q, k, v, ld, n, scale, scores, out) }
+}

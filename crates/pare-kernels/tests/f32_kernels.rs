@@ -282,3 +282,22 @@ fn f64_dot_and_axpy_match_reference() {
         }
     }
 }
+
+#[test]
+fn every_tier_attends_one_row_like_the_reference() {
+    use pare_kernels::attention::attend_row_f32_with;
+    use pare_kernels::dispatch::Table;
+    for t in tiers() {
+        for &(d, n, ld) in &[(64usize, 1usize, 192usize), (64, 37, 192), (17, 5, 20), (8, 300, 8), (128, 2, 128)] {
+            let q = fill(d, 1);
+            let (k, v) = (fill((n - 1) * ld + d, 2), fill((n - 1) * ld + d, 3));
+            let (mut want, mut got) = (vec![0f32; d], vec![f32::NAN; d]);
+            let (mut s1, mut s2) = (vec![0f32; n], vec![0f32; n]);
+            attend_row_f32_with(&Table::reference(), &q, &k, &v, ld, n, 0.125, &mut s1, &mut want);
+            attend_row_f32_with(&t, &q, &k, &v, ld, n, 0.125, &mut s2, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= NORM_TOL, "{:?} d={d} n={n}: {g} vs {w}", t.isa);
+            }
+        }
+    }
+}

@@ -515,31 +515,19 @@ fn few_query_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, 
             let g = head / group;
             let qh = &q[p * hw + head * d..p * hw + (head + 1) * d];
             let seen = start + p + 1;
-            for (i, s) in scores[..seen].iter_mut().enumerate() {
-                *s = dot(qh, &k[i * kvw + g * d..i * kvw + (g + 1) * d]) * scale;
-            }
-            pare_kernels::norm::softmax_with(table, &mut scores[..seen], None);
-            o.fill(0.0);
-            for (i, &s) in scores[..seen].iter().enumerate() {
-                for (o, &x) in o.iter_mut().zip(&v[i * kvw + g * d..i * kvw + (g + 1) * d]) {
-                    *o += s * x;
-                }
-            }
+            pare_kernels::attention::attend_row_f32_with(
+                table,
+                qh,
+                &k[g * d..],
+                &v[g * d..],
+                kvw,
+                seen,
+                scale,
+                &mut scores,
+                o,
+            );
         }
     });
-}
-
-/// `Σ a·b` in eight interleaved partial sums (so that it vectorizes).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Causal attention of `t` new positions (from `start`) over the `start + t` cached keys and values:

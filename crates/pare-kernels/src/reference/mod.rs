@@ -326,3 +326,33 @@ pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>
         }
     }
 }
+
+/// Reference decode attention of one query row.
+///
+/// # Safety
+/// As [`crate::attention::AttendRowKernel`] (safe here: slices are indexed).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn attend_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = q.len();
+    for (p, s) in scores[..n].iter_mut().enumerate() {
+        *s = q.iter().zip(&k[p * ld..p * ld + d]).map(|(a, b)| a * b).sum::<f32>() * scale;
+    }
+    let sum = softmax_numerator(&mut scores[..n], None);
+    out.fill(0.0);
+    for (p, &s) in scores[..n].iter().enumerate() {
+        for (o, &x) in out.iter_mut().zip(&v[p * ld..p * ld + d]) {
+            *o += s * x;
+        }
+    }
+    let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+    out.iter_mut().for_each(|o| *o *= inv);
+}

@@ -1160,3 +1160,71 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
         }
     }
 }
+
+/// Decode attention of one query row: 8-lane dot products and weighted sums.
+///
+/// # Safety
+/// As [`crate::attention::AttendRowKernel`]; installed only when the CPU has AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn attend_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller checked the shapes; the CPU has this tier.
+    unsafe { attend_row_impl(q, k, v, ld, n, scale, scores, out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_row_impl(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = q.len();
+    let full = d / 8 * 8;
+    for (p, s) in scores[..n].iter_mut().enumerate() {
+        let kr = &k[p * ld..p * ld + d];
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..full).step_by(8) {
+            // SAFETY: i + 8 ≤ full ≤ d values of q and of the key row.
+            unsafe {
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_loadu_ps(kr.as_ptr().add(i)), acc)
+            };
+        }
+        let h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        let tail: f32 = q[full..].iter().zip(&kr[full..]).map(|(a, b)| a * b).sum();
+        *s = (_mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))) + tail) * scale;
+    }
+    // SAFETY: the CPU has this tier.
+    let sum = unsafe { softmax(&mut scores[..n], None) };
+    out.fill(0.0);
+    for (p, &s) in scores[..n].iter().enumerate() {
+        let vr = &v[p * ld..p * ld + d];
+        let sv = _mm256_set1_ps(s);
+        for i in (0..full).step_by(8) {
+            // SAFETY: i + 8 ≤ full ≤ d values of out and of the value row.
+            unsafe {
+                let o = _mm256_fmadd_ps(sv, _mm256_loadu_ps(vr.as_ptr().add(i)), _mm256_loadu_ps(out.as_ptr().add(i)));
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), o);
+            }
+        }
+        for (o, &x) in out[full..].iter_mut().zip(&vr[full..]) {
+            *o += s * x;
+        }
+    }
+    let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+    out.iter_mut().for_each(|o| *o *= inv);
+}

@@ -868,14 +868,14 @@ unsafe fn half512(p: *const u8) -> __m512 {
     _mm512_cvtph_ps(_mm256_set1_epi16(h as i16))
 }
 
-/// Low and high nibbles of the 16 bytes at `p`, as two sets of 16 bytes.
+/// The 16 bytes at `p` widened once to 32-bit lanes, then split into low nibbles (weights 0..16)
+/// and high nibbles (weights 16..32): one widening instead of two.
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 #[inline]
-unsafe fn nibbles(p: *const u8) -> (__m128i, __m128i) {
+unsafe fn nibble_lanes(p: *const u8) -> (__m512i, __m512i) {
     // SAFETY: the caller's block holds 16 bytes of nibbles at p.
-    let qs = unsafe { _mm_loadu_si128(p as *const __m128i) };
-    let m4 = _mm_set1_epi8(0x0f);
-    (_mm_and_si128(qs, m4), _mm_and_si128(_mm_srli_epi16::<4>(qs), m4))
+    let v = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(p as *const __m128i) });
+    (_mm512_and_si512(v, _mm512_set1_epi32(0x0f)), _mm512_srli_epi32::<4>(v))
 }
 
 struct Q40;
@@ -889,12 +889,9 @@ impl Block512 for Q40 {
     #[inline]
     unsafe fn quants(p: *const u8) -> (__m512, __m512) {
         // SAFETY: a Q4_0 block: nibbles at 2.
-        let (lo, hi) = unsafe { nibbles(p.add(2)) };
-        let eight = _mm_set1_epi8(8);
-        (
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(lo, eight))),
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(hi, eight))),
-        )
+        let (lo, hi) = unsafe { nibble_lanes(p.add(2)) };
+        let eight = _mm512_set1_epi32(8);
+        (_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)))
     }
 }
 
@@ -905,8 +902,8 @@ impl Block512 for Q41 {
     #[inline]
     unsafe fn quants(p: *const u8) -> (__m512, __m512) {
         // SAFETY: a Q4_1 block: nibbles at 4.
-        let (lo, hi) = unsafe { nibbles(p.add(4)) };
-        (_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)))
+        let (lo, hi) = unsafe { nibble_lanes(p.add(4)) };
+        (_mm512_cvtepi32_ps(lo), _mm512_cvtepi32_ps(hi))
     }
 }
 
@@ -1090,4 +1087,70 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
             unsafe { *args.c.get().add(i * args.ldc + jj) = args.epi.apply(s, i, jj) };
         }
     }
+}
+
+/// Decode attention of one query row: 16-lane dot products and weighted sums.
+///
+/// # Safety
+/// As [`crate::attention::AttendRowKernel`]; installed only when the CPU has AVX-512F.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn attend_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller checked the shapes; the CPU has this tier.
+    unsafe { attend_row_impl(q, k, v, ld, n, scale, scores, out) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_row_impl(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ld: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = q.len();
+    let full = d / 16 * 16;
+    for (p, s) in scores[..n].iter_mut().enumerate() {
+        let kr = &k[p * ld..p * ld + d];
+        let mut acc = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            // SAFETY: i + 16 ≤ full ≤ d values of q and of the key row.
+            unsafe {
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(q.as_ptr().add(i)), _mm512_loadu_ps(kr.as_ptr().add(i)), acc)
+            };
+        }
+        let tail: f32 = q[full..].iter().zip(&kr[full..]).map(|(a, b)| a * b).sum();
+        *s = (_mm512_reduce_add_ps(acc) + tail) * scale;
+    }
+    // SAFETY: the CPU has this tier.
+    let sum = unsafe { softmax(&mut scores[..n], None) };
+    out.fill(0.0);
+    for (p, &s) in scores[..n].iter().enumerate() {
+        let vr = &v[p * ld..p * ld + d];
+        let sv = _mm512_set1_ps(s);
+        for i in (0..full).step_by(16) {
+            // SAFETY: i + 16 ≤ full ≤ d values of out and of the value row.
+            unsafe {
+                let o = _mm512_fmadd_ps(sv, _mm512_loadu_ps(vr.as_ptr().add(i)), _mm512_loadu_ps(out.as_ptr().add(i)));
+                _mm512_storeu_ps(out.as_mut_ptr().add(i), o);
+            }
+        }
+        for (o, &x) in out[full..].iter_mut().zip(&vr[full..]) {
+            *o += s * x;
+        }
+    }
+    let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+    out.iter_mut().for_each(|o| *o *= inv);
 }

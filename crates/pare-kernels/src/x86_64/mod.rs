@@ -51,6 +51,7 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.gemv_blocks = avx2::gemv_blocks;
         t.gemv_blocks_name = "gemv_qblocks_f32_2x2_avx2";
         t.gemv_blocks_q8 = qdot::avx2::gemv_blocks_q8;
+        t.attend_row = avx2::attend_row;
         t.gemv_blocks_q8_name = "gemv_qblocks_q8_2x1_avx2";
     }
     if tier(Isa::AvxVnni) {
@@ -82,6 +83,7 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.axpy_f64 = avx512::axpy_f64;
         t.quantize_row_name = "quantize_u8_avx512";
         t.dequant_blocks = avx512::dequant_blocks;
+        t.attend_row = avx512::attend_row;
         t.dequant_blocks_name = "dequant_qblocks_avx512";
         t.gemv_blocks = avx512::gemv_blocks;
         t.gemv_blocks_name = "gemv_qblocks_f32_2x4_avx512";
