@@ -1,7 +1,7 @@
 //! `pare hwbench`: for each kernel tier this CPU has, its f32 and int8 GEMM kernels on a few shapes,
 //! with their speed, the fraction of the tier's peak and the int8 / f32 ratio, each measured
 //! interleaved (kernel, peak loop, kernel, ...) so that a slow phase of a shared machine falls on
-//! both sides of every ratio.
+//! both sides of every ratio; then each tier's decode kernel on block-quantized weights.
 
 use anyhow::Result;
 use clap::Args;
@@ -10,7 +10,8 @@ use pare_kernels::gemm_f32::gemm_f32_with;
 use pare_kernels::gemm_i8::gemm_u8s8_with;
 use pare_kernels::peak::{PeakKind, PeakLoop};
 use pare_kernels::quant::{ActQuant, quantize_rows_with};
-use pare_kernels::{Epilogue, I8Out, Isa, PackedF32, PackedI8, QuantRows, Split};
+use pare_kernels::qblock::gemm_blocks_f32_with;
+use pare_kernels::{BlockRows, BlockType, Epilogue, I8Out, Isa, PackedF32, PackedI8, QuantRows, Split};
 use serde_json::json;
 use std::time::Instant;
 
@@ -204,6 +205,59 @@ impl Problem {
     }
 }
 
+/// One tier's row kernel on block weights (one token, one thread) beside the tier's f32 FMA peak.
+struct BlockRow {
+    isa: Isa,
+    ty: BlockType,
+    /// "L2" (the matrix stays in cache) or "memory" (streamed).
+    place: &'static str,
+    kernel: &'static str,
+    /// Weights per nanosecond (2 flops each), median over rounds.
+    weights_per_ns: f64,
+    /// GB/s of stored weights read.
+    gbs: f64,
+    /// 2 · weights/ns ÷ the f32 FMA peak loop's GFLOP/s: median and best round.
+    fraction: Option<f64>,
+    best: Option<f64>,
+}
+
+/// The decode (one token) row kernels of every tier on SmolLM2's shapes: a 1536 × 576 matrix that
+/// stays in L2, and 64 MB of rows streamed from memory.
+fn measure_blocks(tables: &[Table]) -> Vec<BlockRow> {
+    let mut rows = Vec::new();
+    for ty in [BlockType::Q4_1, BlockType::Q8_0] {
+        for (n, k, place) in [(1536usize, 576usize, "L2"), ((64 << 20) / (576 / 32 * ty.block_bytes()), 576, "memory")] {
+            let data: Vec<u8> = (0..n * k / 32 * ty.block_bytes()).map(|i| ((i * 7919) % 251) as u8 & 0x3b).collect();
+            let w = BlockRows::new(ty, &data, n, k).expect("sizes");
+            let x: Vec<f32> = (0..k).map(|i| ((i * 37) % 100) as f32 / 50.0 - 1.0).collect();
+            for t in tables {
+                let mut y = vec![0f32; n];
+                let weights = (n * k) as f64;
+                let mut jobs = vec![Job::kernel(2.0 * weights, || {
+                    gemm_blocks_f32_with(t, &x, k, 1, &w, &mut y, n, &Epilogue::default(), false)
+                })];
+                let peak = PeakLoop::of(PeakKind::F32Fma, t.isa);
+                if let Some(l) = peak {
+                    jobs.push(Job::peak(l, 1));
+                }
+                let r = interleave(&mut jobs);
+                let gflops = median(r[0].clone());
+                rows.push(BlockRow {
+                    isa: t.isa,
+                    ty,
+                    place,
+                    kernel: t.gemv_blocks_name,
+                    weights_per_ns: gflops / 2.0,
+                    gbs: gflops / 2.0 * ty.bits_per_weight() / 8.0,
+                    fraction: peak.map(|_| median_ratio(&r[0], &r[1])),
+                    best: peak.map(|_| best_ratio(&r[0], &r[1])),
+                });
+            }
+        }
+    }
+    rows
+}
+
 /// Runs `pare hwbench`.
 pub fn run(a: &HwbenchArgs) -> Result<()> {
     let mut shapes = vec![(128, 384, 384), (128, 1536, 384), (128, 384, 1536)];
@@ -237,6 +291,14 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
             pare_kernels::par::set_threads(1);
         }
     }
+    let mut block_tables: Vec<Table> = Vec::new();
+    for t in Table::available() {
+        if t.isa != Isa::Scalar && !block_tables.iter().any(|o| o.gemv_blocks_name == t.gemv_blocks_name) {
+            block_tables.push(t);
+        }
+    }
+    pare_kernels::par::set_threads(1);
+    let blocks = measure_blocks(&block_tables);
     let peak_of =
         |kind, isa| PeakLoop::of(kind, isa).map(|l| (l.what, (0..3).map(|_| l.gops(500_000)).fold(0.0, f64::max)));
     let missing: Vec<&str> = Isa::ALL.into_iter().filter(|i| !i.is_available()).map(|i| i.name()).collect();
@@ -256,6 +318,11 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
                 "m": m, "n": n, "k": k, "isa": r.isa.name(), "threads": r.threads,
                 "chosen": r.isa == chosen.isa,
                 "f32": fig(&r.f32), "int8": fig(&r.int8), "int8_over_f32": r.ratio,
+            })).collect::<Vec<_>>(),
+            "block_decode": blocks.iter().map(|b| json!({
+                "isa": b.isa.name(), "type": b.ty.name(), "matrix": b.place, "kernel": b.kernel,
+                "weights_per_ns": b.weights_per_ns, "weight_gb_per_s": b.gbs,
+                "fraction_of_f32_peak": b.fraction, "best_fraction_of_f32_peak": b.best,
             })).collect::<Vec<_>>(),
         });
         println!("{v}");
@@ -311,6 +378,25 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
             r.int8.gops,
             pct(&r.int8),
             r.ratio
+        );
+    }
+    println!();
+    println!("decode on block weights (one token, one thread; 2 flops per weight against the tier's f32 FMA peak):");
+    println!("{:<8} {:<5} {:<7} {:<28} {:>10} {:>10} {:>9}", "tier", "type", "matrix", "kernel", "weights/ns", "GB/s read", "%peak");
+    for b in &blocks {
+        let pct = match (b.fraction, b.best) {
+            (Some(m), Some(x)) => format!("{:.0}/{:.0}%", 100.0 * m, 100.0 * x),
+            _ => "—".into(),
+        };
+        println!(
+            "{:<8} {:<5} {:<7} {:<28} {:>10.2} {:>10.1} {:>9}",
+            b.isa.name(),
+            b.ty.name(),
+            b.place,
+            b.kernel,
+            b.weights_per_ns,
+            b.gbs,
+            pct
         );
     }
     Ok(())
