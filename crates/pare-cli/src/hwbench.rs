@@ -9,8 +9,8 @@ use pare_kernels::dispatch::{self, Table};
 use pare_kernels::gemm_f32::gemm_f32_with;
 use pare_kernels::gemm_i8::gemm_u8s8_with;
 use pare_kernels::peak::{PeakKind, PeakLoop};
-use pare_kernels::quant::{ActQuant, quantize_rows_with};
 use pare_kernels::qblock::gemm_blocks_f32_with;
+use pare_kernels::quant::{ActQuant, quantize_rows_with};
 use pare_kernels::{BlockRows, BlockType, Epilogue, I8Out, Isa, PackedF32, PackedI8, QuantRows, Split};
 use serde_json::json;
 use std::time::Instant;
@@ -226,7 +226,8 @@ struct BlockRow {
 fn measure_blocks(tables: &[Table]) -> Vec<BlockRow> {
     let mut rows = Vec::new();
     for ty in [BlockType::Q4_1, BlockType::Q8_0] {
-        for (n, k, place) in [(1536usize, 576usize, "L2"), ((64 << 20) / (576 / 32 * ty.block_bytes()), 576, "memory")] {
+        for (n, k, place) in [(1536usize, 576usize, "L2"), ((64 << 20) / (576 / 32 * ty.block_bytes()), 576, "memory")]
+        {
             let data: Vec<u8> = (0..n * k / 32 * ty.block_bytes()).map(|i| ((i * 7919) % 251) as u8 & 0x3b).collect();
             let w = BlockRows::new(ty, &data, n, k).expect("sizes");
             let x: Vec<f32> = (0..k).map(|i| ((i * 37) % 100) as f32 / 50.0 - 1.0).collect();
@@ -382,7 +383,10 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
     }
     println!();
     println!("decode on block weights (one token, one thread; 2 flops per weight against the tier's f32 FMA peak):");
-    println!("{:<8} {:<5} {:<7} {:<28} {:>10} {:>10} {:>9}", "tier", "type", "matrix", "kernel", "weights/ns", "GB/s read", "%peak");
+    println!(
+        "{:<8} {:<5} {:<7} {:<28} {:>10} {:>10} {:>9}",
+        "tier", "type", "matrix", "kernel", "weights/ns", "GB/s read", "%peak"
+    );
     for b in &blocks {
         let pct = match (b.fraction, b.best) {
             (Some(m), Some(x)) => format!("{:.0}/{:.0}%", 100.0 * m, 100.0 * x),

@@ -357,22 +357,28 @@ pub fn gemm_blocks_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<(BlockRo
         .into_iter()
         .map(|(w, c, ldc, epi)| BlockGemvArgs { a, lda, m, w, c: SendPtr(c.as_mut_ptr()), ldc, epi })
         .collect();
-    // Pair offsets of each job in the concatenation.
-    let mut starts = Vec::with_capacity(args.len() + 1);
+    let kernel = dispatch::table().gemv_blocks;
+    let ns: Vec<usize> = args.iter().map(|g| g.w.n()).collect();
+    // SAFETY: shapes checked; the shares are disjoint row ranges of each output.
+    for_each_row_share(&ns, |j, rows| unsafe { kernel(&args[j], rows) });
+}
+
+/// Shares the rows of several outputs (`ns[j]` rows each), taken in pairs and concatenated, among
+/// the threads of the current pool: `f(j, rows)` for each output `j` and range of its rows that a
+/// thread's share covers. The ranges of one output never overlap.
+fn for_each_row_share(ns: &[usize], f: impl Fn(usize, Range<usize>) + Sync) {
+    let mut starts = Vec::with_capacity(ns.len() + 1);
     let mut total = 0;
-    for g in &args {
+    for n in ns {
         starts.push(total);
-        total += g.w.n().div_ceil(2);
+        total += n.div_ceil(2);
     }
     starts.push(total);
-    let kernel = dispatch::table().gemv_blocks;
     par::for_each_chunk(total, |pairs| {
-        for (j, g) in args.iter().enumerate() {
+        for (j, &n) in ns.iter().enumerate() {
             let (lo, hi) = (pairs.start.max(starts[j]), pairs.end.min(starts[j + 1]));
             if lo < hi {
-                let rows = (lo - starts[j]) * 2..((hi - starts[j]) * 2).min(g.w.n());
-                // SAFETY: shapes checked; chunks are disjoint pair ranges, so disjoint rows of each output.
-                unsafe { kernel(g, rows) };
+                f(j, (lo - starts[j]) * 2..((hi - starts[j]) * 2).min(n));
             }
         }
     });
@@ -480,24 +486,10 @@ pub fn gemm_blocks_q8_group(x: &Q8Rows, jobs: Vec<(BlockRows, &mut [f32], usize,
     }
     let args: Vec<BlockQ8Args> =
         jobs.into_iter().map(|(w, c, ldc, epi)| BlockQ8Args { x, w, c: SendPtr(c.as_mut_ptr()), ldc, epi }).collect();
-    let mut starts = Vec::with_capacity(args.len() + 1);
-    let mut total = 0;
-    for g in &args {
-        starts.push(total);
-        total += g.w.n().div_ceil(2);
-    }
-    starts.push(total);
     let kernel = dispatch::table().gemv_blocks_q8;
-    par::for_each_chunk(total, |pairs| {
-        for (j, g) in args.iter().enumerate() {
-            let (lo, hi) = (pairs.start.max(starts[j]), pairs.end.min(starts[j + 1]));
-            if lo < hi {
-                let rows = (lo - starts[j]) * 2..((hi - starts[j]) * 2).min(g.w.n());
-                // SAFETY: shapes checked; chunks are disjoint pair ranges, so disjoint rows of each output.
-                unsafe { kernel(g, rows) };
-            }
-        }
-    });
+    let ns: Vec<usize> = args.iter().map(|g| g.w.n()).collect();
+    // SAFETY: shapes checked; the shares are disjoint row ranges of each output.
+    for_each_row_share(&ns, |j, rows| unsafe { kernel(&args[j], rows) });
 }
 
 /// [`gemm_blocks_q8`] on the calling thread with the kernels of `table` (tests and benchmarks).

@@ -61,28 +61,23 @@ impl Layout {
 /// Hugging Face query/key rows (each head's rotary pairs in halves: row `s · d/2 + i`) in
 /// llama.cpp's order (pairs adjacent: row `2i + s`).
 pub fn rope_rows_to_pairs(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
-    let d = w.len() / cols / heads;
-    let mut out = vec![0f32; w.len()];
-    for h in 0..heads {
-        for i in 0..d / 2 {
-            for s in 0..2 {
-                let (src, dst) = (h * d + s * (d / 2) + i, h * d + 2 * i + s);
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    out
+    move_rope_rows(w, heads, cols, true)
 }
 
 /// llama.cpp's query/key rows (rotary pairs adjacent) in Hugging Face's order (pairs in halves):
 /// the inverse of [`rope_rows_to_pairs`], for writing a Hugging Face checkpoint.
 pub fn rope_rows_to_halves(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+    move_rope_rows(w, heads, cols, false)
+}
+
+fn move_rope_rows(w: &[f32], heads: usize, cols: usize, to_pairs: bool) -> Vec<f32> {
     let d = w.len() / cols / heads;
     let mut out = vec![0f32; w.len()];
     for h in 0..heads {
         for i in 0..d / 2 {
             for s in 0..2 {
-                let (src, dst) = (h * d + 2 * i + s, h * d + s * (d / 2) + i);
+                let (halves, pairs) = (h * d + s * (d / 2) + i, h * d + 2 * i + s);
+                let (src, dst) = if to_pairs { (halves, pairs) } else { (pairs, halves) };
                 out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
             }
         }
