@@ -968,18 +968,29 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
 
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows: Range<usize>) {
+    let nb = args.w.k() / 32;
+    // For types with a minimum: Σ x of every block of every token, so that the minima enter with one
+    // fused multiply-add per 16 blocks.
+    let mut sums = vec![0f32; if B::MIN { args.m * nb } else { 0 }];
+    for (i, row) in sums.chunks_exact_mut(nb.max(1)).enumerate().take(if B::MIN { args.m } else { 0 }) {
+        let x = &args.a[i * args.lda..i * args.lda + args.w.k()];
+        for (s, xb) in row.iter_mut().zip(x.chunks_exact(32)) {
+            *s = xb.iter().sum();
+        }
+    }
     let mut i0 = 0;
     while i0 < args.m {
         let t = (args.m - i0).min(4);
+        let sums = if B::MIN { &sums[i0 * nb..] } else { &sums[..] };
         let mut j = rows.start;
         while j + 2 <= rows.end {
             // SAFETY: rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
             unsafe {
                 match t {
-                    1 => gemv_tile::<B, 2, 1>(args, j, i0),
-                    2 => gemv_tile::<B, 2, 2>(args, j, i0),
-                    3 => gemv_tile::<B, 2, 3>(args, j, i0),
-                    _ => gemv_tile::<B, 2, 4>(args, j, i0),
+                    1 => gemv_tile::<B, 2, 1>(args, j, i0, sums),
+                    2 => gemv_tile::<B, 2, 2>(args, j, i0, sums),
+                    3 => gemv_tile::<B, 2, 3>(args, j, i0, sums),
+                    _ => gemv_tile::<B, 2, 4>(args, j, i0, sums),
                 }
             }
             j += 2;
@@ -988,10 +999,10 @@ unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows:
             // SAFETY: rows j.. < rows.end ≤ n and tokens i0..i0+t < m, inside the checked shapes.
             unsafe {
                 match t {
-                    1 => gemv_tile::<B, 1, 1>(args, j, i0),
-                    2 => gemv_tile::<B, 1, 2>(args, j, i0),
-                    3 => gemv_tile::<B, 1, 3>(args, j, i0),
-                    _ => gemv_tile::<B, 1, 4>(args, j, i0),
+                    1 => gemv_tile::<B, 1, 1>(args, j, i0, sums),
+                    2 => gemv_tile::<B, 1, 2>(args, j, i0, sums),
+                    3 => gemv_tile::<B, 1, 3>(args, j, i0, sums),
+                    _ => gemv_tile::<B, 1, 4>(args, j, i0, sums),
                 }
             }
         }
@@ -1027,6 +1038,7 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
     args: &crate::qblock::BlockGemvArgs<'_>,
     j: usize,
     i0: usize,
+    sums: &[f32],
 ) {
     let nb = args.w.k() / 32;
     let mut acc = [[_mm512_setzero_ps(); T]; R];
@@ -1037,18 +1049,22 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
     #[repr(align(64))]
     struct Scales([f32; 16]);
     let mut ds = [Scales([0.0; 16]), Scales([0.0; 16])];
-    let mut ms = [Scales([0.0; 16]), Scales([0.0; 16])];
     for b0 in (0..nb).step_by(16) {
         let cnt = 16.min(nb - b0);
+        let mask: __mmask16 = if cnt >= 16 { 0xffff } else { (1u16 << cnt) - 1 };
         for r in 0..R {
             if !B::MIN {
                 break;
             }
-            // SAFETY: blocks b0..b0 + cnt of row j + r; the stores fill 16 floats.
+            // SAFETY: blocks b0..b0 + cnt of row j + r; the store fills 16 floats; the masked loads
+            // read the block sums b0..b0 + cnt of each token (nb per token).
             unsafe {
                 let (d, m) = block_scales::<B>(w[r].add(b0 * B::BYTES), cnt);
                 _mm512_store_ps(ds[r].0.as_mut_ptr(), d);
-                _mm512_store_ps(ms[r].0.as_mut_ptr(), m);
+                for t in 0..T {
+                    let xs = _mm512_maskz_loadu_ps(mask, sums.as_ptr().add(t * nb + b0));
+                    accm[r][t] = _mm512_fmadd_ps(m, xs, accm[r][t]);
+                }
             }
         }
         for bb in 0..cnt {
@@ -1057,8 +1073,6 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
             let xs: [(__m512, __m512); T] = std::array::from_fn(|t| unsafe {
                 (_mm512_loadu_ps(x[t].add(b * 32)), _mm512_loadu_ps(x[t].add(b * 32 + 16)))
             });
-            let xsum: [__m512; T] =
-                std::array::from_fn(|t| if B::MIN { _mm512_add_ps(xs[t].0, xs[t].1) } else { xs[t].0 });
             for r in 0..R {
                 // SAFETY: block b of row j + r; the prefetch is a hint and never faults.
                 unsafe {
@@ -1070,9 +1084,6 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
                     for t in 0..T {
                         let blk = _mm512_fmadd_ps(q1, xs[t].1, _mm512_mul_ps(q0, xs[t].0));
                         acc[r][t] = _mm512_fmadd_ps(blk, db, acc[r][t]);
-                        if B::MIN {
-                            accm[r][t] = _mm512_fmadd_ps(xsum[t], _mm512_set1_ps(ms[r].0[bb]), accm[r][t]);
-                        }
                     }
                 }
             }
