@@ -1061,9 +1061,9 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
             unsafe {
                 let (d, m) = block_scales::<B>(w[r].add(b0 * B::BYTES), cnt);
                 _mm512_store_ps(ds[r].0.as_mut_ptr(), d);
-                for t in 0..T {
+                for (t, a) in accm[r].iter_mut().enumerate() {
                     let xs = _mm512_maskz_loadu_ps(mask, sums.as_ptr().add(t * nb + b0));
-                    accm[r][t] = _mm512_fmadd_ps(m, xs, accm[r][t]);
+                    *a = _mm512_fmadd_ps(m, xs, *a);
                 }
             }
         }
