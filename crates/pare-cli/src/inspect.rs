@@ -15,6 +15,12 @@ fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
     let bytes: usize = f.tensors.iter().filter_map(|t| t.bytes).sum();
     // PyTorch order (slowest dimension first), as the safetensors listing prints it.
     let shape = |t: &pare_formats::gguf::GgufTensor| t.dims.iter().rev().copied().collect::<Vec<_>>();
+    // How pare runs each matrix of a model it can load: in place on its blocks, or widened to f32.
+    let runs: Vec<(String, String)> = match pare_models::llama::Llama::load(&f) {
+        Ok(m) => m.matrices().into_iter().map(|(n, w)| (n, w.format())).collect(),
+        Err(_) => Vec::new(),
+    };
+    let table = pare_kernels::dispatch::table();
     if as_json {
         let v = json!({
             "schema_version": 1,
@@ -30,6 +36,8 @@ fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
             })).collect::<Vec<_>>(),
             "totals": {"tensors": f.tensors.len(), "parameters": params, "bytes": bytes,
                        "bits_per_weight": 8.0 * bytes as f64 / params.max(1) as f64},
+            "runs_as": runs.iter().map(|(n, r)| json!({"name": n, "format": r})).collect::<Vec<_>>(),
+            "kernels": {"decode": table.gemv_blocks_name, "prefill": table.gemm_f32_name, "dequant": table.dequant_blocks_name},
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -59,6 +67,20 @@ fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
         8.0 * bytes as f64 / params.max(1) as f64,
         f.file_bytes()
     );
+    if !runs.is_empty() {
+        let mut kinds: Vec<(String, usize)> = Vec::new();
+        for (_, r) in &runs {
+            match kinds.iter_mut().find(|(k, _)| k == r) {
+                Some((_, c)) => *c += 1,
+                None => kinds.push((r.clone(), 1)),
+            }
+        }
+        let list = kinds.iter().map(|(k, c)| format!("{c} as {k}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "runs as    {list}; decode {}, prefill {} on dequantized panels",
+            table.gemv_blocks_name, table.gemm_f32_name
+        );
+    }
     Ok(())
 }
 
