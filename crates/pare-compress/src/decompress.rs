@@ -38,27 +38,22 @@ const LLAMA_BLOCK_NAMES: [(&str, &str); 9] = [
 /// `LlamaForCausalLM`, and tokenizer.json built from the GGUF metadata.
 pub fn decompress_gguf(gguf: &Path, out: &Path, force: bool, log: &mut dyn FnMut(&str)) -> Result<std::path::PathBuf> {
     use pare_formats::gguf::{GgufFile, MetaValue};
+    use pare_formats::source::TensorSource;
     use pare_formats::writer::{StagedDir, TensorData, write_atomic, write_safetensors};
     crate::output::check_destination(gguf, out, force)?;
     let f = GgufFile::open(gguf)?;
     let c = pare_models::llama::LlamaConfig::from_gguf(&f)?;
     let tok = pare_formats::tokenizer::TextTokenizer::from_gguf(&f)?;
     let mut tensors = Vec::new();
+    // The tensor source checks each tensor's presence, shape and values.
     let get = |name: &str| -> Result<(Vec<f32>, Vec<usize>)> {
-        let t = f.tensor(name).ok_or_else(|| {
+        let shape = TensorSource::shape(&f, name).ok_or_else(|| {
             CompressError::Format(pare_formats::FormatError::MissingTensor {
                 path: gguf.to_path_buf(),
                 name: name.into(),
             })
         })?;
-        let v = f.dequantize(name)?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(CompressError::Invalid(format!(
-                "{}: tensor {name} holds a non-finite value at {i}",
-                gguf.display()
-            )));
-        }
-        Ok((v, t.dims.iter().rev().copied().collect()))
+        Ok((TensorSource::f32(&f, name, &shape)?, shape))
     };
     let (embed, shape) = get("token_embd.weight")?;
     tensors.push(TensorData::f32("model.embed_tokens.weight", &shape, &embed));

@@ -268,20 +268,8 @@ pub fn gemm_blocks_f32(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &mut [
                 s.panel = AlignedVec::zeroed(NR * k);
             }
             for p in panels {
-                let j0 = p * NR;
-                let width = NR.min(n - j0);
-                let dst = &mut s.rows[..width * k];
-                // SAFETY: the row bytes of `width` rows are exactly `width · k / 32` blocks.
-                unsafe { (table.dequant_blocks)(w.ty(), w.rows(j0..j0 + width), dst) };
-                s.rows[width * k..].fill(0.0);
-                // SAFETY: `panel` holds k × 32 floats, all (c, i < 32) written by this thread only.
-                unsafe { (table.transpose_f32)(&s.rows, k, NR, k, s.panel.as_mut_slice().as_mut_ptr(), NR) };
-                let b = BView::packed(&s.panel, k, width);
-                // SAFETY: columns j0.. of C (shifted pointer) belong to this panel only.
-                let cj = SendPtr(unsafe { cp.get().add(j0) });
-                let args = GemmF32Args { a, lda, b, c: cj, ldc, epi: epi.columns(j0) };
-                // SAFETY: one panel of width ≤ 32 over rows 0..m, shapes checked above.
-                unsafe { (table.gemm_f32)(&args, 0..1, 0..m) };
+                // SAFETY: shapes checked above; panel p's columns of C are this thread's only.
+                unsafe { panel_product(table, a, lda, m, w, p * NR, &mut s.rows, &mut s.panel, cp, ldc, epi) };
             }
         })
     });
@@ -314,20 +302,46 @@ pub fn gemm_blocks_f32_with(
     }
     let mut rows = vec![0f32; NR * k];
     let mut panel = AlignedVec::<f32>::zeroed(NR * k);
+    let cp = SendPtr(c.as_mut_ptr());
     for j0 in (0..n).step_by(NR) {
-        let width = NR.min(n - j0);
-        // SAFETY: as in `gemm_blocks_f32`.
-        unsafe { (table.dequant_blocks)(w.ty(), w.rows(j0..j0 + width), &mut rows[..width * k]) };
-        rows[width * k..].fill(0.0);
-        // SAFETY: as in `gemm_blocks_f32`.
-        unsafe { (table.transpose_f32)(&rows, k, NR, k, panel.as_mut_slice().as_mut_ptr(), NR) };
-        let b = BView::packed(&panel, k, width);
-        // SAFETY: column offset j0 < n inside C.
-        let cj = SendPtr(unsafe { c.as_mut_ptr().add(j0) });
-        let args = GemmF32Args { a, lda, b, c: cj, ldc, epi: epi.columns(j0) };
-        // SAFETY: one panel over rows 0..m, shapes checked.
-        unsafe { (table.gemm_f32)(&args, 0..1, 0..m) };
+        // SAFETY: shapes checked; one caller covers every panel.
+        unsafe { panel_product(table, a, lda, m, w, j0, &mut rows, &mut panel, cp, ldc, epi) };
     }
+}
+
+/// Columns `j0 .. j0 + 32` of `C`: rows `j0 ..` of `W` dequantized into `rows` (32 × k), transposed
+/// into one packed panel, then the f32 GEMM kernel of `table` over all `m` rows of `A`.
+///
+/// # Safety
+/// The shapes passed [`check`]; `rows` holds 32 × k floats and `panel` 32 × k; no other thread
+/// writes columns `j0 .. j0 + 32` of `C` meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_product(
+    table: &dispatch::Table,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &BlockRows,
+    j0: usize,
+    rows: &mut [f32],
+    panel: &mut AlignedVec<f32>,
+    c: SendPtr<f32>,
+    ldc: usize,
+    epi: &Epilogue,
+) {
+    let k = w.k();
+    let width = NR.min(w.n() - j0);
+    // SAFETY: the row bytes of `width` rows are exactly `width · k / 32` blocks.
+    unsafe { (table.dequant_blocks)(w.ty(), w.rows(j0..j0 + width), &mut rows[..width * k]) };
+    rows[width * k..NR * k].fill(0.0);
+    // SAFETY: `panel` holds k × 32 floats, written by this call only.
+    unsafe { (table.transpose_f32)(rows, k, NR, k, panel.as_mut_slice().as_mut_ptr(), NR) };
+    let b = BView::packed(panel, k, width);
+    // SAFETY: column j0 < n lies inside C (checked shapes).
+    let cj = SendPtr(unsafe { c.get().add(j0) });
+    let args = GemmF32Args { a, lda, b, c: cj, ldc, epi: epi.columns(j0) };
+    // SAFETY: one panel of width ≤ 32 over rows 0..m, shapes checked by the caller.
+    unsafe { (table.gemm_f32)(&args, 0..1, 0..m) };
 }
 
 /// [`dequantize_blocks`] with the kernels of `table` (tests and benchmarks).
