@@ -11,8 +11,7 @@ use pare_formats::quant_config::{
 };
 use pare_formats::sparse::{Matrix, bitmask_encode, bitmask24_encode};
 use pare_formats::writer::TensorData;
-use pare_models::Bert;
-use pare_models::bert::EMBEDDING_NAMES;
+use pare_models::Architecture;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -200,29 +199,27 @@ fn linear_tensors(
 /// Writes `model` (the source's model, possibly modified) to `out` as `plan` says.
 pub fn write(
     src: &Source,
-    model: &Bert,
+    model: &dyn Architecture,
     plan: &Plan,
     out: &Path,
     force: bool,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary> {
     check_destination(&src.dir.root, out, force)?;
-    let h = model.hidden();
     let mut tensors: Vec<TensorData> = Vec::new();
     let mut lines = Vec::new();
     let quant = plan.quant.as_ref();
-    // Embeddings and LayerNorms.
-    let e = &model.embeddings;
-    for (name, table) in EMBEDDING_NAMES.iter().zip([&e.word, &e.position, &e.token_type]) {
-        let rows = table.rows();
-        let dense = table.to_dense();
+    // Embeddings and the other float parameters.
+    let tables = model.embedding_tables();
+    for (name, rows, h, dense) in &tables {
+        let (rows, h) = (*rows, *h);
         let before = tensors.len();
         if quant.is_some_and(|q| q.embeddings) {
-            let (q, scales) = quantize_rows_symmetric(&dense, rows, h);
+            let (q, scales) = quantize_rows_symmetric(dense, rows, h);
             tensors.push(TensorData::i8(format!("{name}.weight"), &[rows, h], &q));
             tensors.push(TensorData::f32(format!("{name}.weight_scale"), &[rows, 1], &scales));
         } else {
-            tensors.push(TensorData::f32(format!("{name}.weight"), &[rows, h], &dense));
+            tensors.push(TensorData::f32(format!("{name}.weight"), &[rows, h], dense));
         }
         let bytes = tensors[before..].iter().map(|t| t.bytes.len()).sum();
         let stored = if quant.is_some_and(|q| q.embeddings) { "I8 rows" } else { "F32" };
@@ -234,14 +231,14 @@ pub fn write(
             bytes,
         });
     }
-    for (name, n) in model.layer_norms() {
-        tensors.push(TensorData::f32(format!("{name}.weight"), &[n.gamma.len()], &n.gamma));
-        tensors.push(TensorData::f32(format!("{name}.bias"), &[n.beta.len()], &n.beta));
+    for (name, shape, v) in model.other_parameters() {
+        tensors.push(TensorData::f32(name, &shape, &v));
     }
     // Linears.
-    for (name, lin) in model.linears() {
+    for (l, short) in pare_models::arch::linear_names(model) {
+        let (name, lin) = (model.linear_name(l, short), model.linear(l, short));
         let (out_f, in_f) = (lin.out_features(), lin.in_features());
-        let w = lin.weight.to_dense();
+        let w = model.export_weight(l, short);
         let quantized = quant.is_some_and(|q| !q.keep_float.contains(&name));
         let (mut t, stored) = linear_tensors(&name, &w, out_f, in_f, plan, quantized)?;
         if let (Some(q), true) = (quant, quantized)
@@ -271,13 +268,15 @@ pub fn write(
         ));
         lines.push(line);
         tensors.extend(t);
-        tensors.push(TensorData::f32(format!("{name}.bias"), &[out_f], &lin.bias));
+        if model.has_bias() {
+            tensors.push(TensorData::f32(format!("{name}.bias"), &[out_f], &lin.bias));
+        }
     }
     // Tensors of the source that are not parameters (e.g. BERT's position_ids buffer).
     let written: HashSet<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let prefix = if src.file.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
     let modules: HashSet<String> =
-        model.linears().into_iter().map(|(n, _)| n).chain(EMBEDDING_NAMES.iter().map(|s| s.to_string())).collect();
+        model.linears().into_iter().map(|(n, _)| n).chain(tables.iter().map(|t| t.0.clone())).collect();
     // The pooler (BertModel's dense + tanh over [CLS]) never contributes to a sentence embedding: pare
     // pools the last hidden state as the sentence-transformers files say. It is dropped, and recorded.
     let mut dropped = Vec::new();
@@ -317,7 +316,7 @@ pub fn write(
 }
 
 /// config.json of the result: the source's, with the compression blocks replaced.
-fn config_json(src: &Source, model: &Bert, plan: &Plan, dropped: &[String]) -> Result<serde_json::Value> {
+fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[String]) -> Result<serde_json::Value> {
     let mut config = src.config.clone();
     let obj = config.as_object_mut().ok_or_else(|| CompressError::Invalid("config.json is not an object".into()))?;
     for k in ["quantization_config", "compression_config", PARE_EXTENSION_KEY, "pruned_heads"] {

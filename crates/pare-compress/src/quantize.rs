@@ -17,8 +17,8 @@ use crate::error::{CompressError, Result};
 use crate::source::Source;
 use pare_formats::ModelDir;
 use pare_kernels::quant::{ActQuant, row_params};
-use pare_models::bert::Workspace;
-use pare_models::{Batch, SentenceEncoder};
+use crate::prune::Tokenize;
+use pare_models::{Architecture, Batch};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -62,9 +62,11 @@ pub const DEFAULT_OUTLIERS: usize = 4;
 
 /// Per-channel minimum and maximum of one Linear's inputs over the calibration set.
 #[derive(Clone, Debug)]
-struct ChannelRanges {
-    lo: Vec<f32>,
-    hi: Vec<f32>,
+pub struct ChannelRanges {
+    /// Minimum per input channel.
+    pub lo: Vec<f32>,
+    /// Maximum per input channel.
+    pub hi: Vec<f32>,
 }
 
 impl ChannelRanges {
@@ -90,31 +92,40 @@ impl ChannelRanges {
     }
 }
 
-/// Runs the float model on the samples and returns the per-channel range of every Linear's input.
-fn calibrate(
-    enc: &SentenceEncoder,
+/// Runs the float model on the samples, layer by layer, and returns the per-channel range of every
+/// Linear's input (by checkpoint name).
+pub fn calibrate(
+    model: &dyn Architecture,
+    tokenize: Tokenize,
     samples: &[String],
     log: &mut dyn FnMut(&str),
 ) -> Result<HashMap<String, ChannelRanges>> {
     let mut ranges: HashMap<String, ChannelRanges> = HashMap::new();
-    let mut ws = Workspace::default();
     let mut tokens = 0usize;
     for (i, s) in samples.iter().enumerate() {
-        let ids = enc.tokenize(s)?;
+        let ids = tokenize(s)?;
+        if ids.is_empty() {
+            continue;
+        }
         tokens += ids.len();
         let batch = Batch::repeat(&ids, 1);
-        let mut hook = |name: &str, x: &[f32], _rows: usize, cols: usize| {
-            let e = ranges
-                .entry(name.to_string())
-                .or_insert_with(|| ChannelRanges { lo: vec![f32::INFINITY; cols], hi: vec![f32::NEG_INFINITY; cols] });
-            for row in x.chunks_exact(cols) {
-                for (c, &v) in row.iter().enumerate() {
-                    e.lo[c] = e.lo[c].min(v);
-                    e.hi[c] = e.hi[c].max(v);
+        model.check_batch(&batch)?;
+        let mut x = model.embed_batch(&batch);
+        for l in 0..model.layers() {
+            let mut hook = |name: &str, x: &[f32], _rows: usize, cols: usize| {
+                let e = ranges.entry(model.linear_name(l, name)).or_insert_with(|| ChannelRanges {
+                    lo: vec![f32::INFINITY; cols],
+                    hi: vec![f32::NEG_INFINITY; cols],
+                });
+                for row in x.chunks_exact(cols) {
+                    for (c, &v) in row.iter().enumerate() {
+                        e.lo[c] = e.lo[c].min(v);
+                        e.hi[c] = e.hi[c].max(v);
+                    }
                 }
-            }
-        };
-        enc.model.forward_observed(&batch, &mut ws, Some(&mut hook))?;
+            };
+            model.run_layer(l, &batch, &mut x, Some(&mut hook));
+        }
         if (i + 1) % 64 == 0 || i + 1 == samples.len() {
             log(&format!("calibration: {}/{} samples, {tokens} tokens", i + 1, samples.len()));
         }
@@ -133,7 +144,7 @@ fn describe(mode: ActivationMode, symmetric: bool) -> String {
 
 /// The int8 plan for `src`'s model: outlier channels and static ranges from calibration.
 pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> Result<QuantPlan> {
-    let linears: Vec<String> = src.enc.model.linears().into_iter().map(|(n, _)| n).collect();
+    let linears: Vec<String> = Architecture::linears(&src.enc.model).into_iter().map(|(n, _)| n).collect();
     for k in &opts.keep_float {
         if k != "embeddings" && !linears.contains(k) {
             return Err(CompressError::Invalid(format!(
@@ -150,7 +161,8 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
     };
     let ranges = if needs_calibration {
         log(&format!("calibrating activation ranges on {} samples of {source}", samples.len()));
-        calibrate(&src.enc, &samples, log)?
+        let tokenize = |s: &str| -> Result<Vec<u32>> { Ok(src.enc.tokenize(s)?) };
+        calibrate(&src.enc.model, &tokenize, &samples, log)?
     } else {
         HashMap::new()
     };

@@ -2,6 +2,8 @@
 //! then post-LN transformer layers (self-attention, residual, LayerNorm, GELU feed-forward, residual,
 //! LayerNorm). Output: the last hidden state of every token.
 
+pub use crate::arch::{Batch, LinearHook};
+use crate::arch::{Architecture, Task, UnitKind, Units};
 use crate::error::{ModelError, Result};
 use crate::weight::{Embedding, Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
@@ -93,46 +95,6 @@ pub struct BertLayer {
     pub head_dim: usize,
 }
 
-/// A batch of token sequences, padded to a common length.
-#[derive(Clone, Debug)]
-pub struct Batch {
-    /// Sequences.
-    pub batch: usize,
-    /// Padded length.
-    pub seq: usize,
-    /// Token ids, `batch · seq`.
-    pub ids: Vec<u32>,
-    /// Token type ids, `batch · seq`.
-    pub type_ids: Vec<u32>,
-    /// 1 for real tokens, 0 for padding, `batch · seq`.
-    pub mask: Vec<u8>,
-}
-
-impl Batch {
-    /// Pads `seqs` on the right to the longest one (mask 0 on padding, token id `pad_id`).
-    pub fn pad(seqs: &[Vec<u32>], pad_id: u32) -> Self {
-        let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        let mut b =
-            Batch { batch: seqs.len(), seq, ids: Vec::new(), type_ids: vec![0; seqs.len() * seq], mask: Vec::new() };
-        for s in seqs {
-            b.ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad_id, seq - s.len())));
-            b.mask.extend(std::iter::repeat_n(1u8, s.len()).chain(std::iter::repeat_n(0, seq - s.len())));
-        }
-        b
-    }
-
-    /// `batch` copies of one sequence, mask all ones.
-    pub fn repeat(ids: &[u32], batch: usize) -> Self {
-        let seq = ids.len();
-        Batch { batch, seq, ids: ids.repeat(batch), type_ids: vec![0; batch * seq], mask: vec![1; batch * seq] }
-    }
-
-    /// Tokens (rows), padding included.
-    pub fn tokens(&self) -> usize {
-        self.batch * self.seq
-    }
-}
-
 /// Buffers of one forward pass, reused across calls to avoid page faults on every batch.
 #[derive(Debug, Default)]
 pub struct Workspace {
@@ -143,10 +105,6 @@ pub struct Workspace {
     ctx: Vec<f32>,
     quant: RefCell<QuantCache>,
 }
-
-/// Observes the input of every Linear during a forward pass (calibration): called with the Linear's
-/// checkpoint name and its input, `rows × cols` row-major.
-pub type LinearHook<'h> = &'h mut dyn FnMut(&str, &[f32], usize, usize);
 
 impl Workspace {
     /// The hidden-state buffer: the input of the next layer and, after [`Bert::forward`], its output.
@@ -486,29 +444,6 @@ impl Bert {
         Ok(())
     }
 
-    /// Runs layer `l` alone on `hidden` (`tokens × hidden`, the layer's input, replaced by its output).
-    /// For calibration.
-    pub fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], ws: &mut Workspace) {
-        let n = self.stage(b, hidden, ws);
-        self.layers[l].forward(b, ws);
-        hidden[..n].copy_from_slice(&ws.x[..n]);
-    }
-
-    /// The input of Linear `name` of layer `l` (relative name) when the layer receives `hidden`,
-    /// passed to `take`; only the part of the layer before that Linear is computed. For calibration.
-    pub fn layer_input_of(
-        &self,
-        l: usize,
-        b: &Batch,
-        hidden: &[f32],
-        ws: &mut Workspace,
-        name: &str,
-        take: LinearHook,
-    ) {
-        self.stage(b, hidden, ws);
-        self.layers[l].input_of(b, ws, name, take);
-    }
-
     /// Sizes `ws` for `b` and copies a layer's input `hidden` into it; returns the values copied.
     fn stage(&self, b: &Batch, hidden: &[f32], ws: &mut Workspace) -> usize {
         let n = b.tokens() * self.hidden();
@@ -560,6 +495,139 @@ impl Bert {
             }
         }
         Ok(&ws.x[..t * h])
+    }
+}
+
+/// A layer's Linears by shared input, in execution order.
+const GROUPS: &[&[&str]] = &[
+    &["attention.self.query", "attention.self.key", "attention.self.value"],
+    &["attention.output.dense"],
+    &["intermediate.dense"],
+    &["output.dense"],
+];
+
+impl Architecture for Bert {
+    fn family(&self) -> &'static str {
+        "bert"
+    }
+
+    fn task(&self) -> Task {
+        Task::SentenceEmbedding
+    }
+
+    fn hidden(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn input_groups(&self) -> &'static [&'static [&'static str]] {
+        GROUPS
+    }
+
+    fn linear_name(&self, l: usize, name: &str) -> String {
+        format!("encoder.layer.{l}.{name}")
+    }
+
+    fn linear(&self, l: usize, name: &str) -> &Linear {
+        match self.layers[l].named_linears().into_iter().find(|(n, _)| *n == name) {
+            Some((_, lin)) => lin,
+            None => panic!("no Linear named {name} in a BERT layer"),
+        }
+    }
+
+    fn linear_mut(&mut self, l: usize, name: &str) -> &mut Linear {
+        self.layers[l].linear_mut(name)
+    }
+
+    fn has_bias(&self) -> bool {
+        true
+    }
+
+    fn units(&self, l: usize) -> Vec<Units> {
+        let layer = &self.layers[l];
+        let dh = layer.head_dim;
+        vec![
+            Units {
+                kind: UnitKind::Head,
+                count: layer.heads,
+                reader: LINEAR_NAMES[3],
+                width: dh,
+                writers: vec![(LINEAR_NAMES[0], dh), (LINEAR_NAMES[1], dh), (LINEAR_NAMES[2], dh)],
+            },
+            Units {
+                kind: UnitKind::Neuron,
+                count: layer.ffn_up.out_features(),
+                reader: LINEAR_NAMES[5],
+                width: 1,
+                writers: vec![(LINEAR_NAMES[4], 1)],
+            },
+        ]
+    }
+
+    fn set_unit_count(&mut self, l: usize, kind: UnitKind, count: usize) -> Result<()> {
+        let layer = &mut self.layers[l];
+        let ok = match kind {
+            UnitKind::Head => {
+                let w = count * layer.head_dim;
+                let fits = count > 0
+                    && [&layer.query, &layer.key, &layer.value].iter().all(|q| q.out_features() == w)
+                    && layer.attn_out.in_features() == w;
+                if fits {
+                    layer.heads = count;
+                }
+                fits
+            }
+            UnitKind::Neuron => count > 0 && layer.ffn_up.out_features() == count && layer.ffn_down.in_features() == count,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ModelError::Input(format!("layer {l}: the Linears' shapes do not hold {count} units of {kind:?}")))
+        }
+    }
+
+    fn check_batch(&self, b: &Batch) -> Result<()> {
+        Bert::check_batch(self, b)
+    }
+
+    fn embed_batch(&self, b: &Batch) -> Vec<f32> {
+        let mut x = vec![0f32; b.tokens() * self.hidden()];
+        self.embed(b, &mut x);
+        x
+    }
+
+    fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], hook: Option<LinearHook>) {
+        let mut ws = Workspace::default();
+        let n = self.stage(b, hidden, &mut ws);
+        self.layers[l].run(b, &mut ws, hook);
+        hidden[..n].copy_from_slice(&ws.x[..n]);
+    }
+
+    fn layer_input_of(&self, l: usize, b: &Batch, hidden: &[f32], name: &str, take: LinearHook) {
+        let mut ws = Workspace::default();
+        self.stage(b, hidden, &mut ws);
+        self.layers[l].input_of(b, &mut ws, name, take);
+    }
+
+    fn embedding_tables(&self) -> Vec<(String, usize, usize, Vec<f32>)> {
+        let e = &self.embeddings;
+        EMBEDDING_NAMES
+            .iter()
+            .zip([&e.word, &e.position, &e.token_type])
+            .map(|(name, t)| (name.to_string(), t.rows(), self.hidden(), t.to_dense()))
+            .collect()
+    }
+
+    fn other_parameters(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut v = Vec::new();
+        for (name, n) in self.layer_norms() {
+            v.push((format!("{name}.weight"), vec![n.gamma.len()], n.gamma.clone()));
+            v.push((format!("{name}.bias"), vec![n.beta.len()], n.beta.clone()));
+        }
+        v
     }
 }
 

@@ -1,6 +1,7 @@
 //! pare-models: model architectures written once, with every matmul going through a [`Weight`], so
 //! that compressed weight formats plug in without touching the model code.
 
+pub mod arch;
 pub mod bert;
 pub mod costs;
 pub mod error;
@@ -9,7 +10,8 @@ pub mod sentence;
 pub mod testing;
 pub mod weight;
 
-pub use bert::{Batch, Bert, Workspace};
+pub use arch::{Architecture, Batch, LinearHook, Task, UnitKind, Units};
+pub use bert::{Bert, Workspace};
 pub use error::{ModelError, Result};
 pub use sentence::SentenceEncoder;
 pub use weight::{Embedding, Input, Linear, QuantCache, Weight};

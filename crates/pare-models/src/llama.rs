@@ -9,6 +9,7 @@
 //! query and key rows in llama.cpp's order, in which rotary pairs are adjacent (`x[2i]`, `x[2i+1]`);
 //! the rotation here works in that order, which equals Hugging Face's rotate-half on its own order.
 
+use crate::arch::{Architecture, Batch, LinearHook, Task, UnitKind, Units};
 use crate::error::{ModelError, Result};
 use crate::weight::{Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
@@ -197,7 +198,11 @@ impl LlamaConfig {
     }
 }
 
+#[derive(Clone)]
 struct Block {
+    /// Query heads and key/value heads of this block (fewer than the config's after structured
+    /// pruning).
+    heads: Heads,
     attn_norm: Vec<f32>,
     q: Linear,
     k: Linear,
@@ -209,10 +214,26 @@ struct Block {
     down: Linear,
 }
 
+/// Attention heads of one block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Heads {
+    /// Query heads.
+    q: usize,
+    /// Key/value heads; each serves `q / kv` query heads.
+    kv: usize,
+    /// Width of a head.
+    d: usize,
+}
+
 /// A Llama model: block-quantized matrices read in place, or f32.
+#[derive(Clone)]
 pub struct Llama {
     /// Its configuration.
     pub config: LlamaConfig,
+    /// How its checkpoint names tensors.
+    pub layout: Layout,
+    /// Whether the output projection is the token embedding table (the file has no output matrix).
+    tied: bool,
     embed: Weight,
     blocks: Vec<Block>,
     out_norm: Vec<f32>,
@@ -305,6 +326,7 @@ impl Llama {
         let mut blocks = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
             blocks.push(Block {
+                heads: Heads { q: c.heads, kv: c.kv_heads, d: c.head_dim },
                 attn_norm: tensor(&name(l, "attn_norm"), 1, h)?,
                 q: linear(name(l, "attn_q"), h, h, c.heads)?,
                 k: linear(name(l, "attn_k"), kv, h, c.kv_heads)?,
@@ -318,12 +340,13 @@ impl Llama {
         }
         let embed = matrix(&layout.name(None, "token_embd"), c.vocab, h, 0)?;
         let out_name = layout.name(None, "output");
+        let tied = src.stored(&out_name).is_none();
         let output = match src.stored(&out_name) {
             Some(_) => linear(out_name, c.vocab, h, 0)?,
             None => Linear { weight: embed.clone(), bias: vec![0.0; c.vocab] },
         };
         let out_norm = tensor(&layout.name(None, "output_norm"), 1, h)?;
-        Ok(Llama { config: c, embed, blocks, out_norm, output })
+        Ok(Llama { config: c, layout, tied, embed, blocks, out_norm, output })
     }
 
     /// Every matrix of the model with its GGUF name and how it is held (for `inspect` and reports).
@@ -382,9 +405,7 @@ impl Llama {
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, all: bool) -> Result<Vec<f32>> {
         let c = &self.config;
         let (t, h) = (ids.len(), c.hidden);
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab) {
-            return Err(ModelError::Input(format!("token id {bad} is past the vocabulary of {}", c.vocab)));
-        }
+        self.check_ids(ids)?;
         if t == 0 {
             return Ok(Vec::new());
         }
@@ -392,46 +413,272 @@ impl Llama {
             *cache = KvCache { k: vec![Vec::new(); c.layers], v: vec![Vec::new(); c.layers], len: 0 };
         }
         let start = cache.len;
-        let mut x = vec![0f32; t * h];
-        for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
-            self.embed_row(id as usize, row);
-        }
+        let mut x = self.embed_ids(ids);
         let qcache = RefCell::new(QuantCache::default());
-        let kvw = c.kv_heads * c.head_dim;
-        let (mut q, mut k, mut v) = (vec![0f32; t * h], vec![0f32; t * kvw], vec![0f32; t * kvw]);
-        let mut att = vec![0f32; t * h];
-        let (mut gate, mut up) = (vec![0f32; t * c.ffn], vec![0f32; t * c.ffn]);
-        let mut normed = vec![0f32; t * h];
-        let (cos, sin) = rope_tables(start, t, c.head_dim, c.rope_base);
+        let rope = rope_tables(start, t, c.head_dim, c.rope_base);
         for (l, b) in self.blocks.iter().enumerate() {
-            rms_norm(&x, &b.attn_norm, c.eps, &mut normed);
-            let input = Input::new(&normed, t, h, &qcache);
-            forward_group(&[&b.q, &b.k, &b.v], &input, vec![&mut q, &mut k, &mut v]);
-            rotate(&mut q, c.heads, c.head_dim, &cos, &sin);
-            rotate(&mut k, c.kv_heads, c.head_dim, &cos, &sin);
-            cache.k[l].extend_from_slice(&k);
-            cache.v[l].extend_from_slice(&v);
-            causal_attention(&q, &cache.k[l], &cache.v[l], start, t, c, &mut att);
-            let input = Input::new(&att, t, h, &qcache);
-            let residual = x.clone();
-            b.o.forward(&input, &mut x, Activation::None, Some(&residual));
-            rms_norm(&x, &b.ffn_norm, c.eps, &mut normed);
-            let input = Input::new(&normed, t, h, &qcache);
-            forward_group(&[&b.gate, &b.up], &input, vec![&mut gate, &mut up]);
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
-            let input = Input::new(&gate, t, c.ffn, &qcache);
-            let residual = x.clone();
-            b.down.forward(&input, &mut x, Activation::None, Some(&residual));
+            let kv = Some((&mut cache.k[l], &mut cache.v[l]));
+            self.run_block(b, &mut x, 1, t, start, kv, &rope, &qcache, None);
         }
         cache.len += t;
         let rows = if all { t } else { 1 };
         let last = &x[(t - rows) * h..];
-        rms_norm(last, &self.out_norm, c.eps, &mut normed[..rows * h]);
+        let mut normed = vec![0f32; rows * h];
+        rms_norm(last, &self.out_norm, c.eps, &mut normed);
         let mut logits = vec![0f32; rows * c.vocab];
-        self.output.forward(&Input::new(&normed[..rows * h], rows, h, &qcache), &mut logits, Activation::None, None);
+        self.output.forward(&Input::new(&normed, rows, h, &qcache), &mut logits, Activation::None, None);
         Ok(logits)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&i| i as usize >= self.config.vocab) {
+            Some(bad) => {
+                Err(ModelError::Input(format!("token id {bad} is past the vocabulary of {}", self.config.vocab)))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Embedding rows of `ids`, `ids.len() × hidden`.
+    fn embed_ids(&self, ids: &[u32]) -> Vec<f32> {
+        let h = self.config.hidden;
+        let mut x = vec![0f32; ids.len() * h];
+        for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
+            self.embed_row(id as usize, row);
+        }
+        x
+    }
+
+    /// One block on `x`: `seqs` sequences of `t` new positions each, from position `start`. With
+    /// `cache` (one sequence), keys and values are appended to it and attention reads all of it;
+    /// without, each sequence attends causally to itself only. `hook` sees each Linear's input.
+    #[allow(clippy::too_many_arguments)]
+    fn run_block(
+        &self,
+        b: &Block,
+        x: &mut [f32],
+        seqs: usize,
+        t: usize,
+        start: usize,
+        cache: Option<(&mut Vec<f32>, &mut Vec<f32>)>,
+        rope: &(Vec<f32>, Vec<f32>),
+        qcache: &RefCell<QuantCache>,
+        mut hook: Option<LinearHook>,
+    ) {
+        let c = &self.config;
+        let (rows, h, hd) = (seqs * t, c.hidden, b.heads);
+        let (hw, kvw, ffn) = (hd.q * hd.d, hd.kv * hd.d, b.up.out_features());
+        let mut see = |name: &str, v: &[f32], cols: usize| {
+            if let Some(hk) = hook.as_mut() {
+                hk(name, v, rows, cols);
+            }
+        };
+        let mut normed = vec![0f32; rows * h];
+        rms_norm(x, &b.attn_norm, c.eps, &mut normed);
+        for name in GROUPS[0] {
+            see(name, &normed, h);
+        }
+        let (mut q, mut k, mut v) = (vec![0f32; rows * hw], vec![0f32; rows * kvw], vec![0f32; rows * kvw]);
+        let input = Input::new(&normed, rows, h, qcache);
+        forward_group(&[&b.q, &b.k, &b.v], &input, vec![&mut q, &mut k, &mut v]);
+        rotate(&mut q, hd.q, hd.d, t, &rope.0, &rope.1);
+        rotate(&mut k, hd.kv, hd.d, t, &rope.0, &rope.1);
+        let mut att = vec![0f32; rows * hw];
+        match cache {
+            Some((kc, vc)) => {
+                kc.extend_from_slice(&k);
+                vc.extend_from_slice(&v);
+                causal_attention(&q, kc, vc, start, t, hd, &mut att);
+            }
+            None => {
+                for s in 0..seqs {
+                    let (qs, ks) = (s * t * hw..(s + 1) * t * hw, s * t * kvw..(s + 1) * t * kvw);
+                    causal_attention(&q[qs.clone()], &k[ks.clone()], &v[ks], start, t, hd, &mut att[qs]);
+                }
+            }
+        }
+        see(GROUPS[1][0], &att, hw);
+        let residual = x.to_vec();
+        b.o.forward(&Input::new(&att, rows, hw, qcache), x, Activation::None, Some(&residual));
+        rms_norm(x, &b.ffn_norm, c.eps, &mut normed);
+        for name in GROUPS[2] {
+            see(name, &normed, h);
+        }
+        let (mut gate, mut up) = (vec![0f32; rows * ffn], vec![0f32; rows * ffn]);
+        let input = Input::new(&normed, rows, h, qcache);
+        forward_group(&[&b.gate, &b.up], &input, vec![&mut gate, &mut up]);
+        for (g, u) in gate.iter_mut().zip(&up) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+        see(GROUPS[3][0], &gate, ffn);
+        let residual = x.to_vec();
+        b.down.forward(&Input::new(&gate, rows, ffn, qcache), x, Activation::None, Some(&residual));
+    }
+
+    fn block_linear(&self, l: usize, name: &str) -> &Linear {
+        let b = &self.blocks[l];
+        match name {
+            "attn_q" => &b.q,
+            "attn_k" => &b.k,
+            "attn_v" => &b.v,
+            "attn_output" => &b.o,
+            "ffn_gate" => &b.gate,
+            "ffn_up" => &b.up,
+            "ffn_down" => &b.down,
+            _ => panic!("no Linear named {name} in a Llama block"),
+        }
+    }
+}
+
+/// The Linears of a block by shared input, in the order the block computes them (llama.cpp's names).
+const GROUPS: &[&[&str]] = &[&["attn_q", "attn_k", "attn_v"], &["attn_output"], &["ffn_gate", "ffn_up"], &["ffn_down"]];
+
+impl Architecture for Llama {
+    fn family(&self) -> &'static str {
+        "llama"
+    }
+
+    fn task(&self) -> Task {
+        Task::LanguageModel
+    }
+
+    fn hidden(&self) -> usize {
+        self.config.hidden
+    }
+
+    fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn input_groups(&self) -> &'static [&'static [&'static str]] {
+        GROUPS
+    }
+
+    fn linear_name(&self, l: usize, name: &str) -> String {
+        let full = self.layout.name(Some(l), name);
+        full.strip_suffix(".weight").unwrap_or(&full).to_string()
+    }
+
+    fn linear(&self, l: usize, name: &str) -> &Linear {
+        self.block_linear(l, name)
+    }
+
+    fn linear_mut(&mut self, l: usize, name: &str) -> &mut Linear {
+        let b = &mut self.blocks[l];
+        match name {
+            "attn_q" => &mut b.q,
+            "attn_k" => &mut b.k,
+            "attn_v" => &mut b.v,
+            "attn_output" => &mut b.o,
+            "ffn_gate" => &mut b.gate,
+            "ffn_up" => &mut b.up,
+            "ffn_down" => &mut b.down,
+            _ => panic!("no Linear named {name} in a Llama block"),
+        }
+    }
+
+    fn has_bias(&self) -> bool {
+        false
+    }
+
+    fn units(&self, l: usize) -> Vec<Units> {
+        let b = &self.blocks[l];
+        let group = b.heads.q / b.heads.kv * b.heads.d;
+        vec![
+            Units {
+                kind: UnitKind::Head,
+                count: b.heads.kv,
+                reader: "attn_output",
+                width: group,
+                writers: vec![("attn_q", group), ("attn_k", b.heads.d), ("attn_v", b.heads.d)],
+            },
+            Units {
+                kind: UnitKind::Neuron,
+                count: b.up.out_features(),
+                reader: "ffn_down",
+                width: 1,
+                writers: vec![("ffn_gate", 1), ("ffn_up", 1)],
+            },
+        ]
+    }
+
+    fn set_unit_count(&mut self, l: usize, kind: UnitKind, count: usize) -> Result<()> {
+        let b = &mut self.blocks[l];
+        let group = b.heads.q / b.heads.kv;
+        let ok = match kind {
+            UnitKind::Head => {
+                let fits = count > 0
+                    && b.q.out_features() == count * group * b.heads.d
+                    && b.k.out_features() == count * b.heads.d
+                    && b.v.out_features() == count * b.heads.d
+                    && b.o.in_features() == count * group * b.heads.d;
+                if fits {
+                    b.heads = Heads { q: count * group, kv: count, d: b.heads.d };
+                }
+                fits
+            }
+            UnitKind::Neuron => {
+                count > 0
+                    && b.gate.out_features() == count
+                    && b.up.out_features() == count
+                    && b.down.in_features() == count
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ModelError::Input(format!("block {l}: the Linears' shapes do not hold {count} units of {kind:?}")))
+        }
+    }
+
+    fn check_batch(&self, b: &Batch) -> Result<()> {
+        if b.ids.len() != b.tokens() || b.mask.len() != b.tokens() {
+            return Err(ModelError::Input("batch arrays do not hold batch × seq entries".into()));
+        }
+        self.check_ids(&b.ids)
+    }
+
+    fn embed_batch(&self, b: &Batch) -> Vec<f32> {
+        self.embed_ids(&b.ids)
+    }
+
+    fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], hook: Option<LinearHook>) {
+        let c = &self.config;
+        let rope = rope_tables(0, b.seq, c.head_dim, c.rope_base);
+        let qcache = RefCell::new(QuantCache::default());
+        let rows = b.tokens() * c.hidden;
+        self.run_block(&self.blocks[l], &mut hidden[..rows], b.batch, b.seq, 0, None, &rope, &qcache, hook);
+    }
+
+    fn export_weight(&self, l: usize, name: &str) -> Vec<f32> {
+        let lin = self.block_linear(l, name);
+        let w = lin.weight.to_dense();
+        let heads = &self.blocks[l].heads;
+        match (self.layout, name) {
+            (Layout::HuggingFace, "attn_q") => rope_rows_to_halves(&w, heads.q, lin.in_features()),
+            (Layout::HuggingFace, "attn_k") => rope_rows_to_halves(&w, heads.kv, lin.in_features()),
+            _ => w,
+        }
+    }
+
+    fn embedding_tables(&self) -> Vec<(String, usize, usize, Vec<f32>)> {
+        let name = self.layout.name(None, "token_embd");
+        let name = name.strip_suffix(".weight").unwrap_or(&name).to_string();
+        vec![(name, self.config.vocab, self.config.hidden, self.embed.to_dense())]
+    }
+
+    fn other_parameters(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let h = self.config.hidden;
+        let mut v = Vec::new();
+        for (l, b) in self.blocks.iter().enumerate() {
+            v.push((self.layout.name(Some(l), "attn_norm"), vec![h], b.attn_norm.clone()));
+            v.push((self.layout.name(Some(l), "ffn_norm"), vec![h], b.ffn_norm.clone()));
+        }
+        v.push((self.layout.name(None, "output_norm"), vec![h], self.out_norm.clone()));
+        if !self.tied {
+            v.push((self.layout.name(None, "output"), vec![self.config.vocab, h], self.output.weight.to_dense()));
+        }
+        v
     }
 }
 
@@ -472,10 +719,12 @@ fn rope_tables(start: usize, t: usize, d: usize, base: f32) -> (Vec<f32>, Vec<f3
     (cos, sin)
 }
 
-/// Rotates adjacent pairs of every head of every row (llama.cpp's order of the query/key rows).
-fn rotate(x: &mut [f32], heads: usize, d: usize, cos: &[f32], sin: &[f32]) {
+/// Rotates adjacent pairs of every head of every row (llama.cpp's order of the query/key rows); rows
+/// are sequences of `t` positions, row `r` at table position `r % t`.
+fn rotate(x: &mut [f32], heads: usize, d: usize, t: usize, cos: &[f32], sin: &[f32]) {
     let half = d / 2;
-    for (p, row) in x.chunks_exact_mut(heads * d).enumerate() {
+    for (r, row) in x.chunks_exact_mut(heads * d).enumerate() {
+        let p = r % t;
         for head in row.chunks_exact_mut(d) {
             for i in 0..half {
                 let (c, s) = (cos[p * half + i], sin[p * half + i]);
@@ -493,20 +742,20 @@ const FEW_QUERIES: usize = 8;
 
 /// Causal attention for a few new positions (decoding), straight from the cache rows: query heads
 /// are shared among the threads; each computes its scores, softmax and weighted sum of values.
-fn few_query_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: &LlamaConfig, out: &mut [f32]) {
-    let (d, group) = (c.head_dim, c.heads / c.kv_heads);
-    let (hw, kvw) = (c.heads * d, c.kv_heads * d);
+fn few_query_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: Heads, out: &mut [f32]) {
+    let (d, group) = (c.d, c.q / c.kv);
+    let (hw, kvw) = (c.q * d, c.kv * d);
     let scale = 1.0 / (d as f32).sqrt();
     let n = start + t;
     let table = pare_kernels::dispatch::table();
     // One task per (position, head), in the order of the output's rows of `d` values.
-    let tasks = t * c.heads;
+    let tasks = t * c.q;
     let shared = pare_kernels::par::SharedRows::new(&mut out[..t * hw], tasks, d);
     pare_kernels::par::for_each_row_block(tasks, 1, true, |block| {
         let outs = block.rows_mut(&shared);
         let mut scores = vec![0f32; n];
         for (task, o) in block.range().zip(outs.chunks_exact_mut(d)) {
-            let (p, head) = (task / c.heads, task % c.heads);
+            let (p, head) = (task / c.q, task % c.q);
             let g = head / group;
             let qh = &q[p * hw + head * d..p * hw + (head + 1) * d];
             let seen = start + p + 1;
@@ -527,12 +776,12 @@ fn few_query_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, 
 
 /// Causal attention of `t` new positions (from `start`) over the `start + t` cached keys and values:
 /// each query head `h` reads key/value head `h / (heads / kv_heads)`.
-fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: &LlamaConfig, out: &mut [f32]) {
+fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: Heads, out: &mut [f32]) {
     if t <= FEW_QUERIES {
         return few_query_attention(q, k, v, start, t, c, out);
     }
-    let (d, group) = (c.head_dim, c.heads / c.kv_heads);
-    let (hw, kvw) = (c.heads * d, c.kv_heads * d);
+    let (d, group) = (c.d, c.q / c.kv);
+    let (hw, kvw) = (c.q * d, c.kv * d);
     let n = start + t;
     let scale = 1.0 / (d as f32).sqrt();
     let table = pare_kernels::dispatch::table();
@@ -541,7 +790,7 @@ fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: 
     let mut vh = vec![0f32; n * d];
     let mut qh = vec![0f32; t * d];
     let mut oh = vec![0f32; t * d];
-    for head in 0..c.heads {
+    for head in 0..c.q {
         let g = head / group;
         for p in 0..t {
             qh[p * d..(p + 1) * d].copy_from_slice(&q[p * hw + head * d..p * hw + (head + 1) * d]);

@@ -23,8 +23,7 @@ use crate::quantize::inherited;
 use crate::source::Source;
 use pare_formats::ModelDir;
 use pare_kernels::{PackedF32, gemm_f32};
-use pare_models::bert::{Bert, LINEAR_NAMES, Workspace};
-use pare_models::{Batch, Linear, Weight};
+use pare_models::{Architecture, Batch, Linear, Weight};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -146,26 +145,40 @@ const BATCH_SEQS: usize = 64;
 /// Padded tokens per calibration batch, at most (one sequence may exceed it).
 const BATCH_TOKENS: usize = 1024;
 
-/// Calibration text as token sequences in padded batches.
-pub(crate) struct Calibration {
-    pub batches: Vec<Batch>,
-    /// Hidden states entering the current layer, per sample.
-    pub states: Vec<Vec<f32>>,
+/// Calibration text as token sequences in padded batches, with the state entering the current layer.
+pub struct Calibration {
+    batches: Vec<Batch>,
+    /// Hidden states entering the current layer, per batch.
+    states: Vec<Vec<f32>>,
     /// Samples (sequences) over all batches.
     pub samples: usize,
+    /// Where the text came from.
     pub source: String,
 }
 
+/// Tokenizes text for a model.
+pub type Tokenize<'a> = &'a dyn Fn(&str) -> Result<Vec<u32>>;
+
 impl Calibration {
-    pub fn new(model: &Bert, enc: &pare_models::SentenceEncoder, opts: &PruneOptions) -> Result<Self> {
+    /// The calibration samples of `opts` (the first `opts.samples`), tokenized and embedded by `model`.
+    pub fn new(model: &dyn Architecture, tokenize: Tokenize, opts: &PruneOptions) -> Result<Self> {
         let (source, samples) = match &opts.calibration {
             Some(c) => c.clone(),
             None => (calibration::DEFAULT_NAME.to_string(), calibration::default_samples(opts.samples)),
         };
         let samples = &samples[..samples.len().min(opts.samples)];
-        // Samples sorted by length and padded in batches of similar length: whole batches keep the
-        // kernels busy, and padding rows are left out of every captured activation.
-        let mut seqs = samples.iter().map(|s| enc.tokenize(s)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let seqs = samples.iter().map(|s| tokenize(s)).collect::<Result<Vec<_>>>()?;
+        Self::from_sequences(model, seqs, source)
+    }
+
+    /// Token sequences as calibration data. Sequences are sorted by length and padded in batches of
+    /// similar length: whole batches keep the kernels busy, and padding rows are left out of every
+    /// captured activation.
+    pub fn from_sequences(model: &dyn Architecture, mut seqs: Vec<Vec<u32>>, source: String) -> Result<Self> {
+        seqs.retain(|s| !s.is_empty());
+        if seqs.is_empty() {
+            return Err(CompressError::Invalid(format!("calibration text {source} holds no tokens")));
+        }
         seqs.sort_by_key(Vec::len);
         let mut batches = Vec::new();
         let mut states = Vec::new();
@@ -174,10 +187,9 @@ impl Calibration {
             let longest = seqs[start..].iter().take(BATCH_SEQS).map(Vec::len).max().unwrap_or(1).max(1);
             let count = (BATCH_TOKENS / longest).clamp(1, BATCH_SEQS).min(seqs.len() - start);
             let b = Batch::pad(&seqs[start..start + count], 0);
-            let mut x = vec![0f32; b.tokens() * model.hidden()];
-            model.embed(&b, &mut x);
+            model.check_batch(&b)?;
+            states.push(model.embed_batch(&b));
             batches.push(b);
-            states.push(x);
             start += count;
         }
         Ok(Calibration { batches, states, samples: seqs.len(), source })
@@ -190,10 +202,9 @@ impl Calibration {
 
     /// The inputs of Linear `name` (relative to layer `l`) over every sample, padding left out:
     /// `tokens × in_features` rows and `in_features`. Only the part of the layer before it runs.
-    pub fn capture(&self, model: &Bert, l: usize, name: &str) -> (Vec<f32>, usize) {
+    pub fn capture(&self, model: &dyn Architecture, l: usize, name: &str) -> (Vec<f32>, usize) {
         let mut out = Vec::new();
         let mut width = 0;
-        let mut ws = Workspace::default();
         for (b, st) in self.batches.iter().zip(&self.states) {
             let mut take = |_: &str, x: &[f32], rows: usize, cols: usize| {
                 width = cols;
@@ -201,16 +212,15 @@ impl Calibration {
                     out.extend_from_slice(&x[r * cols..(r + 1) * cols]);
                 }
             };
-            model.layer_input_of(l, b, st, &mut ws, name, &mut take);
+            model.layer_input_of(l, b, st, name, &mut take);
         }
         (out, width)
     }
 
     /// Moves every sample through layer `l` (with its current weights).
-    pub fn advance(&mut self, model: &Bert, l: usize) {
-        let mut ws = Workspace::default();
+    pub fn advance(&mut self, model: &dyn Architecture, l: usize) {
         for (b, st) in self.batches.iter().zip(self.states.iter_mut()) {
-            model.run_layer(l, b, st, &mut ws);
+            model.run_layer(l, b, st, None);
         }
     }
 }
@@ -332,6 +342,70 @@ fn inherited_quant(src: &Source) -> Option<QuantPlan> {
     })
 }
 
+/// What pruning did to a model: its sparsity pattern or new structure, and what the config records.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Sparsity pattern of the Linear weights, when unstructured or N:M.
+    pub sparsity: Option<SparseLayout>,
+    /// New layer shapes, when structured.
+    pub structure: Option<encode::Structure>,
+    /// Method, sparsity, pattern and calibration, for the config's pare block.
+    pub info: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Prunes `model` in place as `opts` says, whatever its architecture; `tokenize` turns calibration
+/// text into the model's token ids.
+pub fn prune_model(
+    model: &mut dyn Architecture,
+    tokenize: Tokenize,
+    opts: &PruneOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<Pruned> {
+    validate(opts)?;
+    if opts.method == Method::Nm {
+        let m = opts.nm.1;
+        if let Some((name, lin)) = model.linears().into_iter().find(|(_, l)| !l.in_features().is_multiple_of(m)) {
+            return Err(CompressError::Invalid(format!(
+                "--nm {}:{m}: {name} has {} inputs, not a multiple of M={m}",
+                opts.nm.0,
+                lin.in_features()
+            )));
+        }
+    }
+    let mut out = Pruned::default();
+    out.info.insert("method".into(), opts.method.name().into());
+    match opts.method {
+        Method::Structured => {
+            let st = structured::prune(model, tokenize, opts, log)?;
+            out.info.insert("sparsity".into(), opts.sparsity.into());
+            out.structure = Some(st);
+        }
+        Method::Magnitude => {
+            prune_magnitude(model, opts, log);
+            out.sparsity = Some(SparseLayout::Unstructured);
+            out.info.insert("sparsity".into(), opts.sparsity.into());
+            out.info.insert("scope".into(), if opts.scope == Scope::Global { "global" } else { "layer" }.into());
+        }
+        Method::Wanda | Method::SparseGpt | Method::Nm => {
+            let mut cal = Calibration::new(model, tokenize, opts)?;
+            log(&format!("calibrating on {} samples ({} tokens) of {}", cal.samples, cal.tokens(), cal.source));
+            prune_sequential(model, &mut cal, opts, log)?;
+            out.info.insert(
+                "pruning_calibration".into(),
+                serde_json::json!({"source": cal.source, "samples": cal.samples}),
+            );
+            if opts.method == Method::Nm {
+                out.sparsity = Some(SparseLayout::NM(opts.nm.0, opts.nm.1));
+                out.info.insert("nm".into(), format!("{}:{}", opts.nm.0, opts.nm.1).into());
+            } else {
+                out.sparsity = Some(SparseLayout::Unstructured);
+                out.info.insert("sparsity".into(), opts.sparsity.into());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Prunes the model in `src` and writes it to `out`.
 pub fn prune(src: &ModelDir, out: &Path, opts: &PruneOptions, log: &mut dyn FnMut(&str)) -> Result<Summary> {
     validate(opts)?;
@@ -343,67 +417,36 @@ pub fn prune(src: &ModelDir, out: &Path, opts: &PruneOptions, log: &mut dyn FnMu
             src.root.display()
         )));
     }
-    if opts.method == Method::Nm {
-        let m = opts.nm.1;
-        if let Some((name, lin)) =
-            source.enc.model.linears().into_iter().find(|(_, l)| !l.in_features().is_multiple_of(m))
-        {
-            return Err(CompressError::Invalid(format!(
-                "--nm {}:{m}: {name} has {} inputs, not a multiple of M={m}",
-                opts.nm.0,
-                lin.in_features()
-            )));
-        }
-    }
     let mut model = source.enc.model.clone();
+    let tokenize = |s: &str| -> Result<Vec<u32>> { Ok(source.enc.tokenize(s)?) };
+    let pruned = prune_model(&mut model, &tokenize, opts, log)?;
     let mut plan = inherited(&source)?;
     plan.quant = inherited_quant(&source);
-    plan.info.insert("method".into(), opts.method.name().into());
-    match opts.method {
-        Method::Structured => {
-            let st = structured::prune(&mut model, &source, opts, log)?;
-            plan.info.insert("sparsity".into(), opts.sparsity.into());
-            plan.structure = Some(st);
-        }
-        Method::Magnitude => {
-            prune_magnitude(&mut model, opts, log);
-            plan.sparsity = Some(SparseLayout::Unstructured);
-            plan.info.insert("sparsity".into(), opts.sparsity.into());
-            plan.info.insert("scope".into(), if opts.scope == Scope::Global { "global" } else { "layer" }.into());
-        }
-        Method::Wanda | Method::SparseGpt | Method::Nm => {
-            let mut cal = Calibration::new(&model, &source.enc, opts)?;
-            log(&format!("calibrating on {} samples ({} tokens) of {}", cal.samples, cal.tokens(), cal.source));
-            prune_sequential(&mut model, &mut cal, opts, log)?;
-            plan.info.insert(
-                "pruning_calibration".into(),
-                serde_json::json!({"source": cal.source, "samples": cal.samples}),
-            );
-            if opts.method == Method::Nm {
-                plan.sparsity = Some(SparseLayout::NM(opts.nm.0, opts.nm.1));
-                plan.info.insert("nm".into(), format!("{}:{}", opts.nm.0, opts.nm.1).into());
-            } else {
-                plan.sparsity = Some(SparseLayout::Unstructured);
-                plan.info.insert("sparsity".into(), opts.sparsity.into());
-            }
-        }
+    plan.info.extend(pruned.info);
+    if pruned.sparsity.is_some() {
+        plan.sparsity = pruned.sparsity;
+    }
+    if pruned.structure.is_some() {
+        plan.structure = pruned.structure;
     }
     encode::write(&source, &model, &plan, out, opts.force, log)
 }
 
-fn prune_magnitude(model: &mut Bert, opts: &PruneOptions, log: &mut dyn FnMut(&str)) {
-    let mut lins = model.linears_mut();
+fn prune_magnitude(model: &mut dyn Architecture, opts: &PruneOptions, log: &mut dyn FnMut(&str)) {
+    let names: Vec<(usize, &str)> = pare_models::arch::linear_names(model);
     if opts.scope == Scope::Layer {
-        for (name, lin) in lins.iter_mut() {
+        for &(l, name) in &names {
+            let full = model.linear_name(l, name);
+            let lin = model.linear_mut(l, name);
             let mut w = lin.weight.to_dense();
             magnitude(&mut w, opts.sparsity);
             set_weight(lin, &w);
-            log(&format!("{name}: magnitude, {:.1}% zeros", 100.0 * zeros(&w)));
+            log(&format!("{full}: magnitude, {:.1}% zeros", 100.0 * zeros(&w)));
         }
         return;
     }
     // Global: one threshold over all Linears.
-    let mut ws: Vec<Vec<f32>> = lins.iter().map(|(_, l)| l.weight.to_dense()).collect();
+    let mut ws: Vec<Vec<f32>> = names.iter().map(|&(l, n)| model.linear(l, n).weight.to_dense()).collect();
     let mut all: Vec<f32> = ws.iter().flatten().map(|v| v.abs()).collect();
     let count = (opts.sparsity * all.len() as f64).floor() as usize;
     if count == 0 {
@@ -425,9 +468,10 @@ fn prune_magnitude(model: &mut Bert, opts: &PruneOptions, log: &mut dyn FnMut(&s
             left -= 1;
         }
     }
-    for ((name, lin), w) in lins.iter_mut().zip(&ws) {
-        set_weight(lin, w);
-        log(&format!("{name}: global magnitude, {:.1}% zeros", 100.0 * zeros(w)));
+    for (&(l, name), w) in names.iter().zip(&ws) {
+        let full = model.linear_name(l, name);
+        set_weight(model.linear_mut(l, name), w);
+        log(&format!("{full}: global magnitude, {:.1}% zeros", 100.0 * zeros(w)));
     }
 }
 
@@ -438,14 +482,14 @@ fn zeros(w: &[f32]) -> f64 {
 /// Wanda, SparseGPT and N:M, layer by layer: each Linear is pruned from the inputs it receives with
 /// every earlier Linear already pruned.
 fn prune_sequential(
-    model: &mut Bert,
+    model: &mut dyn Architecture,
     cal: &mut Calibration,
     opts: &PruneOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
     // Groups of Linears sharing one input, in the order the layer computes them.
-    let groups: [&[&str]; 4] = [&LINEAR_NAMES[..3], &LINEAR_NAMES[3..4], &LINEAR_NAMES[4..5], &LINEAR_NAMES[5..6]];
-    for l in 0..model.layers.len() {
+    let groups = model.input_groups();
+    for l in 0..model.layers() {
         for group in groups {
             let (x, k) = cal.capture(model, l, group[0]);
             if x.is_empty() {
@@ -456,8 +500,10 @@ fn prune_sequential(
             let prepared = h.as_ref().map(|h| obs::prepare(h, k)).transpose()?;
             let hd = h.as_ref().map(|h| obs::damped(h, k));
             let (mean, norms) = column_stats(&x, t, k);
-            for name in group {
-                let lin = model.layers[l].linear_mut(name);
+            let bias = model.has_bias();
+            for name in group.iter() {
+                let full = model.linear_name(l, name);
+                let lin = model.linear_mut(l, name);
                 let (n, kk) = (lin.out_features(), lin.in_features());
                 let mut w = lin.weight.to_dense();
                 let orig = w.clone();
@@ -480,15 +526,18 @@ fn prune_sequential(
                     _ => unreachable!("sequential methods only"),
                 }
                 if let Some(hd) = hd.as_ref() {
-                    // Exact least squares for the final mask, then the mean output shift into the bias.
+                    // Exact least squares for the final mask, then (when the model stores biases)
+                    // the mean output shift into the bias.
                     obs::refine(&mut w, &orig, n, kk, hd, REFINE_ITERATIONS);
-                    for r in 0..n {
-                        let d: f32 = (0..kk).map(|j| (orig[r * kk + j] - w[r * kk + j]) * mean[j]).sum();
-                        lin.bias[r] += d;
+                    if bias {
+                        for r in 0..n {
+                            let d: f32 = (0..kk).map(|j| (orig[r * kk + j] - w[r * kk + j]) * mean[j]).sum();
+                            lin.bias[r] += d;
+                        }
                     }
                 }
                 set_weight(lin, &w);
-                log(&format!("encoder.layer.{l}.{name}: {}, {:.1}% zeros", opts.method.name(), 100.0 * zeros(&w)));
+                log(&format!("{full}: {}, {:.1}% zeros", opts.method.name(), 100.0 * zeros(&w)));
             }
         }
         cal.advance(model, l);

@@ -1,5 +1,8 @@
 //! Structured pruning: whole attention heads and FFN neurons removed, leaving smaller dense matrices
-//! that the ordinary dense kernels run faster.
+//! that the ordinary dense kernels run faster. The units are the model's own
+//! ([`pare_models::Architecture::units`]): for BERT a head is 32 columns of the attention output
+//! projection and 32 rows of each of query, key and value; for grouped-query attention a unit is one
+//! key/value head with the query heads that read it.
 //!
 //! Selection and reconstruction follow the optimal-brain-surgeon approach for structures (as in
 //! ZipLM, Kurtic et al. 2023, and OBC, Frantar & Alistarh 2022) rather than the Fisher-based mask search
@@ -7,23 +10,26 @@
 //! attention output projection for a head (32 input columns), the FFN down projection for a neuron (one
 //! input column) — is pruned greedily, always removing the structure whose removal raises the
 //! calibration error ‖XWᵀ − XW′ᵀ‖² least, and updating the remaining weights (and the bias, treated as
-//! an input that is always 1) to compensate. Layers are processed in order, each calibrated on the outputs
+//! an input that is always 1, when the model stores biases) to compensate. Layers are processed in order, each calibrated on the outputs
 //! of the already-pruned ones. The same fraction of heads and of neurons goes in every layer.
 
-use super::{Calibration, PruneOptions, gram};
+use super::{Calibration, PruneOptions, Tokenize, gram};
 use crate::encode::Structure;
 use crate::error::{CompressError, Result};
 use crate::linalg::spd_inverse;
-use crate::source::Source;
 use pare_formats::quant_config::LayerShape;
-use pare_models::bert::{Bert, LINEAR_NAMES};
-use pare_models::{Linear, Weight};
+use pare_models::{Architecture, Linear, UnitKind, Weight};
 use std::collections::BTreeMap;
 
-/// `[XᵀX, Xᵀ1; 1ᵀX, t]`: the Hessian of `x` (`t × k`) with a constant input appended (for the bias),
-/// dampened, and its inverse.
-fn inverse_hessian(x: &[f32], t: usize, k: usize) -> Result<Vec<f64>> {
+/// `[XᵀX, Xᵀ1; 1ᵀX, t]`: the Hessian of `x` (`t × k`) with a constant input appended (for the bias;
+/// without `bias`, `XᵀX` alone), dampened, and its inverse.
+fn inverse_hessian(x: &[f32], t: usize, k: usize, bias: bool) -> Result<Vec<f64>> {
     let h = gram(x, t, k);
+    if !bias {
+        let mut a = h;
+        super::obs::dampen(&mut a, k);
+        return spd_inverse(&a, k);
+    }
     let ka = k + 1;
     let mut a = vec![0f64; ka * ka];
     for i in 0..k {
@@ -39,25 +45,28 @@ fn inverse_hessian(x: &[f32], t: usize, k: usize) -> Result<Vec<f64>> {
     spd_inverse(&a, ka)
 }
 
-/// Greedy group OBS on `w` (`n × k`) with bias `b`: removes `remove` of the `groups` (each a set of
-/// input columns), updating the other weights and the bias. Returns the removed group indices.
+/// Greedy group OBS on `w` (`n × k`) with bias `b` (`hinv` then includes the bias input; without
+/// one, it does not): removes `remove` of the `groups` (each a set of input columns), updating the
+/// other weights and the bias. Returns the removed group indices.
 fn obs_remove_groups(
     w: &mut [f32],
-    b: &mut [f32],
+    mut b: Option<&mut [f32]>,
     n: usize,
     k: usize,
     hinv: &mut [f64],
     groups: &[Vec<usize>],
     remove: usize,
 ) -> Result<Vec<usize>> {
-    let ka = k + 1;
+    let ka = k + usize::from(b.is_some());
     // Augmented weights [W | b] in f64.
     let mut wa = vec![0f64; n * ka];
     for r in 0..n {
         for c in 0..k {
             wa[r * ka + c] = f64::from(w[r * k + c]);
         }
-        wa[r * ka + k] = f64::from(b[r]);
+        if let Some(b) = b.as_deref() {
+            wa[r * ka + k] = f64::from(b[r]);
+        }
     }
     let mut alive: Vec<bool> = vec![true; groups.len()];
     // Columns still in play (the bias column always is); removed ones are zero in W and never read.
@@ -169,7 +178,9 @@ fn obs_remove_groups(
         for c in 0..k {
             w[r * k + c] = wa[r * ka + c] as f32;
         }
-        b[r] = wa[r * ka + k] as f32;
+        if let Some(b) = b.as_deref_mut() {
+            b[r] = wa[r * ka + k] as f32;
+        }
     }
     removed.sort_unstable();
     Ok(removed)
@@ -194,65 +205,84 @@ fn to_remove(total: usize, sparsity: f64) -> usize {
     (sparsity * total as f64).round() as usize
 }
 
-/// Prunes heads and neurons of `model` in place.
-pub fn prune(model: &mut Bert, src: &Source, opts: &PruneOptions, log: &mut dyn FnMut(&str)) -> Result<Structure> {
-    let layers = model.layers.len();
-    for (l, layer) in model.layers.iter().enumerate() {
-        if to_remove(layer.heads, opts.sparsity) >= layer.heads {
-            return Err(CompressError::Invalid(format!(
-                "--sparsity {} would remove all {} attention heads of layer {l}; a layer keeps at least one",
-                opts.sparsity, layer.heads
-            )));
+/// Prunes heads and neurons of `model` in place: the same fraction of each kind of unit in every layer.
+pub fn prune(
+    model: &mut dyn Architecture,
+    tokenize: Tokenize,
+    opts: &PruneOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<Structure> {
+    let layers = model.layers();
+    for l in 0..layers {
+        for u in model.units(l) {
+            if to_remove(u.count, opts.sparsity) >= u.count {
+                return Err(CompressError::Invalid(format!(
+                    "--sparsity {} would remove all {} {} of layer {l}; a layer keeps at least one",
+                    opts.sparsity,
+                    u.count,
+                    if u.kind == UnitKind::Head { "attention heads" } else { "FFN neurons" }
+                )));
+            }
         }
     }
-    let mut cal = Calibration::new(model, &src.enc, opts)?;
+    let bias = model.has_bias();
+    let mut cal = Calibration::new(model, tokenize, opts)?;
     log(&format!("calibrating on {} samples ({} tokens) of {}", cal.samples, cal.tokens(), cal.source));
     let mut shapes = Vec::with_capacity(layers);
     let mut removed_heads = BTreeMap::new();
     let mut removed_neurons = BTreeMap::new();
     for l in 0..layers {
-        // Heads: group OBS on the attention output projection.
-        let (ctx, width) = cal.capture(model, l, LINEAR_NAMES[3]);
-        let t = ctx.len() / width;
-        let (heads, dh) = (model.layers[l].heads, model.layers[l].head_dim);
-        let mut hinv = inverse_hessian(&ctx, t, width)?;
-        let layer = &mut model.layers[l];
-        let h = layer.attn_out.out_features();
-        let mut wo = layer.attn_out.weight.to_dense();
-        let mut bo = layer.attn_out.bias.clone();
-        let groups: Vec<Vec<usize>> = (0..heads).map(|g| (g * dh..(g + 1) * dh).collect()).collect();
-        let gone = obs_remove_groups(&mut wo, &mut bo, h, width, &mut hinv, &groups, to_remove(heads, opts.sparsity))?;
-        let kept_heads: Vec<usize> = (0..heads).filter(|g| !gone.contains(g)).collect();
-        let kept_cols: Vec<usize> = kept_heads.iter().flat_map(|&g| g * dh..(g + 1) * dh).collect();
-        layer.attn_out =
-            Linear { weight: Weight::dense_f32(&keep_cols(&wo, h, width, &kept_cols), h, kept_cols.len()), bias: bo };
-        layer.query = keep_rows(&layer.query, &kept_cols);
-        layer.key = keep_rows(&layer.key, &kept_cols);
-        layer.value = keep_rows(&layer.value, &kept_cols);
-        layer.heads = kept_heads.len();
-        removed_heads.insert(l, gone.clone());
-
-        // Neurons: OBS on the FFN down projection, one input column at a time.
-        let (act, inter) = cal.capture(model, l, LINEAR_NAMES[5]);
-        let t = act.len() / inter;
-        let mut hinv = inverse_hessian(&act, t, inter)?;
-        let layer = &mut model.layers[l];
-        let mut wd = layer.ffn_down.weight.to_dense();
-        let mut bd = layer.ffn_down.bias.clone();
-        let groups: Vec<Vec<usize>> = (0..inter).map(|c| vec![c]).collect();
-        let gone_n =
-            obs_remove_groups(&mut wd, &mut bd, h, inter, &mut hinv, &groups, to_remove(inter, opts.sparsity))?;
-        let kept: Vec<usize> = (0..inter).filter(|c| gone_n.binary_search(c).is_err()).collect();
-        layer.ffn_down =
-            Linear { weight: Weight::dense_f32(&keep_cols(&wd, h, inter, &kept), h, kept.len()), bias: bd };
-        layer.ffn_up = keep_rows(&layer.ffn_up, &kept);
-        removed_neurons.insert(l, gone_n.clone());
-        shapes.push(LayerShape { heads: kept_heads.len(), intermediate_size: kept.len() });
-        log(&format!(
-            "encoder.layer.{l}: heads {heads} → {} (removed {gone:?}), FFN neurons {inter} → {}",
-            kept_heads.len(),
-            kept.len()
-        ));
+        let mut counts = Vec::new();
+        for u in model.units(l) {
+            // Group OBS on the Linear reading the units, then the producers' rows follow.
+            let (x, width) = cal.capture(model, l, u.reader);
+            let t = x.len() / width.max(1);
+            if t == 0 || width != u.count * u.width {
+                return Err(CompressError::Invalid(format!(
+                    "layer {l}: calibration gave {width} inputs of {} for {} units of {}",
+                    u.reader, u.count, u.width
+                )));
+            }
+            let mut hinv = inverse_hessian(&x, t, width, bias)?;
+            let reader = model.linear_mut(l, u.reader);
+            let n = reader.out_features();
+            let mut w = reader.weight.to_dense();
+            let mut b = reader.bias.clone();
+            let groups: Vec<Vec<usize>> = (0..u.count).map(|g| (g * u.width..(g + 1) * u.width).collect()).collect();
+            let gone = obs_remove_groups(
+                &mut w,
+                bias.then_some(&mut b[..]),
+                n,
+                width,
+                &mut hinv,
+                &groups,
+                to_remove(u.count, opts.sparsity),
+            )?;
+            let kept: Vec<usize> = (0..u.count).filter(|g| gone.binary_search(g).is_err()).collect();
+            let cols: Vec<usize> = kept.iter().flat_map(|&g| g * u.width..(g + 1) * u.width).collect();
+            *reader = Linear { weight: Weight::dense_f32(&keep_cols(&w, n, width, &cols), n, cols.len()), bias: b };
+            for &(writer, rows_per) in &u.writers {
+                let rows: Vec<usize> = kept.iter().flat_map(|&g| g * rows_per..(g + 1) * rows_per).collect();
+                let lin = model.linear_mut(l, writer);
+                *lin = keep_rows(lin, &rows);
+            }
+            model.set_unit_count(l, u.kind, kept.len())?;
+            let name = if u.kind == UnitKind::Head { "heads" } else { "FFN neurons" };
+            log(&format!(
+                "{}: {name} {} → {}{}",
+                model.linear_name(l, u.reader),
+                u.count,
+                kept.len(),
+                if u.kind == UnitKind::Head { format!(" (removed {gone:?})") } else { String::new() }
+            ));
+            counts.push(kept.len());
+            match u.kind {
+                UnitKind::Head => removed_heads.insert(l, gone),
+                UnitKind::Neuron => removed_neurons.insert(l, gone),
+            };
+        }
+        let count = |k: UnitKind| model.units(l).iter().find(|u| u.kind == k).map_or(0, |u| u.count);
+        shapes.push(LayerShape { heads: count(UnitKind::Head), intermediate_size: count(UnitKind::Neuron) });
         cal.advance(model, l);
     }
     Ok(Structure { layers: shapes, removed_heads, removed_neurons })
