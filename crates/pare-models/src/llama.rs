@@ -422,12 +422,20 @@ impl Llama {
         }
         cache.len += t;
         let rows = if all { t } else { 1 };
-        let last = &x[(t - rows) * h..];
-        let mut normed = vec![0f32; rows * h];
-        rms_norm(last, &self.out_norm, c.eps, &mut normed);
+        Ok(self.output_logits(&x[(t - rows) * h..]))
+    }
+
+    /// Logits of final hidden states (`rows × hidden`, the output of the last block): the output norm,
+    /// then the output projection.
+    pub fn output_logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let c = &self.config;
+        let rows = hidden.len() / c.hidden;
+        let mut normed = vec![0f32; rows * c.hidden];
+        rms_norm(&hidden[..rows * c.hidden], &self.out_norm, c.eps, &mut normed);
         let mut logits = vec![0f32; rows * c.vocab];
-        self.output.forward(&Input::new(&normed, rows, h, &qcache), &mut logits, Activation::None, None);
-        Ok(logits)
+        let qcache = RefCell::new(QuantCache::default());
+        self.output.forward(&Input::new(&normed, rows, c.hidden, &qcache), &mut logits, Activation::None, None);
+        logits
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {

