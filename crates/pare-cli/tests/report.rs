@@ -126,9 +126,9 @@ fn quick_report_on_a_generated_model() {
         assert!(v.nonzeros <= v.parameters && v.parameters > 0);
         // Fidelity, as pare embed gives it.
         let (mean, min) = mean_min_cosine(&embed(&c, s(dir), &texts, t.path()), &original);
-        assert!((mean - v.fidelity.mean_cos).abs() < 1e-5, "{}: {mean} vs {}", v.id, v.fidelity.mean_cos);
-        assert!((min - v.fidelity.min_cos).abs() < 1e-5, "{}", v.id);
-        assert_eq!(v.fidelity.texts, texts.len());
+        assert!((mean - v.fidelity.mean).abs() < 1e-5, "{}: {mean} vs {}", v.id, v.fidelity.mean);
+        assert!((min - v.fidelity.worst).abs() < 1e-5, "{}", v.id);
+        assert_eq!(v.fidelity.items, texts.len());
         assert!(v.tasks.contains_key("lee") && v.tasks.contains_key("wordsim"));
     }
     let orig = &r.variants[0];
@@ -151,6 +151,30 @@ fn quick_report_on_a_generated_model() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r2 = report(&again);
     assert_eq!(r2.variants, r.variants, "timings, speedups and speed tests again from the stored runs");
+    // A schema-2 report.json (fidelity named after the cosine, throughput after sentences) reads as 3.
+    let mut v2: serde_json::Value = serde_json::from_str(&pare_report::render::json(&r)).unwrap();
+    v2["schema_version"] = 2.into();
+    v2.as_object_mut().unwrap().remove("task");
+    for v in v2["variants"].as_array_mut().unwrap() {
+        let f = v["fidelity"].as_object_mut().unwrap();
+        for (new, old) in [("mean", "mean_cos"), ("worst", "min_cos"), ("items", "texts")] {
+            let x = f.remove(new).unwrap();
+            f.insert(old.into(), x);
+        }
+        for t in ["latency", "throughput"] {
+            if let Some(t) = v[t].as_object_mut() {
+                let x = t.remove("items_per_s").unwrap();
+                t.insert("sentences_per_s".into(), x);
+            }
+        }
+    }
+    let v2_json = t.path().join("v2.json");
+    std::fs::write(&v2_json, serde_json::to_string(&v2).unwrap()).unwrap();
+    let from2 = t.path().join("from2");
+    let o = pare(&c, &["report", "--from", s(&v2_json), "--max-loss", "0.9", "--out", s(&from2)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r3 = report(&from2);
+    assert_eq!((r3.variants, r3.task), (r2.variants.clone(), pare_report::TaskSpec::sentence_embedding()));
     // Without its timed runs a report cannot be analysed again.
     let mut broken = r.clone();
     broken.variants[1].latency.samples_ms = vec![Vec::new(); 2];
@@ -161,9 +185,9 @@ fn quick_report_on_a_generated_model() {
     assert!(!o.status.success() && err.contains("variant int8 has no timed runs"), "{err}");
     assert_eq!(r2.settings.max_loss, 0.9);
     let smallest_ok =
-        r.variants.iter().filter(|v| v.fidelity.mean_cos >= 0.1).min_by_key(|v| v.file_bytes).map(|v| v.id.clone());
+        r.variants.iter().filter(|v| v.fidelity.mean >= 0.1).min_by_key(|v| v.file_bytes).map(|v| v.id.clone());
     let mobile = r2.analysis.recommendations.iter().find(|x| x.use_case == "Mobile/Edge").unwrap();
-    let min_size = r.variants.iter().filter(|v| v.fidelity.mean_cos >= 0.1).map(|v| v.file_bytes).min().unwrap();
+    let min_size = r.variants.iter().filter(|v| v.fidelity.mean >= 0.1).map(|v| v.file_bytes).min().unwrap();
     let chosen = r.variant(mobile.variant.as_deref().unwrap()).unwrap();
     assert!(chosen.file_bytes as f64 <= 1.01 * min_size as f64, "{:?} vs {smallest_ok:?}", mobile.variant);
 }
@@ -193,8 +217,8 @@ fn report_bad_input() {
     let old = t.path().join("old.json");
     std::fs::write(&old, r#"{"schema_version": 1, "variants": []}"#).unwrap();
     one_line(&["report", "--from", s(&old), "--out", s(&out)], "schema_version 1 keeps no timed runs");
-    std::fs::write(&old, r#"{"schema_version": 3}"#).unwrap();
-    one_line(&["report", "--from", s(&old), "--out", s(&out)], "schema_version 3, this pare reads 2");
+    std::fs::write(&old, r#"{"schema_version": 4}"#).unwrap();
+    one_line(&["report", "--from", s(&old), "--out", s(&out)], "schema_version 4, this pare reads 3");
     std::fs::write(&old, r#"{"variants": []}"#).unwrap();
     one_line(&["report", "--from", s(&old), "--out", s(&out)], "no schema_version");
     one_line(&["report", s(&t.path().join("no-model")), "--out", s(&out)], "no-model");

@@ -74,7 +74,7 @@ fn quick_report_agrees_and_renders() {
     for id in ["int8", "sparsegpt-50"] {
         let v = r.variant(id).unwrap();
         let (mean, _) = mean_min_cosine(&embed(v.path.as_deref().unwrap(), &input), &original);
-        assert!((mean - v.fidelity.mean_cos).abs() < 1e-5, "{id}: embed {mean} vs report {}", v.fidelity.mean_cos);
+        assert!((mean - v.fidelity.mean).abs() < 1e-5, "{id}: embed {mean} vs report {}", v.fidelity.mean);
     }
     // Task metrics of the original, as published for MiniLM (Lee Pearson ≈ 0.656, WordSim Spearman ≈ 0.729).
     let o = r.variant("original").unwrap();

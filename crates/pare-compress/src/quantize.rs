@@ -14,10 +14,10 @@
 use crate::calibration;
 use crate::encode::{self, Plan, QuantPlan, SparseLayout, Structure, Summary};
 use crate::error::{CompressError, Result};
+use crate::prune::Tokenize;
 use crate::source::Source;
 use pare_formats::ModelDir;
 use pare_kernels::quant::{ActQuant, row_params};
-use crate::prune::Tokenize;
 use pare_models::{Architecture, Batch};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -84,9 +84,12 @@ fn check_capture(m: &dyn Architecture, b: &Batch) {
     for l in 0..m.layers() {
         let mut seen: Vec<(String, Vec<f32>, usize)> = Vec::new();
         let mut y = x.clone();
-        m.run_layer(l, b, &mut y, Some(&mut |n: &str, v: &[f32], _r: usize, c: usize| {
-            seen.push((n.to_string(), v.to_vec(), c))
-        }));
+        m.run_layer(
+            l,
+            b,
+            &mut y,
+            Some(&mut |n: &str, v: &[f32], _r: usize, c: usize| seen.push((n.to_string(), v.to_vec(), c))),
+        );
         let all: Vec<&str> = m.input_groups().iter().flat_map(|g| g.iter().copied()).collect();
         assert_eq!(seen.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), all, "{}", m.family());
         for (name, v, c) in &seen {

@@ -5,8 +5,8 @@
 use crate::stats::{Bootstrap, LEVEL, MIN_RUNS, RESAMPLES, Summary, Timed};
 use pare_report::render::{speed_cell, speed_interval, speed_words};
 use pare_report::{
-    Analysis, Curve, CurvePoint, Interval, Kind, Rank, Recommendation, SpeedVerdict, TaskInfo, Timing, Tradeoff,
-    Variant,
+    Analysis, Curve, CurvePoint, Interval, Kind, Rank, Recommendation, SpeedVerdict, TaskInfo, TaskSpec, Timing,
+    Tradeoff, Variant,
 };
 use std::collections::BTreeMap;
 
@@ -24,7 +24,8 @@ pub fn verdict(ci: Option<Interval>) -> SpeedVerdict {
 }
 
 /// Timing statistics of the passes `samples_ms` (by round, as [`Timing::samples_ms`]) of `batch` sequences
-/// of `seq` tokens; `None` without a sample.
+/// of `seq` tokens; `None` without a sample. Throughput counts sequences; a caller whose task counts
+/// tokens scales it.
 pub fn timing(samples_ms: Vec<Vec<f64>>, batch: usize, seq: usize) -> Option<Timing> {
     let all: Vec<f64> = samples_ms.iter().flatten().copied().collect();
     if all.is_empty() {
@@ -42,7 +43,7 @@ pub fn timing(samples_ms: Vec<Vec<f64>>, batch: usize, seq: usize) -> Option<Tim
         min_ms: s.min_ms,
         max_ms: s.max_ms,
         relative_iqr: s.relative_iqr(),
-        sentences_per_s: batch as f64 * 1e3 / s.median_ms,
+        items_per_s: batch as f64 * 1e3 / s.median_ms,
         samples_ms,
     })
 }
@@ -110,8 +111,8 @@ pub fn score(v: &Variant) -> f64 {
     (v.speedup / v.size_ratio).sqrt()
 }
 
-fn within(v: &Variant, max_loss: f64) -> bool {
-    v.fidelity.mean_cos >= 1.0 - max_loss
+fn within(task: &TaskSpec, v: &Variant, max_loss: f64) -> bool {
+    task.within(v.fidelity.mean, max_loss)
 }
 
 fn pct(x: f64) -> String {
@@ -123,20 +124,22 @@ fn mb(bytes: u64) -> String {
 }
 
 /// The rules, as stated in the report.
-pub fn rules(max_loss: f64) -> BTreeMap<String, String> {
-    let floor = 1.0 - max_loss;
+pub fn rules(task: &TaskSpec, max_loss: f64) -> BTreeMap<String, String> {
     let level = 100.0 * LEVEL;
+    let (f, best) = (&task.fidelity, if task.higher_is_better { "highest" } else { "lowest" });
+    let bound = if task.higher_is_better { "≥ 1 − max-loss =" } else { "≤ max-loss =" };
+    let edge = if task.higher_is_better { 1.0 - max_loss } else { max_loss };
     [
-        ("budget", format!("within budget: mean cosine to the original's embeddings ≥ 1 − max-loss = {floor:.3}")),
+        ("budget", format!("within budget: {f} ({}) {bound} {edge:.3}", task.fidelity_of)),
         ("score", "efficiency score = √(speedup × compression), compression = original bytes / variant bytes: the geometric mean of how many times faster (the point estimate) and how many times smaller".into()),
         ("ranking", "pare's variants within budget first, by score (higher first), then the others by score; peers are not ranked".into()),
-        ("mobile_edge", "Mobile/Edge: the smallest file within budget (of equal files, the highest mean cosine); a file within 1% of its size takes its place only when the speed test finds it faster, the lowest median latency among those".into()),
-        ("speed_critical", "Speed-critical: within budget, the variants whose batch-1 latency the speed test cannot separate from the lowest median's; of those, the smallest file, then the highest mean cosine, then the lowest median latency".into()),
+        ("mobile_edge", format!("Mobile/Edge: the smallest file within budget (of equal files, the {best} {f}); a file within 1% of its size takes its place only when the speed test finds it faster, the lowest median latency among those")),
+        ("speed_critical", format!("Speed-critical: within budget, the variants whose batch-1 latency the speed test cannot separate from the lowest median's; of those, the smallest file, then the {best} {f}, then the lowest median latency")),
         ("production", format!("Production: within budget and every task metric at most {max_loss} below the original's; among those, the highest score")),
         ("pays_off", format!("a pruning ratio pays off in speed when the speed test finds it faster than the original and its speedup is ≥ {PAYS_OFF:.2}×")),
         ("speedup", "speedup = the original's median latency / the variant's at batch 1, both measured in the same run, alternating round by round; stated as faster or slower only when the speed test finds it (≈1 (n.s.) otherwise), and a slowdown as N× slower".into()),
         ("speed_test", format!("speed test: the {level:.0}% percentile bootstrap interval of a ratio of median latencies at batch 1, from {RESAMPLES} resamples with a fixed seed; each resample draws the rounds with replacement (the same rounds for all of pare's variants, timed together in them; a peer's on its own), then each drawn round's runs with replacement, per variant. A variant is faster or slower only when the interval excludes 1, otherwise there is no measurable change; with fewer than {MIN_RUNS} timed runs it is untested")),
-        ("pareto", "Pareto front: variants that no other variant matches or beats on file size, median latency and mean cosine together; latencies the speed test cannot separate count as equal".into()),
+        ("pareto", format!("Pareto front: variants that no other variant matches or beats on file size, median latency and {f} together; latencies the speed test cannot separate count as equal")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -157,7 +160,7 @@ pub fn curves(variants: &[Variant]) -> Vec<Curve> {
         sparsity: v.sparsity.unwrap_or(0.0),
         variant: v.id.clone(),
         speedup: v.speedup,
-        fidelity: v.fidelity.mean_cos,
+        fidelity: v.fidelity.mean,
         size_ratio: v.size_ratio,
     };
     methods
@@ -198,31 +201,31 @@ fn ci_words(ci: Option<Interval>, verdict: SpeedVerdict) -> String {
 }
 
 /// The whole analysis of `variants` (with [`relate`] applied) under the fidelity budget `max_loss`.
-pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analysis {
+pub fn analyse(task: &TaskSpec, variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analysis {
     let test = SpeedTest::new(variants);
     let ours: Vec<&Variant> = variants.iter().filter(|v| v.kind != Kind::Peer).collect();
     let orig = ours.iter().find(|v| v.kind == Kind::Original).copied();
-    let ok: Vec<&Variant> = ours.iter().copied().filter(|v| within(v, max_loss)).collect();
+    let ok: Vec<&Variant> = ours.iter().copied().filter(|v| within(task, v, max_loss)).collect();
     let curves = curves(variants);
     let by_id = |id: &str| variants.iter().find(|v| v.id == id);
     let mut findings = Vec::new();
-    let floor = 1.0 - max_loss;
+    let (fid, bound) = (&task.fidelity, task.bound(max_loss));
     // A variant's speed against the original, in words.
     let vs_orig = |v: &Variant| speed_words(v.speedup, v.speed_verdict, Some("the original"));
     let by_median = |a: &&Variant, b: &&Variant| a.latency.median_ms.total_cmp(&b.latency.median_ms);
 
     findings.push(format!(
-        "{} of {} variants keep a mean cosine ≥ {floor:.3} to the original (max-loss {max_loss}).",
+        "{} of {} variants keep a {fid} {bound} to the original (max-loss {max_loss}).",
         ok.len(),
         ours.len()
     ));
     if let Some(s) = ours.iter().min_by_key(|v| v.file_bytes) {
         findings.push(format!(
-            "Smallest: {} at {} ({:.2}× the original's size), mean cosine {:.3}.",
+            "Smallest: {} at {} ({:.2}× the original's size), {fid} {:.3}.",
             s.label,
             mb(s.file_bytes),
             s.size_ratio,
-            s.fidelity.mean_cos
+            s.fidelity.mean
         ));
     }
     if let Some(f) = ours.iter().copied().min_by(by_median) {
@@ -238,12 +241,12 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
             ("Lowest median latency", format!("; the speed test cannot separate it from {}", tied.join(", ")))
         };
         findings.push(format!(
-            "{what}: {} at {:.2} ms ({}{}), mean cosine {:.3}{tie}.",
+            "{what}: {} at {:.2} ms ({}{}), {fid} {:.3}{tie}.",
             f.label,
             f.latency.median_ms,
             vs_orig(f),
             ci_words(f.speedup_ci, f.speed_verdict),
-            f.fidelity.mean_cos,
+            f.fidelity.mean,
         ));
     }
     let slower: Vec<String> = variants
@@ -265,7 +268,7 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
         let pts = &c.points[1..];
         let last_ok = pts
             .iter()
-            .filter(|p| p.fidelity >= floor)
+            .filter(|p| task.within(p.fidelity, max_loss))
             .map(|p| p.sparsity)
             .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
         match last_ok {
@@ -300,16 +303,15 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
             )),
         }
         // The step between adjacent measured ratios that costs the most fidelity.
-        if let Some(w) = c
-            .points
-            .windows(2)
-            .max_by(|a, b| (a[0].fidelity - a[1].fidelity).total_cmp(&(b[0].fidelity - b[1].fidelity)))
-        {
+        if let Some(w) = c.points.windows(2).max_by(|a, b| {
+            let cost = |w: &[CurvePoint]| task.loss(w[1].fidelity) - task.loss(w[0].fidelity);
+            cost(a).total_cmp(&cost(b))
+        }) {
             let cell = |p: &CurvePoint| {
                 speed_cell(p.speedup, by_id(&p.variant).map_or(SpeedVerdict::Untested, |v| v.speed_verdict))
             };
             findings.push(format!(
-                "{}: the costliest step is {} → {}: mean cosine {:.3} → {:.3}, speedup {} → {}.",
+                "{}: the costliest step is {} → {}: {fid} {:.3} → {:.3}, speedup {} → {}.",
                 c.label,
                 pct(w[0].sparsity),
                 pct(w[1].sparsity),
@@ -326,32 +328,32 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
     };
     if let (Some(a), Some(b)) = (at("sparsegpt", 0.5), at("magnitude", 0.5)) {
         findings.push(format!(
-            "At 50%, {} keeps mean cosine {:.3} where {} keeps {:.3}: the calibrated method's reconstruction matters more than the ratio.",
-            a.label, a.fidelity.mean_cos, b.label, b.fidelity.mean_cos
+            "At 50%, {} keeps {fid} {:.3} where {} keeps {:.3}: the calibrated method's reconstruction matters more than the ratio.",
+            a.label, a.fidelity.mean, b.label, b.fidelity.mean
         ));
     }
     if let (Some(st), Some(un)) = (at("structured", 0.5), at("sparsegpt", 0.5)) {
         findings.push(format!(
-            "{} (smaller dense matrices): {}; {} (unstructured): {}; structured against unstructured: {}; mean cosine {:.3} against {:.3}.",
+            "{} (smaller dense matrices): {}; {} (unstructured): {}; structured against unstructured: {}; {fid} {:.3} against {:.3}.",
             st.label,
             vs_orig(st),
             un.label,
             vs_orig(un),
             test.words(un, st, None),
-            st.fidelity.mean_cos,
-            un.fidelity.mean_cos
+            st.fidelity.mean,
+            un.fidelity.mean
         ));
     }
     // Combinations, measured against the product of their parts.
     let int8 = ours.iter().find(|v| v.kind == Kind::Quantized && v.method == "int8").copied();
     if let (Some(d), Some(st)) = (int8, ours.iter().find(|v| v.method == "int8-static")) {
         findings.push(format!(
-            "Static int8 activations (ranges calibrated once) against dynamic per-token ranges: {:.2} ms against {:.2} ms, {}; mean cosine {:.4} against {:.4}.",
+            "Static int8 activations (ranges calibrated once) against dynamic per-token ranges: {:.2} ms against {:.2} ms, {}; {fid} {:.4} against {:.4}.",
             st.latency.median_ms,
             d.latency.median_ms,
             test.words(d, st, None),
-            st.fidelity.mean_cos,
-            d.fidelity.mean_cos
+            st.fidelity.mean,
+            d.fidelity.mean
         ));
     }
     for c in ours.iter().filter(|v| v.kind == Kind::Combined) {
@@ -391,7 +393,7 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
         let mine = if p.method.ends_with("int8") { int8 } else { orig };
         if let Some(m) = mine {
             findings.push(format!(
-                "{} against {}: {:.2} ms against {:.2} ms, {}; file {} against {}, mean cosine {:.4} against {:.4}.",
+                "{} against {}: {:.2} ms against {:.2} ms, {}; file {} against {}, {fid} {:.4} against {:.4}.",
                 m.label,
                 p.label,
                 m.latency.median_ms,
@@ -399,8 +401,8 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
                 test.words(p, m, None),
                 mb(m.file_bytes),
                 mb(p.file_bytes),
-                m.fidelity.mean_cos,
-                p.fidelity.mean_cos
+                m.fidelity.mean,
+                p.fidelity.mean
             ));
         }
     }
@@ -438,13 +440,16 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
             variant: v.id.clone(),
             size_reduction_pct: 100.0 * (1.0 - v.size_ratio),
             speed_gain_pct: 100.0 * (v.speedup - 1.0),
-            fidelity_loss: 1.0 - v.fidelity.mean_cos,
+            fidelity_loss: task.loss(v.fidelity.mean),
         })
         .collect();
 
     let mut ranked: Vec<&Variant> = ours.clone();
     ranked.sort_by(|a, b| {
-        within(b, max_loss).cmp(&within(a, max_loss)).then(score(b).total_cmp(&score(a))).then(a.id.cmp(&b.id))
+        within(task, b, max_loss)
+            .cmp(&within(task, a, max_loss))
+            .then(score(b).total_cmp(&score(a)))
+            .then(a.id.cmp(&b.id))
     });
     let ranking = ranked
         .iter()
@@ -453,34 +458,34 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
             rank: i + 1,
             variant: v.id.clone(),
             score: score(v),
-            within_budget: within(v, max_loss),
+            within_budget: within(task, v, max_loss),
             note: format!(
-                "{}, {:.2}× smaller, mean cosine {:.3}{}",
+                "{}, {:.2}× smaller, {fid} {:.3}{}",
                 speed_words(v.speedup, v.speed_verdict, None),
                 1.0 / v.size_ratio,
-                v.fidelity.mean_cos,
-                if within(v, max_loss) { "" } else { " (over budget)" }
+                v.fidelity.mean,
+                if within(task, v, max_loss) { "" } else { " (over budget)" }
             ),
         })
         .collect();
 
-    // `a` dominates `b`: no worse on size, latency (by the speed test) and mean cosine, better on one.
+    // `a` dominates `b`: no worse on size, latency (by the speed test) and fidelity, better on one.
     let dominates = |a: &Variant, b: &Variant| {
         let (fa, fb) = (a.file_bytes, b.file_bytes);
-        let (ca, cb) = (a.fidelity.mean_cos, b.fidelity.mean_cos);
-        if a.id == b.id || fa > fb || ca < cb {
+        let (ca, cb) = (task.loss(a.fidelity.mean), task.loss(b.fidelity.mean));
+        if a.id == b.id || fa > fb || ca > cb {
             return false;
         }
         let speed = test.verdict(b, a);
-        speed != SpeedVerdict::Slower && (fa < fb || ca > cb || speed == SpeedVerdict::Faster)
+        speed != SpeedVerdict::Slower && (fa < fb || ca < cb || speed == SpeedVerdict::Faster)
     };
     let pareto = variants.iter().filter(|v| !variants.iter().any(|w| dominates(w, v))).map(|v| v.id.clone()).collect();
 
-    let rules = rules(max_loss);
+    let rules = rules(task, max_loss);
     let mut recommendations = Vec::new();
-    // Smaller file first, then the higher mean cosine.
+    // Smaller file first, then the better fidelity.
     let leaner = |a: &&Variant, b: &&Variant| {
-        a.file_bytes.cmp(&b.file_bytes).then(b.fidelity.mean_cos.total_cmp(&a.fidelity.mean_cos))
+        a.file_bytes.cmp(&b.file_bytes).then(task.loss(a.fidelity.mean).total_cmp(&task.loss(b.fidelity.mean)))
     };
     let smallest = ok.iter().copied().min_by(leaner).map(|s| {
         ok.iter()
@@ -503,15 +508,14 @@ pub fn analyse(variants: &[Variant], tasks: &[TaskInfo], max_loss: f64) -> Analy
         })
     };
     let production = ok.iter().copied().filter(|v| task_ok(v)).max_by(|a, b| score(a).total_cmp(&score(b)));
-    let nothing =
-        format!("no variant keeps a mean cosine ≥ {floor:.3}; ship the original, or allow a larger --max-loss");
+    let nothing = format!("no variant keeps a {fid} {bound}; ship the original, or allow a larger --max-loss");
     let describe = |v: &Variant| {
         let mut t = format!(
-            "{}, {:.2} ms, {}, mean cosine {:.3}",
+            "{}, {:.2} ms, {}, {fid} {:.3}",
             mb(v.file_bytes),
             v.latency.median_ms,
             vs_orig(v),
-            v.fidelity.mean_cos
+            v.fidelity.mean
         );
         for task in tasks {
             if let Some(x) = v.tasks.get(&task.id) {

@@ -22,12 +22,11 @@ fn faster(a: &Variant, b: &Variant) -> bool {
 
 /// The rules, written out independently of the implementation.
 fn expected(vs: &[Variant], max_loss: f64) -> [Option<String>; 3] {
-    let ok: Vec<&Variant> =
-        vs.iter().filter(|v| v.kind != Kind::Peer && v.fidelity.mean_cos >= 1.0 - max_loss).collect();
+    let ok: Vec<&Variant> = vs.iter().filter(|v| v.kind != Kind::Peer && v.fidelity.mean >= 1.0 - max_loss).collect();
     let orig = vs.iter().find(|v| v.kind == Kind::Original).unwrap();
     let lat = |v: &&Variant| v.latency.median_ms;
     let leaner = |a: &&&Variant, b: &&&Variant| {
-        a.file_bytes.cmp(&b.file_bytes).then(b.fidelity.mean_cos.total_cmp(&a.fidelity.mean_cos))
+        a.file_bytes.cmp(&b.file_bytes).then(b.fidelity.mean.total_cmp(&a.fidelity.mean))
     };
     let mobile = ok.iter().min_by(leaner).map(|s| {
         let near_and_faster = ok.iter().filter(|v| v.file_bytes as f64 <= 1.01 * s.file_bytes as f64 && faster(s, v));
@@ -52,10 +51,10 @@ fn recommendations_follow_the_rules_at_every_budget() {
     let r = fixture();
     let mut seen = std::collections::BTreeSet::new();
     for max_loss in [0.0, 0.0005, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9] {
-        let a = analyse(&r.variants, &r.tasks, max_loss);
+        let a = analyse(&r.task, &r.variants, &r.tasks, max_loss);
         let got = [rec(&a, "Mobile/Edge"), rec(&a, "Speed-critical"), rec(&a, "Production")];
         assert_eq!(got, expected(&r.variants, max_loss), "max-loss {max_loss}");
-        assert_eq!(a.rules, rules(max_loss));
+        assert_eq!(a.rules, rules(&r.task, max_loss));
         // Ranking: within budget first, each part by score.
         let within: Vec<bool> = a.ranking.iter().map(|k| k.within_budget).collect();
         assert!(within.windows(2).all(|w| w[0] >= w[1]), "max-loss {max_loss}: budget order");
@@ -70,8 +69,8 @@ fn recommendations_follow_the_rules_at_every_budget() {
 #[test]
 fn a_larger_budget_buys_a_smaller_faster_model() {
     let r = fixture();
-    let tight = analyse(&r.variants, &r.tasks, 0.02);
-    let loose = analyse(&r.variants, &r.tasks, 0.3);
+    let tight = analyse(&r.task, &r.variants, &r.tasks, 0.02);
+    let loose = analyse(&r.task, &r.variants, &r.tasks, 0.3);
     let size = |id: Option<String>| r.variant(&id.unwrap()).unwrap().file_bytes;
     let lat = |id: Option<String>| r.variant(&id.unwrap()).unwrap().latency.median_ms;
     assert_eq!(rec(&tight, "Mobile/Edge").as_deref(), Some("int8"));
@@ -83,9 +82,9 @@ fn a_larger_budget_buys_a_smaller_faster_model() {
 fn nothing_within_budget_is_said() {
     let mut r = fixture();
     for v in &mut r.variants {
-        v.fidelity.mean_cos = 0.5;
+        v.fidelity.mean = 0.5;
     }
-    let a = analyse(&r.variants, &r.tasks, 0.1);
+    let a = analyse(&r.task, &r.variants, &r.tasks, 0.1);
     for x in &a.recommendations {
         assert_eq!(x.variant, None);
         assert!(x.reason.contains("no variant keeps a mean cosine ≥ 0.900"), "{}", x.reason);
@@ -106,7 +105,7 @@ fn relative_figures_and_curves() {
         assert!((v.speedup - orig.latency.median_ms / v.latency.median_ms).abs() < 1e-12);
         assert!((v.size_ratio - v.file_bytes as f64 / orig.file_bytes as f64).abs() < 1e-12);
     }
-    let a = analyse(&r.variants, &r.tasks, 0.02);
+    let a = analyse(&r.task, &r.variants, &r.tasks, 0.02);
     let sg = a.pruning_curves.iter().find(|c| c.method == "sparsegpt").unwrap();
     let xs: Vec<f64> = sg.points.iter().map(|p| p.sparsity).collect();
     assert_eq!(xs, vec![0.0, 0.1, 0.3, 0.5, 0.7, 0.9]);
@@ -116,7 +115,7 @@ fn relative_figures_and_curves() {
         let v = r.variant(id).unwrap();
         assert!(!r.variants.iter().any(|w| w.file_bytes < v.file_bytes
             && w.latency.median_ms < v.latency.median_ms
-            && w.fidelity.mean_cos > v.fidelity.mean_cos));
+            && w.fidelity.mean > v.fidelity.mean));
     }
     let smallest = r.variants.iter().min_by_key(|v| v.file_bytes).unwrap();
     assert!(a.pareto.contains(&smallest.id));
@@ -149,7 +148,7 @@ fn runs(seed: u64, ms: f64, factor: &[f64], runs: usize, noise: f64) -> Vec<Vec<
 /// A variant like `base` (a fixture variant) with the given identity, file, fidelity and runs.
 fn made(base: &Variant, id: &str, label: &str, kind: Kind, bytes: u64, cos: f64, samples: Vec<Vec<f64>>) -> Variant {
     let mut v = base.clone();
-    (v.id, v.label, v.kind, v.file_bytes, v.fidelity.mean_cos) = (id.into(), label.into(), kind, bytes, cos);
+    (v.id, v.label, v.kind, v.file_bytes, v.fidelity.mean) = (id.into(), label.into(), kind, bytes, cos);
     v.method = id.split('-').next().unwrap().into();
     v.sparsity = id.rsplit('-').next().and_then(|s| s.parse::<f64>().ok()).map(|s| s / 100.0);
     v.sparse_layers = 0;
@@ -190,7 +189,7 @@ fn noisy() -> Report {
         made(&base, "wanda-90", "Wanda 90%", Kind::Pruned, 54 * mb, 0.985, runs(5, 33.0, &drift, 20, 0.15)),
     ];
     relate(&mut r.variants);
-    r.analysis = analyse(&r.variants, &r.tasks, 0.02);
+    r.analysis = analyse(&r.task, &r.variants, &r.tasks, 0.02);
     r
 }
 
@@ -255,4 +254,43 @@ fn a_slowdown_is_said_and_flagged() {
     for f in a.findings.iter().chain(a.ranking.iter().map(|k| &k.note)) {
         assert!(!f.contains(&ratio), "{f}");
     }
+}
+
+#[test]
+fn a_decoder_task_judges_by_kl_divergence_where_lower_is_better() {
+    // The same sweep with each cosine c turned into a KL divergence of 1 − c: the losses are equal, so
+    // the budget, ranking, Pareto front and recommendations must be too, and the words name the KLD.
+    let r = fixture();
+    let mut lm = r.clone();
+    lm.task = pare_report::TaskSpec::language_model();
+    for v in &mut lm.variants {
+        (v.fidelity.mean, v.fidelity.worst) = (1.0 - v.fidelity.mean, 1.0 - v.fidelity.worst);
+    }
+    for max_loss in [0.005, 0.02, 0.1, 0.3] {
+        let (a, b) =
+            (analyse(&r.task, &r.variants, &r.tasks, max_loss), analyse(&lm.task, &lm.variants, &lm.tasks, max_loss));
+        assert_eq!(
+            a.ranking.iter().map(|x| (&x.variant, x.within_budget)).collect::<Vec<_>>(),
+            b.ranking.iter().map(|x| (&x.variant, x.within_budget)).collect::<Vec<_>>(),
+            "max-loss {max_loss}"
+        );
+        assert_eq!(a.pareto, b.pareto);
+        assert_eq!(
+            a.recommendations.iter().map(|x| &x.variant).collect::<Vec<_>>(),
+            b.recommendations.iter().map(|x| &x.variant).collect::<Vec<_>>()
+        );
+        for (x, y) in a.tradeoffs.iter().zip(&b.tradeoffs) {
+            assert!((x.fidelity_loss - y.fidelity_loss).abs() < 1e-12);
+        }
+        assert!(
+            b.rules["budget"].contains("mean KLD")
+                && b.rules["budget"].contains(&format!("≤ max-loss = {max_loss:.3}"))
+        );
+        assert!(b.findings[0].contains(&format!("mean KLD ≤ {max_loss:.3}")), "{}", b.findings[0]);
+        assert!(!b.findings.iter().any(|f| f.contains("cosine")), "{:?}", b.findings);
+    }
+    let mut lm_report = lm.clone();
+    lm_report.analysis = analyse(&lm.task, &lm.variants, &lm.tasks, 0.02);
+    let text = render::terminal(&lm_report, false);
+    assert!(text.contains("Fidelity (mean KLD to the original; longer is worse)") && text.contains("Tokens/s"));
 }

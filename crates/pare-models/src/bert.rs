@@ -2,8 +2,8 @@
 //! then post-LN transformer layers (self-attention, residual, LayerNorm, GELU feed-forward, residual,
 //! LayerNorm). Output: the last hidden state of every token.
 
-pub use crate::arch::{Batch, LinearHook};
 use crate::arch::{Architecture, Task, UnitKind, Units};
+pub use crate::arch::{Batch, LinearHook};
 use crate::error::{ModelError, Result};
 use crate::weight::{Embedding, Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
@@ -580,7 +580,9 @@ impl Architecture for Bert {
                 }
                 fits
             }
-            UnitKind::Neuron => count > 0 && layer.ffn_up.out_features() == count && layer.ffn_down.in_features() == count,
+            UnitKind::Neuron => {
+                count > 0 && layer.ffn_up.out_features() == count && layer.ffn_down.in_features() == count
+            }
         };
         if ok {
             Ok(())

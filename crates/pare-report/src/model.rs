@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of report.json's schema.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A compression report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,6 +18,8 @@ pub struct Report {
     pub machine: Machine,
     /// The model compressed.
     pub model: ModelInfo,
+    /// The task it serves: the fidelity statistic and the throughput unit.
+    pub task: TaskSpec,
     /// How the sweep was run.
     pub settings: Settings,
     /// The task metrics and their data.
@@ -72,7 +74,7 @@ pub struct ModelInfo {
 /// How the sweep was run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    /// Largest fidelity loss (1 − mean cosine) a variant may have to count as within budget.
+    /// Largest fidelity loss (1 − mean cosine, or mean KLD) a variant may have to count as within budget.
     pub max_loss: f64,
     /// Reduced sweep.
     pub quick: bool,
@@ -233,29 +235,94 @@ pub struct Timing {
     pub max_ms: f64,
     /// Interquartile range / median.
     pub relative_iqr: f64,
-    /// Sentences per second at the median.
-    pub sentences_per_s: f64,
+    /// Items per second at the median, in [`TaskSpec::throughput_unit`] (sentences, or tokens).
+    pub items_per_s: f64,
     /// Every timed pass, ms, by round: `samples_ms[r][i]` is the i-th pass of round r, in run order. pare's
     /// variants share the sweep's rounds (round r of every variant ran in the same pass over the variants);
     /// a peer, timed in its own process, has a single block.
     pub samples_ms: Vec<Vec<f64>>,
 }
 
-/// Cosine between a variant's embeddings and the original's, over the fidelity texts.
+/// A variant's agreement with the original, in the task's statistic ([`TaskSpec::fidelity`]): the
+/// cosine between embeddings of the fidelity texts, or the KL divergence between next-token
+/// distributions at every position of the fidelity text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fidelity {
-    /// Mean cosine.
-    pub mean_cos: f64,
-    /// Lowest cosine.
-    pub min_cos: f64,
-    /// Texts compared.
-    pub texts: usize,
+    /// Mean over the items.
+    pub mean: f64,
+    /// Worst item: the lowest cosine, or the largest KL divergence.
+    pub worst: f64,
+    /// Items compared (texts, or token positions).
+    pub items: usize,
+}
+
+/// The task a report's model serves, which fixes how fidelity and throughput are expressed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// `sentence-embedding` or `language-model`.
+    pub id: String,
+    /// The fidelity statistic as tables and findings name it: `mean cosine`, `mean KLD`.
+    pub fidelity: String,
+    /// Its worst item's name: `min cosine`, `max KLD`.
+    pub fidelity_worst: String,
+    /// What the statistic compares.
+    pub fidelity_of: String,
+    /// Whether a higher value is better (cosine) or a lower one (KL divergence).
+    pub higher_is_better: bool,
+    /// Unit of [`Timing::items_per_s`]: `sentences/s`, `tokens/s`.
+    pub throughput_unit: String,
+}
+
+impl TaskSpec {
+    /// Sentence embeddings: cosine to the original's embeddings, sentences/s.
+    pub fn sentence_embedding() -> Self {
+        TaskSpec {
+            id: "sentence-embedding".into(),
+            fidelity: "mean cosine".into(),
+            fidelity_worst: "min cosine".into(),
+            fidelity_of: "cosine to the original's embeddings".into(),
+            higher_is_better: true,
+            throughput_unit: "sentences/s".into(),
+        }
+    }
+
+    /// Language models: KL divergence from the original's next-token distributions, tokens/s.
+    pub fn language_model() -> Self {
+        TaskSpec {
+            id: "language-model".into(),
+            fidelity: "mean KLD".into(),
+            fidelity_worst: "max KLD".into(),
+            fidelity_of: "KL divergence from the original's next-token distributions".into(),
+            higher_is_better: false,
+            throughput_unit: "tokens/s".into(),
+        }
+    }
+
+    /// The fidelity loss of a value: 1 − cosine, or the KL divergence itself.
+    pub fn loss(&self, value: f64) -> f64 {
+        if self.higher_is_better { 1.0 - value } else { value }
+    }
+
+    /// Whether a value is within a loss budget: cosine ≥ 1 − `max_loss`, or KLD ≤ `max_loss`.
+    pub fn within(&self, value: f64, max_loss: f64) -> bool {
+        if self.higher_is_better { value >= 1.0 - max_loss } else { value <= max_loss }
+    }
+
+    /// The budget's bound in words: `≥ 0.980`, `≤ 0.050`.
+    pub fn bound(&self, max_loss: f64) -> String {
+        if self.higher_is_better { format!("≥ {:.3}", 1.0 - max_loss) } else { format!("≤ {max_loss:.3}") }
+    }
+
+    /// Whether `a` is better than `b`.
+    pub fn better(&self, a: f64, b: f64) -> bool {
+        if self.higher_is_better { a > b } else { a < b }
+    }
 }
 
 /// What the measurements say, each part by a stated rule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
-    /// The fidelity budget: a variant is within budget when its mean cosine ≥ 1 − `max_loss`.
+    /// The fidelity budget: a variant is within budget when its fidelity loss ≤ `max_loss`.
     pub max_loss: f64,
     /// The rules, by name (`budget`, `score`, `ranking`, `mobile_edge`, `speed_critical`, `production`, ...).
     pub rules: BTreeMap<String, String>,
@@ -265,7 +332,7 @@ pub struct Analysis {
     pub pruning_curves: Vec<Curve>,
     /// Size reduction against speed gain, per variant.
     pub tradeoffs: Vec<Tradeoff>,
-    /// Variants on the Pareto front of (file size, median latency, mean cosine): no other variant is
+    /// Variants on the Pareto front of (file size, median latency, fidelity): no other variant is
     /// at least as good on all three and better on one.
     pub pareto: Vec<String>,
     /// Efficiency ranking, best first.
@@ -294,7 +361,7 @@ pub struct CurvePoint {
     pub variant: String,
     /// Its speedup.
     pub speedup: f64,
-    /// Its mean cosine.
+    /// Its mean fidelity ([`TaskSpec::fidelity`]).
     pub fidelity: f64,
     /// Its size ratio.
     pub size_ratio: f64,
@@ -309,7 +376,7 @@ pub struct Tradeoff {
     pub size_reduction_pct: f64,
     /// 100 · (speedup − 1).
     pub speed_gain_pct: f64,
-    /// 1 − mean cosine.
+    /// Fidelity loss: 1 − mean cosine, or mean KLD.
     pub fidelity_loss: f64,
 }
 

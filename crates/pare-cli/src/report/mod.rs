@@ -13,8 +13,10 @@ use pare_eval::metrics::mean_min_cosine;
 use pare_eval::tasks::{TaskData, fidelity_sentences};
 use pare_formats::zoo;
 use pare_models::Batch;
+use pare_models::{Architecture, Task};
 use pare_report::{
-    Build, Fidelity, Kind, Machine, ModelInfo, Report, SCHEMA_VERSION, Settings, SpeedVerdict, TaskInfo, Variant,
+    Build, Fidelity, Kind, Machine, ModelInfo, Report, SCHEMA_VERSION, Settings, SpeedVerdict, TaskInfo, TaskSpec,
+    Variant,
 };
 use progress::Progress;
 use std::collections::BTreeMap;
@@ -272,12 +274,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let orig_texts = &loaded[0].texts;
     // Fidelity to the original and task metrics, from a variant's embeddings of the texts and words.
     let quality = |emb: &[Vec<f32>], word_emb: &[Vec<f32>]| {
-        let (mean_cos, min_cos) = mean_min_cosine(emb, orig_texts);
+        let (mean, worst) = mean_min_cosine(emb, orig_texts);
         let tasks = BTreeMap::from([
             ("lee".to_string(), data.lee_pearson(&emb[fixture.len()..])),
             ("wordsim".to_string(), data.wordsim_spearman(word_emb)),
         ]);
-        (Fidelity { mean_cos, min_cos, texts: texts.len() }, tasks)
+        (Fidelity { mean, worst, items: texts.len() }, tasks)
     };
     let mut variants: Vec<Variant> = Vec::new();
     for ((spec, l), (dir, secs)) in specs.iter().zip(&loaded).zip(dirs.iter().zip(&build_seconds)) {
@@ -350,7 +352,9 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     }
     pare_eval::analysis::relate(&mut variants);
     let tasks = task_infos();
-    let analysis = pare_eval::analysis::analyse(&variants, &tasks, a.max_loss);
+    let arch: &dyn Architecture = &loaded[0].enc.model;
+    let task = task_spec(arch.task());
+    let analysis = pare_eval::analysis::analyse(&task, &variants, &tasks, a.max_loss);
     let table = pare_kernels::dispatch::table();
     let report = Report {
         schema_version: SCHEMA_VERSION,
@@ -378,10 +382,11 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         model: ModelInfo {
             name: a.model.clone(),
             path: src.root.display().to_string(),
-            architecture: "bert".into(),
+            architecture: arch.family().into(),
             parameters: loaded[0].parameters,
             file_bytes: variants[0].file_bytes,
         },
+        task,
         settings: Settings {
             max_loss: a.max_loss,
             quick: a.quick,
@@ -407,14 +412,54 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     emit(&report, &a.out)
 }
 
+/// The report's view of a model's task.
+fn task_spec(task: Task) -> TaskSpec {
+    match task {
+        Task::SentenceEmbedding => TaskSpec::sentence_embedding(),
+        Task::LanguageModel => TaskSpec::language_model(),
+    }
+}
+
+/// A schema-2 report.json in schema 3: every schema-2 report is of a sentence-embedding model, whose
+/// fidelity fields were named after the cosine and its throughput after sentences.
+fn upgrade_from_2(value: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let rename = |obj: &mut Value, from: &str, to: &str| {
+        if let Some(m) = obj.as_object_mut()
+            && let Some(v) = m.remove(from)
+        {
+            m.insert(to.to_string(), v);
+        }
+    };
+    if let Some(vs) = value.get_mut("variants").and_then(Value::as_array_mut) {
+        for v in vs {
+            if let Some(f) = v.get_mut("fidelity") {
+                rename(f, "mean_cos", "mean");
+                rename(f, "min_cos", "worst");
+                rename(f, "texts", "items");
+            }
+            for t in ["latency", "throughput"] {
+                if let Some(t) = v.get_mut(t) {
+                    rename(t, "sentences_per_s", "items_per_s");
+                }
+            }
+        }
+    }
+    if let Some(m) = value.as_object_mut() {
+        m.insert("task".into(), json!(TaskSpec::sentence_embedding()));
+        m.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    }
+}
+
 /// Reads a report.json, analyses its measurements again under `--max-loss` (timing statistics, speedups
 /// and speed tests from the stored timed runs), and renders it.
 fn rerender(from: &std::path::Path, a: &ReportArgs) -> Result<()> {
     let text = std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
     let not_report = |e: serde_json::Error| anyhow!("{}: not a pare report.json: {e}", from.display());
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_report)?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(not_report)?;
     match value.get("schema_version").and_then(serde_json::Value::as_u64) {
         Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(2) => upgrade_from_2(&mut value),
         Some(1) => bail!(
             "{}: schema_version 1 keeps no timed runs, so its speed differences cannot be tested; measure again with this pare",
             from.display()
@@ -434,7 +479,7 @@ fn rerender(from: &std::path::Path, a: &ReportArgs) -> Result<()> {
     }
     pare_eval::analysis::relate(&mut report.variants);
     report.settings.max_loss = a.max_loss;
-    report.analysis = pare_eval::analysis::analyse(&report.variants, &report.tasks, a.max_loss);
+    report.analysis = pare_eval::analysis::analyse(&report.task, &report.variants, &report.tasks, a.max_loss);
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     emit(&report, &a.out)
 }

@@ -14,10 +14,10 @@ svg.plot{background:#fff;border:1px solid #eee}svg .title{font-size:14px;font-we
 svg .value,svg .tick{font-size:11px;fill:#444}li{margin:3px 0}.note{font-size:12px;color:#555}";
 
 /// What a bar chart shows of a variant: value, text, whisker end.
-type BarOf = dyn Fn(&Variant) -> (f64, String, Option<f64>);
+type BarOf<'a> = dyn Fn(&Variant) -> (f64, String, Option<f64>) + 'a;
 
 fn over(r: &Report, v: &Variant) -> bool {
-    v.kind != Kind::Peer && v.fidelity.mean_cos < 1.0 - r.analysis.max_loss
+    v.kind != Kind::Peer && !r.task.within(v.fidelity.mean, r.analysis.max_loss)
 }
 
 /// A table; each cell is its text and its class (empty for none).
@@ -58,7 +58,7 @@ pub fn html(r: &Report) -> String {
     o.push_str("</div>");
 
     o.push_str(r#"<h2>Size, time, speed and fidelity</h2><div class="grid">"#);
-    let rows = |f: &BarOf| -> Vec<BarRow> {
+    let rows = |f: &BarOf<'_>| -> Vec<BarRow> {
         vs.iter()
             .map(|v| {
                 let (value, text, whisker) = f(v);
@@ -82,8 +82,8 @@ pub fn html(r: &Report) -> String {
         &rows(&|v| (v.speedup, speed_detail(v), None)),
     ));
     o.push_str(&svg::bars(
-        "Fidelity (mean cosine; bar from 0.5)",
-        &rows(&|v| ((v.fidelity.mean_cos - 0.5).max(0.0), format!("{:.4}", v.fidelity.mean_cos), None)),
+        &super::fidelity_heading(&r.task, false),
+        &rows(&|v| (super::fidelity_bar(&r.task, v.fidelity.mean), format!("{:.4}", v.fidelity.mean), None)),
     ));
     for t in &r.tasks {
         let rs: Vec<BarRow> = vs
@@ -160,11 +160,11 @@ pub fn html(r: &Report) -> String {
         o.push_str(&svg::lines(
             "Fidelity against weights removed",
             "weights removed",
-            "mean cosine",
+            &r.task.fidelity,
             &series(&|p| p.fidelity),
             &pct,
             &two,
-            (None, Some(1.0)),
+            if r.task.higher_is_better { (None, Some(1.0)) } else { (Some(0.0), None) },
         ));
         o.push_str("</div>");
     }
@@ -176,16 +176,16 @@ pub fn html(r: &Report) -> String {
         .map(|v| Point {
             label: v.label.clone(),
             x: v.latency.median_ms,
-            y: v.fidelity.mean_cos,
+            y: v.fidelity.mean,
             r: 3.0 + 11.0 * (v.file_bytes as f64 / max_mb).sqrt(),
             frontier: r.analysis.pareto.contains(&v.id),
             dim: over(r, v),
         })
         .collect();
     o.push_str(&svg::scatter(
-        "Median latency (ms) against mean cosine; area ∝ file size",
+        &format!("Median latency (ms) against {}; area ∝ file size", r.task.fidelity),
         "median latency, batch 1 (ms)",
-        "mean cosine",
+        &r.task.fidelity,
         &points,
     ));
     let _ = write!(

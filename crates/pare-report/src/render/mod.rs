@@ -66,7 +66,10 @@ pub(crate) fn meta(r: &crate::Report) -> Vec<(String, String)> {
         ),
         (
             "fidelity",
-            format!("mean and min cosine to the original's embeddings over {} texts ({})", s.fidelity_count, s.fidelity_texts),
+            format!(
+                "{}: {} and {} over {} items ({})",
+                r.task.fidelity_of, r.task.fidelity, r.task.fidelity_worst, s.fidelity_count, s.fidelity_texts
+            ),
         ),
         ("calibration", format!("{} ({} samples)", s.calibration, s.calibration_samples)),
         ("budget", r.analysis.rules.get("budget").cloned().unwrap_or_default()),
@@ -176,18 +179,17 @@ pub(crate) fn summary(r: &crate::Report) -> (Vec<String>, Vec<Vec<String>>, Vec<
         "Size reduction",
         "Params (M)",
         "Nonzero (M)",
-        "Mean cos",
-        "Min cos",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    head.extend([capitalized(&r.task.fidelity), capitalized(&r.task.fidelity_worst)]);
     head.extend(r.tasks.iter().map(|t| t.metric.clone()));
-    head.extend(["Sent/s".to_string(), "Peak MB".to_string(), "Budget".to_string()]);
+    head.extend([capitalized(&r.task.throughput_unit), "Peak MB".to_string(), "Budget".to_string()]);
     let status: Vec<Option<bool>> = r
         .variants
         .iter()
-        .map(|v| (v.kind != crate::Kind::Peer).then_some(v.fidelity.mean_cos >= 1.0 - r.analysis.max_loss))
+        .map(|v| (v.kind != crate::Kind::Peer).then_some(r.task.within(v.fidelity.mean, r.analysis.max_loss)))
         .collect();
     let rows = r
         .variants
@@ -205,11 +207,11 @@ pub(crate) fn summary(r: &crate::Report) -> (Vec<String>, Vec<Vec<String>>, Vec<
                 format!("{:.1}%", 100.0 * (1.0 - v.size_ratio)),
                 format!("{:.2}", v.parameters as f64 / 1e6),
                 format!("{:.2}", v.nonzeros as f64 / 1e6),
-                format!("{:.4}", v.fidelity.mean_cos),
-                format!("{:.4}", v.fidelity.min_cos),
+                format!("{:.4}", v.fidelity.mean),
+                format!("{:.4}", v.fidelity.worst),
             ];
             row.extend(r.tasks.iter().map(|t| v.tasks.get(&t.id).map_or("–".into(), |x| format!("{x:.3}"))));
-            row.push(v.throughput.as_ref().map_or("–".into(), |t| format!("{:.1}", t.sentences_per_s)));
+            row.push(v.throughput.as_ref().map_or("–".into(), |t| format!("{:.1}", t.items_per_s)));
             row.push(v.peak_memory_bytes.map_or("–".into(), mb));
             row.push(
                 match st {
@@ -223,6 +225,28 @@ pub(crate) fn summary(r: &crate::Report) -> (Vec<String>, Vec<Vec<String>>, Vec<
         })
         .collect();
     (head, rows, status)
+}
+
+/// `text` with its first letter in upper case.
+pub(crate) fn capitalized(text: &str) -> String {
+    let mut c = text.chars();
+    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+}
+
+/// Bar length of a fidelity value and what the chart's heading says of it: cosines from 0.5, KL
+/// divergences from 0 (longer is worse).
+pub(crate) fn fidelity_bar(task: &crate::TaskSpec, value: f64) -> f64 {
+    if task.higher_is_better { (value - 0.5).max(0.0) } else { value.max(0.0) }
+}
+
+/// Heading of the fidelity chart.
+pub(crate) fn fidelity_heading(task: &crate::TaskSpec, with_original: bool) -> String {
+    format!(
+        "Fidelity ({}{}; {})",
+        task.fidelity,
+        if with_original { " to the original" } else { "" },
+        if task.higher_is_better { "bar from 0.5" } else { "longer is worse" }
+    )
 }
 
 /// Escapes text for HTML and SVG.

@@ -33,7 +33,7 @@ enum Block {
 }
 
 fn status(r: &Report, v: &Variant) -> Option<bool> {
-    (v.kind != Kind::Peer).then_some(v.fidelity.mean_cos >= 1.0 - r.analysis.max_loss)
+    (v.kind != Kind::Peer).then_some(r.task.within(v.fidelity.mean, r.analysis.max_loss))
 }
 
 fn chart(rows: Vec<(String, f64, String, Option<bool>)>, glyph: char) -> Block {
@@ -72,14 +72,14 @@ fn blocks(r: &Report) -> Vec<Block> {
     ));
     b.push(Block::Heading("Speed Improvement (× the original; 95% interval; n.s.: no measurable change)".into()));
     b.push(chart(vs.iter().map(|v| (v.label.clone(), v.speedup, speed_detail(v), status(r, v))).collect(), '█'));
-    b.push(Block::Heading("Fidelity (mean cosine to the original; bar from 0.5)".into()));
+    b.push(Block::Heading(super::fidelity_heading(&r.task, true)));
     b.push(chart(
         vs.iter()
             .map(|v| {
                 (
                     v.label.clone(),
-                    (v.fidelity.mean_cos - 0.5).max(0.0),
-                    format!("{:.4}", v.fidelity.mean_cos),
+                    super::fidelity_bar(&r.task, v.fidelity.mean),
+                    format!("{:.4}", v.fidelity.mean),
                     status(r, v),
                 )
             })
