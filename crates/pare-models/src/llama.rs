@@ -416,9 +416,10 @@ impl Llama {
         let mut x = self.embed_ids(ids);
         let qcache = RefCell::new(QuantCache::default());
         let rope = rope_tables(start, t, c.head_dim, c.rope_base);
+        let mut scratch = Scratch::default();
         for (l, b) in self.blocks.iter().enumerate() {
             let kv = Some((&mut cache.k[l], &mut cache.v[l]));
-            self.run_block(b, &mut x, 1, t, start, kv, &rope, &qcache, None);
+            self.run_block(b, &mut x, 1, t, start, kv, &rope, &qcache, &mut scratch, None);
         }
         cache.len += t;
         let rows = if all { t } else { 1 };
@@ -471,6 +472,7 @@ impl Llama {
         cache: Option<(&mut Vec<f32>, &mut Vec<f32>)>,
         rope: &(Vec<f32>, Vec<f32>),
         qcache: &RefCell<QuantCache>,
+        scratch: &mut Scratch,
         mut hook: Option<LinearHook>,
     ) {
         let c = &self.config;
@@ -481,22 +483,29 @@ impl Llama {
                 hk(name, v, rows, cols);
             }
         };
-        let mut normed = vec![0f32; rows * h];
-        rms_norm(x, &b.attn_norm, c.eps, &mut normed);
-        for name in GROUPS[0] {
-            see(name, &normed, h);
+        // Buffers kept across blocks (and sized to this one): fresh large allocations would be
+        // page-faulted in again by every block of a long prefill.
+        let Scratch { normed, q, k, v, att, gate, up, residual } = scratch;
+        let sizes = [rows * h, rows * hw, rows * kvw, rows * kvw, rows * hw, rows * ffn, rows * ffn, rows * h];
+        for (buf, n) in [&mut *normed, &mut *q, &mut *k, &mut *v, &mut *att, &mut *gate, &mut *up, &mut *residual]
+            .into_iter()
+            .zip(sizes)
+        {
+            buf.resize(n, 0.0);
         }
-        let (mut q, mut k, mut v) = (vec![0f32; rows * hw], vec![0f32; rows * kvw], vec![0f32; rows * kvw]);
-        let input = Input::new(&normed, rows, h, qcache);
-        forward_group(&[&b.q, &b.k, &b.v], &input, vec![&mut q, &mut k, &mut v]);
-        rotate(&mut q, hd.q, hd.d, t, &rope.0, &rope.1);
-        rotate(&mut k, hd.kv, hd.d, t, &rope.0, &rope.1);
-        let mut att = vec![0f32; rows * hw];
+        rms_norm(x, &b.attn_norm, c.eps, normed);
+        for name in GROUPS[0] {
+            see(name, normed, h);
+        }
+        let input = Input::new(normed, rows, h, qcache);
+        forward_group(&[&b.q, &b.k, &b.v], &input, vec![&mut *q, &mut *k, &mut *v]);
+        rotate(q, hd.q, hd.d, t, &rope.0, &rope.1);
+        rotate(k, hd.kv, hd.d, t, &rope.0, &rope.1);
         match cache {
             Some((kc, vc)) => {
-                kc.extend_from_slice(&k);
-                vc.extend_from_slice(&v);
-                causal_attention(&q, kc, vc, start, t, hd, &mut att);
+                kc.extend_from_slice(k);
+                vc.extend_from_slice(v);
+                causal_attention(q, kc, vc, start, t, hd, att);
             }
             None => {
                 for s in 0..seqs {
@@ -505,22 +514,21 @@ impl Llama {
                 }
             }
         }
-        see(GROUPS[1][0], &att, hw);
-        let residual = x.to_vec();
-        b.o.forward(&Input::new(&att, rows, hw, qcache), x, Activation::None, Some(&residual));
-        rms_norm(x, &b.ffn_norm, c.eps, &mut normed);
+        see(GROUPS[1][0], att, hw);
+        residual.copy_from_slice(x);
+        b.o.forward(&Input::new(att, rows, hw, qcache), x, Activation::None, Some(residual));
+        rms_norm(x, &b.ffn_norm, c.eps, normed);
         for name in GROUPS[2] {
-            see(name, &normed, h);
+            see(name, normed, h);
         }
-        let (mut gate, mut up) = (vec![0f32; rows * ffn], vec![0f32; rows * ffn]);
-        let input = Input::new(&normed, rows, h, qcache);
-        forward_group(&[&b.gate, &b.up], &input, vec![&mut gate, &mut up]);
-        for (g, u) in gate.iter_mut().zip(&up) {
+        let input = Input::new(normed, rows, h, qcache);
+        forward_group(&[&b.gate, &b.up], &input, vec![&mut *gate, &mut *up]);
+        for (g, u) in gate.iter_mut().zip(up.iter()) {
             *g = *g / (1.0 + (-*g).exp()) * u;
         }
-        see(GROUPS[3][0], &gate, ffn);
-        let residual = x.to_vec();
-        b.down.forward(&Input::new(&gate, rows, ffn, qcache), x, Activation::None, Some(&residual));
+        see(GROUPS[3][0], gate, ffn);
+        residual.copy_from_slice(x);
+        b.down.forward(&Input::new(gate, rows, ffn, qcache), x, Activation::None, Some(residual));
     }
 
     fn block_linear(&self, l: usize, name: &str) -> &Linear {
@@ -536,6 +544,19 @@ impl Llama {
             _ => panic!("no Linear named {name} in a Llama block"),
         }
     }
+}
+
+/// Activation buffers of a block, reused from block to block.
+#[derive(Default)]
+struct Scratch {
+    normed: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    residual: Vec<f32>,
 }
 
 /// The Linears of a block by shared input, in the order the block computes them (llama.cpp's names).
@@ -655,7 +676,19 @@ impl Architecture for Llama {
         let rope = rope_tables(0, b.seq, c.head_dim, c.rope_base);
         let qcache = RefCell::new(QuantCache::default());
         let rows = b.tokens() * c.hidden;
-        self.run_block(&self.blocks[l], &mut hidden[..rows], b.batch, b.seq, 0, None, &rope, &qcache, hook);
+        let mut scratch = Scratch::default();
+        self.run_block(
+            &self.blocks[l],
+            &mut hidden[..rows],
+            b.batch,
+            b.seq,
+            0,
+            None,
+            &rope,
+            &qcache,
+            &mut scratch,
+            hook,
+        );
     }
 
     fn export_weight(&self, l: usize, name: &str) -> Vec<f32> {
