@@ -4,7 +4,7 @@
 
 use crate::common;
 use anyhow::{Context, Result, bail};
-use pare_formats::gguf::{GgufFile, MetaValue};
+use pare_formats::gguf::GgufFile;
 use pare_formats::tokenizer::TextTokenizer;
 use pare_models::llama::{KvCache, Llama};
 use std::io::Write;
@@ -31,15 +31,13 @@ pub fn open_path(path: &Path, f32: bool) -> Result<Decoder> {
         let file = GgufFile::open(&g)?;
         let llama = Llama::load_with(&file, f32)?;
         let tok = TextTokenizer::from_gguf(&file)?;
-        let eos = file.meta("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|e| e as u32);
+        let eos = llama.config.eos;
         return Ok(Decoder { path: g, llama, tok, eos });
     }
     if path.join("config.json").is_file() {
         let llama = Llama::load_hf(path)?;
         let tok = TextTokenizer::load(&path.join("tokenizer.json"), None)?;
-        let config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path.join("config.json"))?).unwrap_or_default();
-        let eos = config["eos_token_id"].as_u64().map(|e| e as u32);
+        let eos = llama.config.eos;
         return Ok(Decoder { path: path.to_path_buf(), llama, tok, eos });
     }
     bail!("{}: not a GGUF file, a directory holding one, nor a Hugging Face decoder directory", path.display())

@@ -203,20 +203,28 @@ pub fn f16_to_f32(b: [u8; 2]) -> f32 {
 }
 
 fn check(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &[f32], ldc: usize, epi: &Epilogue) {
-    let (k, n) = (w.k(), w.n());
-    assert!(lda >= k && ldc >= n, "gemm_blocks: strides lda={lda} ldc={ldc} smaller than k={k} n={n}");
+    let k = w.k();
+    assert!(lda >= k, "gemm_blocks: stride lda={lda} smaller than k={k}");
     if m > 0 {
         assert!(a.len() >= (m - 1) * lda + k, "gemm_blocks: A holds {} values, needs {m}×{k}", a.len());
-        assert!(c.len() >= (m - 1) * ldc + n, "gemm_blocks: C holds {} values, needs {m}×{n}", c.len());
+    }
+    check_output("gemm_blocks", m, w.n(), c, ldc, epi);
+}
+
+/// Checks an `m × n` output with stride `ldc` and its epilogue's operands.
+fn check_output(what: &str, m: usize, n: usize, c: &[f32], ldc: usize, epi: &Epilogue) {
+    assert!(ldc >= n, "{what}: ldc={ldc} smaller than n={n}");
+    if m > 0 {
+        assert!(c.len() >= (m - 1) * ldc + n, "{what}: C holds {} values, needs {m}×{n}", c.len());
         if let Some((r, ld)) = epi.residual {
-            assert!(ld >= n && r.len() >= (m - 1) * ld + n, "gemm_blocks: residual too short");
+            assert!(ld >= n && r.len() >= (m - 1) * ld + n, "{what}: residual too short");
         }
         if let Some(r) = epi.row_scale {
-            assert!(r.len() >= m, "gemm_blocks: row_scale too short");
+            assert!(r.len() >= m, "{what}: row_scale too short");
         }
     }
     if let Some(bias) = epi.bias {
-        assert_eq!(bias.len(), n, "gemm_blocks: bias has {} values for n={n}", bias.len());
+        assert_eq!(bias.len(), n, "{what}: bias has {} values for n={n}", bias.len());
     }
 }
 
@@ -467,21 +475,8 @@ pub(crate) struct BlockQ8Args<'a> {
 pub(crate) type GemvBlocksQ8Kernel = unsafe fn(args: &BlockQ8Args<'_>, rows: Range<usize>);
 
 fn check_q8(x: &Q8Rows, w: &BlockRows, c: &[f32], ldc: usize, epi: &Epilogue) {
-    let (m, n) = (x.rows, w.n());
     assert_eq!(x.k, w.k(), "gemm_blocks_q8: activations have {} values, weights {}", x.k, w.k());
-    assert!(ldc >= n, "gemm_blocks_q8: ldc={ldc} smaller than n={n}");
-    if m > 0 {
-        assert!(c.len() >= (m - 1) * ldc + n, "gemm_blocks_q8: C holds {} values, needs {m}×{n}", c.len());
-        if let Some((r, ld)) = epi.residual {
-            assert!(ld >= n && r.len() >= (m - 1) * ld + n, "gemm_blocks_q8: residual too short");
-        }
-        if let Some(r) = epi.row_scale {
-            assert!(r.len() >= m, "gemm_blocks_q8: row_scale too short");
-        }
-    }
-    if let Some(bias) = epi.bias {
-        assert_eq!(bias.len(), n, "gemm_blocks_q8: bias has {} values for n={n}", bias.len());
-    }
+    check_output("gemm_blocks_q8", x.rows, w.n(), c, ldc, epi);
 }
 
 /// `C = epi(A·Wᵀ)` with `A` quantized to Q8 blocks: integer dot products per block, scaled in f32.

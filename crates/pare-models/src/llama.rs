@@ -107,6 +107,8 @@ pub struct LlamaConfig {
     pub eps: f32,
     /// Vocabulary.
     pub vocab: usize,
+    /// The end-of-sequence token, when the checkpoint names one.
+    pub eos: Option<u32>,
 }
 
 impl LlamaConfig {
@@ -146,6 +148,7 @@ impl LlamaConfig {
             rope_base: num("rope.freq_base").unwrap_or(10_000.0) as f32,
             eps: num("attention.layer_norm_rms_epsilon")? as f32,
             vocab,
+            eos: f.meta("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|e| e as u32),
         })
     }
 }
@@ -194,6 +197,7 @@ impl LlamaConfig {
             rope_base: v["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
             eps: num("rms_norm_eps")? as f32,
             vocab: num("vocab_size")? as usize,
+            eos: v["eos_token_id"].as_u64().map(|e| e as u32),
         })
     }
 }
