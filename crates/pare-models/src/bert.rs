@@ -4,14 +4,14 @@
 
 use crate::arch::{Architecture, Task, UnitKind, Units};
 pub use crate::arch::{Batch, LinearHook};
+use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
-use crate::weight::{Embedding, Input, Linear, QuantCache, Weight, forward_group};
-use pare_formats::quant_config::{CompressionConfig, ModuleKind, QuantizationConfig};
-use pare_formats::sparse::{self, Matrix, SparseRows};
+use crate::weight::{Embedding, Input, Linear, QuantCache, forward_group};
+use pare_formats::quant_config::{CompressionConfig, QuantizationConfig};
 use pare_formats::{BertConfig, TensorFile};
+use pare_kernels::QuantRows;
 use pare_kernels::norm::layer_norm_with;
 use pare_kernels::par::{SharedRows, for_each_row_block};
-use pare_kernels::{ActQuant, QuantRows};
 use pare_kernels::{Activation, AttentionShape, attention_f32, layer_norm};
 use std::cell::RefCell;
 
@@ -130,181 +130,9 @@ pub struct Bert {
     pub layers: Vec<BertLayer>,
 }
 
-/// Reads tensors under an optional name prefix (`bert.` in checkpoints saved with a task head),
-/// following the checkpoint's quantization config for int8 tensors.
-struct Reader<'a> {
-    file: &'a TensorFile,
-    prefix: &'static str,
-    compression: &'a CompressionConfig,
-}
-
-impl Reader<'_> {
-    fn quant(&self) -> Option<&QuantizationConfig> {
-        self.compression.quantization.as_ref()
-    }
-
-    fn name(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        Ok(self.file.f32(&self.name(name), shape)?)
-    }
-
-    fn dtype(&self, name: &str) -> Result<String> {
-        Ok(self.file.shape(&self.name(name))?.1)
-    }
-
-    fn error(&self, msg: String) -> ModelError {
-        ModelError::Format(pare_formats::FormatError::Config { path: self.file.path().to_path_buf(), msg })
-    }
-
-    /// Per-row (per-output-channel) scales stored as `[rows, 1]` or `[rows]`.
-    fn scales(&self, name: &str, rows: usize) -> Result<Vec<f32>> {
-        let full = self.name(name);
-        let shape = self.file.shape(&full)?.0;
-        let v = if shape == [rows] { self.f32(name, &[rows])? } else { self.f32(name, &[rows, 1])? };
-        if let Some(i) = v.iter().position(|s| *s < 0.0) {
-            return Err(self.error(format!("tensor {full} has a negative scale at row {i}")));
-        }
-        Ok(v)
-    }
-
-    fn norm(&self, name: &str, h: usize, eps: f32) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            gamma: self.f32(&format!("{name}.weight"), &[h])?,
-            beta: self.f32(&format!("{name}.bias"), &[h])?,
-            eps,
-        })
-    }
-
-    fn embedding(&self, name: &str, rows: usize, dim: usize) -> Result<Embedding> {
-        let w = format!("{name}.weight");
-        if self.dtype(&w)? != "I8" {
-            return Ok(Embedding::F32 { table: self.f32(&w, &[rows, dim])?, dim });
-        }
-        let scheme = self.quant().and_then(|q| q.scheme_for(name, ModuleKind::Embedding));
-        let ok =
-            scheme.and_then(|s| s.weights.as_ref()).is_some_and(|a| a.num_bits == 8 && a.symmetric && a.kind == "int");
-        if !ok {
-            return Err(
-                self.error(format!("{w} is int8 but no symmetric 8-bit int scheme of quantization_config covers it"))
-            );
-        }
-        Ok(Embedding::Int8 {
-            table: self.file.i8(&self.name(&w), &[rows, dim])?,
-            scales: self.scales(&format!("{name}.weight_scale"), rows)?,
-            dim,
-        })
-    }
-
-    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        let w = format!("{name}.weight");
-        let bias = self.f32(&format!("{name}.bias"), &[out])?;
-        let full = self.name(name);
-        // Pruned checkpoints are read as compressed rows, never densified unless they run dense.
-        let stored = if sparse::is_bitmask(self.file, &full) && inp <= 1 << 16 {
-            Stored::Sparse(sparse::bitmask_rows(self.file, &full, out, inp)?)
-        } else if sparse::is_bitmask(self.file, &full) {
-            Stored::Dense(sparse::bitmask_decode(self.file, &full, out, inp)?)
-        } else if self.dtype(&w)? == "I8" {
-            Stored::Dense(Matrix::I8(self.file.i8(&self.name(&w), &[out, inp])?))
-        } else {
-            Stored::Dense(Matrix::F32(self.f32(&w, &[out, inp])?))
-        };
-        let stored = match stored {
-            Stored::Dense(Matrix::F32(dense)) => {
-                return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias });
-            }
-            Stored::Sparse(s @ SparseRows { values: Matrix::F32(_), .. }) => {
-                return Ok(Linear { weight: Weight::f32_from_sparse(s), bias });
-            }
-            int8 => int8,
-        };
-        let scheme = self
-            .quant()
-            .and_then(|q| q.scheme_for(name, ModuleKind::Linear))
-            .ok_or_else(|| self.error(format!("{w} is int8 but no group of quantization_config covers {name}")))?;
-        let wa = scheme
-            .weights
-            .as_ref()
-            .ok_or_else(|| self.error(format!("the scheme of {name} has no weight arguments")))?;
-        if !(wa.num_bits == 8 && wa.kind == "int" && wa.symmetric && wa.strategy.as_deref() == Some("channel")) {
-            return Err(self.error(format!(
-                "{name}: pare runs int8 weights quantized symmetrically per channel, not {:?}/{}-bit/{}",
-                wa.strategy,
-                wa.num_bits,
-                if wa.symmetric { "symmetric" } else { "asymmetric" }
-            )));
-        }
-        let scales = self.scales(&format!("{name}.weight_scale"), out)?;
-        let Some(ia) = scheme.input_activations.as_ref() else {
-            // Weight-only int8: dequantize and run in float.
-            let q = stored.into_dense_i8();
-            let dense: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / inp]).collect();
-            return Ok(Linear { weight: Weight::f32_auto(&dense, out, inp), bias });
-        };
-        if ia.num_bits != 8 || ia.kind != "int" {
-            return Err(
-                self.error(format!("{name}: input activations must be 8-bit int, not {}-bit {}", ia.num_bits, ia.kind))
-            );
-        }
-        let act = match (ia.is_dynamic(), ia.strategy.as_deref(), ia.symmetric) {
-            (true, Some("token"), false) => ActQuant::DynamicAsymmetric,
-            (true, Some("token"), true) => ActQuant::DynamicSymmetric,
-            (false, Some("tensor"), sym) => {
-                let scale = self.f32(&format!("{name}.input_scale"), &[1])?[0];
-                let zp = if sym {
-                    0
-                } else {
-                    self.file.i8(&self.name(&format!("{name}.input_zero_point")), &[1])?[0] as i32
-                };
-                if scale.is_nan() || scale <= 0.0 {
-                    return Err(self.error(format!("{name}.input_scale must be positive, is {scale}")));
-                }
-                ActQuant::Static { scale, zero: zp + 128 }
-            }
-            (d, s, _) => {
-                return Err(self.error(format!(
-                    "{name}: input activations {} per {} are not supported (dynamic per token, or static per tensor)",
-                    if d { "dynamic" } else { "static" },
-                    s.unwrap_or("?")
-                )));
-            }
-        };
-        let outliers = self.compression.pare.activation_outliers.get(name).cloned().unwrap_or_default();
-        if let Some(&o) = outliers.iter().find(|&&o| o as usize >= inp) {
-            return Err(self.error(format!("{name}: activation outlier channel {o} is not below its {inp} inputs")));
-        }
-        if outliers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(self.error(format!("{name}: activation outlier channels must be distinct and ascending")));
-        }
-        let weight = match stored {
-            Stored::Sparse(s) => Weight::i8_from_sparse(s, &scales, act, &outliers),
-            dense => Weight::i8_auto(&dense.into_dense_i8(), &scales, out, inp, act, &outliers),
-        };
-        Ok(Linear { weight, bias })
-    }
-}
-
-/// A Linear weight as read from the checkpoint.
-enum Stored {
-    Dense(Matrix),
-    Sparse(SparseRows),
-}
-
-impl Stored {
-    /// The int8 codes as a dense matrix (callers have handled f32 values).
-    fn into_dense_i8(self) -> Vec<i8> {
-        match self {
-            Stored::Dense(Matrix::I8(q)) => q,
-            Stored::Sparse(s) => match s.to_dense() {
-                Matrix::I8(q) => q,
-                Matrix::F32(_) => unreachable!("f32 values returned earlier"),
-            },
-            Stored::Dense(Matrix::F32(_)) => unreachable!("f32 values returned earlier"),
-        }
-    }
+/// LayerNorm `name` (`.weight` and `.bias`, `h` values each).
+fn layer_norm_of(r: &Checkpoint, name: &str, h: usize, eps: f32) -> Result<LayerNorm> {
+    Ok(LayerNorm { gamma: r.f32(&format!("{name}.weight"), &[h])?, beta: r.f32(&format!("{name}.bias"), &[h])?, eps })
 }
 
 impl Bert {
@@ -318,7 +146,7 @@ impl Bert {
         } else {
             ""
         };
-        let r = Reader { file, prefix, compression };
+        let r = Checkpoint { file, prefix, compression };
         if let Some(t) = r.quant().map(QuantizationConfig::unsupported_targets).and_then(|t| t.into_iter().next()) {
             return Err(
                 r.error(format!("quantization_config target {t:?}: regular-expression targets are not supported"))
@@ -329,7 +157,7 @@ impl Bert {
             word: r.embedding(EMBEDDING_NAMES[0], config.vocab_size, h)?,
             position: r.embedding(EMBEDDING_NAMES[1], config.max_position_embeddings, h)?,
             token_type: r.embedding(EMBEDDING_NAMES[2], config.type_vocab_size, h)?,
-            norm: r.norm("embeddings.LayerNorm", h, eps)?,
+            norm: layer_norm_of(&r, "embeddings.LayerNorm", h, eps)?,
         };
         let shapes = &compression.pare.layers;
         if !shapes.is_empty() && shapes.len() != config.num_hidden_layers {
@@ -355,10 +183,10 @@ impl Bert {
                 key: r.linear(&format!("{p}.attention.self.key"), w, h)?,
                 value: r.linear(&format!("{p}.attention.self.value"), w, h)?,
                 attn_out: r.linear(&format!("{p}.attention.output.dense"), h, w)?,
-                attn_norm: r.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                attn_norm: layer_norm_of(&r, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
                 ffn_up: r.linear(&format!("{p}.intermediate.dense"), inter, h)?,
                 ffn_down: r.linear(&format!("{p}.output.dense"), h, inter)?,
-                ffn_norm: r.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                ffn_norm: layer_norm_of(&r, &format!("{p}.output.LayerNorm"), h, eps)?,
                 heads,
                 head_dim: dh,
             });

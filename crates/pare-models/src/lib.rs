@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod bert;
+pub mod checkpoint;
 pub mod costs;
 pub mod error;
 pub mod llama;
