@@ -272,21 +272,34 @@ pub fn write(
             tensors.push(TensorData::f32(format!("{name}.bias"), &[out_f], &lin.bias));
         }
     }
-    // Tensors of the source that are not parameters (e.g. BERT's position_ids buffer).
+    // Tensors of the source that are not parameters (e.g. BERT's position_ids buffer), under the
+    // prefix the source's names carry (a checkpoint saved with a task head nests the model in one).
     let written: HashSet<String> = tensors.iter().map(|t| t.name.clone()).collect();
-    let prefix = if src.file.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
-    let modules: HashSet<String> =
-        model.linears().into_iter().map(|(n, _)| n).chain(tables.iter().map(|t| t.0.clone())).collect();
-    // The pooler (BertModel's dense + tanh over [CLS]) never contributes to a sentence embedding: pare
-    // pools the last hidden state as the sentence-transformers files say. It is dropped, and recorded.
+    let prefix: String = tables
+        .first()
+        .and_then(|(t, ..)| {
+            let suffix = format!("{t}.weight");
+            src.file.infos().iter().find_map(|i| i.name.strip_suffix(suffix.as_str()).map(str::to_string))
+        })
+        .unwrap_or_default();
+    let module_of = |name: &str| name.rsplit_once('.').map_or(name.to_string(), |(m, _)| m.to_string());
+    let modules: HashSet<String> = model
+        .linears()
+        .into_iter()
+        .map(|(n, _)| n)
+        .chain(tables.iter().map(|t| t.0.clone()))
+        .chain(model.other_parameters().iter().map(|p| module_of(&p.0)))
+        .collect();
+    // Modules the model never runs for its task (BERT's pooler, a dense + tanh over [CLS], for
+    // sentence embeddings pooled from the last hidden state) are dropped, and recorded.
+    let unused = model.unused_modules();
     let mut dropped = Vec::new();
     for info in src.file.infos() {
-        let bare = info.name.strip_prefix(prefix).unwrap_or(&info.name);
-        let module = bare.rsplit_once('.').map(|(m, _)| m).unwrap_or(bare);
-        if written.contains(bare) || modules.contains(module) || bare.contains("LayerNorm") {
+        let bare = info.name.strip_prefix(prefix.as_str()).unwrap_or(&info.name);
+        if written.contains(bare) || modules.contains(&module_of(bare)) {
             continue;
         }
-        if bare.starts_with("pooler.") {
+        if unused.iter().any(|u| bare.starts_with(&format!("{u}."))) {
             dropped.push(bare.to_string());
             continue;
         }

@@ -149,7 +149,7 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
         if k != "embeddings" && !linears.contains(k) {
             return Err(CompressError::Invalid(format!(
                 "--keep-float {k}: no Linear layer of that name (names look like {})",
-                linears.first().map(String::as_str).unwrap_or("encoder.layer.0.attention.self.query")
+                linears.first().map(String::as_str).unwrap_or("?")
             )));
         }
     }

@@ -248,3 +248,44 @@ fn activation_ranges_calibrate_on_a_decoder() {
         assert!(r.lo.iter().zip(&r.hi).all(|(l, h)| l <= h && l.is_finite() && h.is_finite()), "{n}");
     }
 }
+
+#[test]
+fn the_writer_strips_a_task_head_prefix_keeps_buffers_and_drops_unused_modules() {
+    use pare_formats::writer::{TensorData, write_safetensors};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TinySpec::default();
+    write_tiny_bert(dir.path(), &spec).unwrap();
+    // As a checkpoint saved with a task head: every name under `bert.`, a pooler, an int64 buffer.
+    let mut tensors: Vec<TensorData> = pare_models::testing::tiny_tensors(&spec)
+        .into_iter()
+        .map(|(n, (shape, v))| TensorData::f32(format!("bert.{n}"), &shape, &v))
+        .collect();
+    let h = spec.hidden;
+    tensors.push(TensorData::f32("bert.pooler.dense.weight", &[h, h], &vec![0.5; h * h]));
+    tensors.push(TensorData::f32("bert.pooler.dense.bias", &[h], &vec![0.0; h]));
+    let positions: Vec<u8> = (0..spec.max_positions as i64).flat_map(|p| p.to_le_bytes()).collect();
+    tensors.push(TensorData {
+        name: "bert.embeddings.position_ids".into(),
+        dtype: pare_formats::writer::Dtype::I64,
+        shape: vec![1, spec.max_positions],
+        bytes: positions.clone(),
+    });
+    write_safetensors(&dir.path().join("model.safetensors"), &tensors, None).unwrap();
+    let out = dir.path().join("int8");
+    let opts = pare_compress::QuantizeOptions { outliers: 0, ..Default::default() };
+    pare_compress::quantize(&ModelDir::open(dir.path()).unwrap(), &out, &opts, &mut |_| {}).unwrap();
+    let f = pare_formats::TensorFile::open(out.join("model.safetensors")).unwrap();
+    let names: Vec<String> = f.infos().iter().map(|i| i.name.clone()).collect();
+    assert!(names.iter().all(|n| !n.starts_with("bert.") && !n.starts_with("pooler.")), "{names:?}");
+    assert_eq!(f.bytes("embeddings.position_ids").unwrap(), &positions[..]);
+    assert!(names.contains(&"encoder.layer.1.output.LayerNorm.weight".to_string()));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["pare_compression"]["dropped_unused"],
+        serde_json::json!(["pooler.dense.bias", "pooler.dense.weight"])
+    );
+    // And the result runs.
+    let enc = SentenceEncoder::load(&ModelDir::open(&out).unwrap()).unwrap();
+    assert_eq!(enc.embed(&["a cat".to_string()]).unwrap()[0].len(), h);
+}

@@ -2,7 +2,8 @@
 //! name beside the target and is renamed into place only when complete.
 
 use crate::error::{FormatError, Result};
-use safetensors::tensor::{Dtype, TensorView};
+pub use safetensors::tensor::Dtype;
+use safetensors::tensor::TensorView;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -208,8 +208,14 @@ pub trait Architecture: Send + Sync {
     /// Embedding tables as `(checkpoint name without .weight, rows, columns, values)`.
     fn embedding_tables(&self) -> Vec<(String, usize, usize, Vec<f32>)>;
 
-    /// Every other parameter (norms, and biases of nothing else) as `(checkpoint name, shape, values)`.
+    /// Every other parameter (norms, an untied output projection) as `(checkpoint name, shape, values)`.
     fn other_parameters(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+
+    /// Checkpoint modules the model holds but never runs for its task: a writer drops them and
+    /// records that it did.
+    fn unused_modules(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Where `(l, name)` sits among the model's Linears in [`Architecture::linears`] order, for lookups.

@@ -451,6 +451,12 @@ impl Architecture for Bert {
             .collect()
     }
 
+    fn unused_modules(&self) -> &'static [&'static str] {
+        // BertModel's pooler (dense + tanh over [CLS]): sentence embeddings pool the last hidden state
+        // as the sentence-transformers files say.
+        &["pooler"]
+    }
+
     fn other_parameters(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut v = Vec::new();
         for (name, n) in self.layer_norms() {
