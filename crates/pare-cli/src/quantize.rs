@@ -1,4 +1,5 @@
-//! `pare quantize`: int8 weights, embeddings and activations, written as a compressed-tensors model.
+//! `pare quantize`: for encoders, int8 weights, embeddings and activations, written as a
+//! compressed-tensors model; for decoders (GGUF), llama.cpp's block formats, written as GGUF.
 
 use crate::common;
 use anyhow::{Result, bail};
@@ -7,10 +8,48 @@ use pare_compress::quantize::{ActivationMode, QuantizeOptions};
 use std::path::PathBuf;
 
 /// Quantization schemes.
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Scheme {
-    /// int8 weights (per output channel, symmetric), int8 embedding rows, u8 activations.
+    /// Encoders: int8 weights (per output channel, symmetric), int8 embedding rows, u8 activations.
     Int8,
+    /// Decoders: llama.cpp's Q8_0 (blocks of 32, 8.5 bits per weight).
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// Decoders: Q6_K (super-blocks of 256, 6.56 bits).
+    #[value(name = "q6_k")]
+    Q6K,
+    /// Decoders: Q5_1 (blocks of 32 with a minimum, 6 bits).
+    #[value(name = "q5_1")]
+    Q5_1,
+    /// Decoders: Q5_0 (blocks of 32, 5.5 bits).
+    #[value(name = "q5_0")]
+    Q5_0,
+    /// Decoders: Q5_K (super-blocks of 256, 5.5 bits).
+    #[value(name = "q5_k")]
+    Q5K,
+    /// Decoders: Q4_1 (blocks of 32 with a minimum, 5 bits).
+    #[value(name = "q4_1")]
+    Q4_1,
+    /// Decoders: Q4_0 (blocks of 32, 4.5 bits).
+    #[value(name = "q4_0")]
+    Q4_0,
+    /// Decoders: Q4_K (super-blocks of 256, 4.5 bits).
+    #[value(name = "q4_k")]
+    Q4K,
+    /// Decoders: every matrix as float32 (the float baseline, e.g. for other quantizers).
+    #[value(name = "f32")]
+    F32,
+    /// Decoders: every matrix as float16.
+    #[value(name = "f16")]
+    F16,
+}
+
+impl Scheme {
+    /// The GGML type of a decoder scheme.
+    fn ggml(self) -> Option<pare_formats::gguf::GgmlType> {
+        let name = self.to_possible_value()?.get_name().to_string();
+        pare_compress::gguf_quant::parse_type(&name)
+    }
 }
 
 /// When activation ranges are decided.
@@ -46,7 +85,15 @@ pub struct QuantizeArgs {
     /// Input channels per Linear kept in f32 at run time (the largest calibrated activations); 0: none.
     #[arg(long, default_value_t = pare_compress::quantize::DEFAULT_OUTLIERS as u16, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub outliers: u16,
-    /// Output directory.
+    /// Decoders: the type of matrices whose rows are not whole blocks of the scheme's (K-quants need
+    /// rows of 256); without it such matrices are an error.
+    #[arg(long, value_name = "TYPE")]
+    pub fallback: Option<Scheme>,
+    /// Decoders: a JSON object of per-tensor types (`{"blk.0.ffn_down.weight": "q6_k", ...}`) that
+    /// override the scheme.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Output directory (encoders) or GGUF file (decoders).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Replace the output directory if it exists and is not empty.
@@ -56,7 +103,19 @@ pub struct QuantizeArgs {
 
 /// Runs `pare quantize`.
 pub fn run(a: &QuantizeArgs) -> Result<()> {
-    let Scheme::Int8 = a.scheme;
+    if a.scheme != Scheme::Int8 {
+        return run_gguf(a);
+    }
+    if a.fallback.is_some() || a.plan.is_some() {
+        bail!("--fallback and --plan apply to decoder (GGUF) schemes, not int8");
+    }
+    let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
+    if crate::decoder::is_decoder(&path) {
+        bail!(
+            "{}: a decoder; its schemes are llama.cpp's block formats (q8_0, q6_k, q5_1, q5_0, q5_k, q4_1, q4_0, q4_k, f32, f16), not int8",
+            a.model
+        );
+    }
     let activations = match (a.activations, &a.calibrate) {
         (Some(Activations::Dynamic), Some(_)) => {
             bail!("--calibrate calibrates static activations; it contradicts --activations dynamic")
@@ -79,5 +138,61 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
     };
     let summary = pare_compress::quantize(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;
     println!("{}", summary.out_dir.display());
+    Ok(())
+}
+
+/// `pare quantize` of a decoder GGUF to a block format.
+fn run_gguf(a: &QuantizeArgs) -> Result<()> {
+    let ty = a.scheme.ggml().expect("a decoder scheme");
+    for (set, flag) in [
+        (a.calibrate.is_some(), "--calibrate"),
+        (a.activations.is_some(), "--activations"),
+        (a.act_symmetric, "--act-symmetric"),
+        (!a.keep_float.is_empty(), "--keep-float"),
+    ] {
+        if set {
+            bail!("{flag} applies to int8 encoders, not to the {} decoder scheme", ty.name());
+        }
+    }
+    let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
+    let Some(gguf) = common::gguf_path(&path) else {
+        bail!(
+            "{}: --scheme {} quantizes a decoder GGUF; this is not one (int8 is the encoders' scheme)",
+            a.model,
+            ty.name().to_lowercase()
+        );
+    };
+    let fallback = match a.fallback {
+        Some(Scheme::Int8) => bail!("--fallback int8: the fallback is a block format (q5_0, q8_0, ...)"),
+        Some(s) => s.ggml(),
+        None => None,
+    };
+    let mut overrides = std::collections::BTreeMap::new();
+    if let Some(p) = &a.plan {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read --plan {}: {e}", p.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--plan {}: not JSON: {e}", p.display()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| anyhow::anyhow!("--plan {}: not a JSON object of tensor → type", p.display()))?;
+        for (name, t) in obj {
+            let t = t
+                .as_str()
+                .and_then(pare_compress::gguf_quant::parse_type)
+                .ok_or_else(|| anyhow::anyhow!("--plan {}: {name}: {t} is not a type pare writes", p.display()))?;
+            overrides.insert(name.clone(), t);
+        }
+    }
+    let plan =
+        pare_compress::gguf_quant::GgufPlan { default: Some(ty), fallback, overrides, importance: Default::default() };
+    let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |m| eprintln!("{m}"))?;
+    eprintln!(
+        "{:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",
+        s.bytes.0 as f64 / 1e6,
+        s.bytes.1 as f64 / 1e6,
+        s.matrix_bpw
+    );
+    println!("{}", s.path.display());
     Ok(())
 }

@@ -5,6 +5,8 @@ pub mod calibration;
 pub mod decompress;
 pub mod encode;
 pub mod error;
+pub mod ggml_quant;
+pub mod gguf_quant;
 pub mod linalg;
 pub mod output;
 pub mod prune;

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod gguf;
+pub mod gguf_write;
 pub mod quant_config;
 pub mod sentence;
 pub mod source;

