@@ -69,8 +69,9 @@ pub struct QuantizeArgs {
     /// Quantization scheme.
     #[arg(long, value_enum)]
     pub scheme: Scheme,
-    /// Calibration text, a file (one sample per line) or `builtin:wordnet` / `builtin:kjv`; implies
-    /// `--activations static`.
+    /// Calibration text, a file (one sample per line) or `builtin:wordnet` / `builtin:kjv`. Encoders:
+    /// implies `--activations static`. Decoders: weights are rounded by the importance of their input
+    /// columns (mean x² over these tokens, llama.cpp's imatrix) instead of to nearest.
     #[arg(long, value_name = "FILE|builtin:NAME")]
     pub calibrate: Option<String>,
     /// Activation quantization: dynamic per token, or static per tensor.
@@ -85,6 +86,9 @@ pub struct QuantizeArgs {
     /// Input channels per Linear kept in f32 at run time (the largest calibrated activations); 0: none.
     #[arg(long, default_value_t = pare_compress::quantize::DEFAULT_OUTLIERS as u16, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub outliers: u16,
+    /// Decoders: calibration samples used (the first this many of `--calibrate`).
+    #[arg(long, default_value_t = 512)]
+    pub samples: usize,
     /// Decoders: the type of matrices whose rows are not whole blocks of the scheme's (K-quants need
     /// rows of 256); without it such matrices are an error.
     #[arg(long, value_name = "TYPE")]
@@ -145,7 +149,6 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
 fn run_gguf(a: &QuantizeArgs) -> Result<()> {
     let ty = a.scheme.ggml().expect("a decoder scheme");
     for (set, flag) in [
-        (a.calibrate.is_some(), "--calibrate"),
         (a.activations.is_some(), "--activations"),
         (a.act_symmetric, "--act-symmetric"),
         (!a.keep_float.is_empty(), "--keep-float"),
@@ -184,8 +187,19 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
             overrides.insert(name.clone(), t);
         }
     }
-    let plan =
-        pare_compress::gguf_quant::GgufPlan { default: Some(ty), fallback, overrides, importance: Default::default() };
+    let mut importance = std::collections::BTreeMap::new();
+    if let Some(spec) = &a.calibrate {
+        // Importance of each matrix's input columns (mean x² over the calibration tokens), from the
+        // model as stored: its products are those of the float baseline.
+        let samples = pare_compress::calibration::resolve(spec)?;
+        let samples = &samples[..samples.len().min(a.samples)];
+        let d = crate::decoder::open_path(&gguf, false)?;
+        let tokenize = |s: &str| -> pare_compress::Result<Vec<u32>> { Ok(d.tok.encode_untruncated(s)?) };
+        eprintln!("importance of every matrix's inputs from {} samples of {spec}", samples.len());
+        let imp = pare_compress::quantize::importance(&d.llama, &tokenize, samples, &mut |m| eprintln!("{m}"))?;
+        importance = imp.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
+    }
+    let plan = pare_compress::gguf_quant::GgufPlan { default: Some(ty), fallback, overrides, importance };
     let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |m| eprintln!("{m}"))?;
     eprintln!(
         "{:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",

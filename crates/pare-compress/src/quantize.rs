@@ -92,8 +92,38 @@ impl ChannelRanges {
     }
 }
 
-/// Runs the float model on the samples, layer by layer, and returns the per-channel range of every
-/// Linear's input (by checkpoint name).
+/// Runs the model on each sample (one sequence per pass, so nothing is padding), layer by layer, and
+/// passes every Linear's input to `see` with the Linear's checkpoint name: `(name, x, rows, cols)`.
+pub fn observe_inputs(
+    model: &dyn Architecture,
+    tokenize: Tokenize,
+    samples: &[String],
+    log: &mut dyn FnMut(&str),
+    see: &mut dyn FnMut(&str, &[f32], usize, usize),
+) -> Result<()> {
+    let mut tokens = 0usize;
+    for (i, s) in samples.iter().enumerate() {
+        let ids = tokenize(s)?;
+        if !ids.is_empty() {
+            tokens += ids.len();
+            let batch = Batch::repeat(&ids, 1);
+            model.check_batch(&batch)?;
+            let mut x = model.embed_batch(&batch);
+            for l in 0..model.layers() {
+                let mut hook =
+                    |name: &str, v: &[f32], rows: usize, cols: usize| see(&model.linear_name(l, name), v, rows, cols);
+                model.run_layer(l, &batch, &mut x, Some(&mut hook));
+            }
+        }
+        if (i + 1) % 64 == 0 || i + 1 == samples.len() {
+            log(&format!("calibration: {}/{} samples, {tokens} tokens", i + 1, samples.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the float model on the samples and returns the per-channel range of every Linear's input
+/// (by checkpoint name).
 pub fn calibrate(
     model: &dyn Architecture,
     tokenize: Tokenize,
@@ -101,36 +131,39 @@ pub fn calibrate(
     log: &mut dyn FnMut(&str),
 ) -> Result<HashMap<String, ChannelRanges>> {
     let mut ranges: HashMap<String, ChannelRanges> = HashMap::new();
-    let mut tokens = 0usize;
-    for (i, s) in samples.iter().enumerate() {
-        let ids = tokenize(s)?;
-        if ids.is_empty() {
-            continue;
+    observe_inputs(model, tokenize, samples, log, &mut |name, x, _rows, cols| {
+        let e = ranges
+            .entry(name.to_string())
+            .or_insert_with(|| ChannelRanges { lo: vec![f32::INFINITY; cols], hi: vec![f32::NEG_INFINITY; cols] });
+        for row in x.chunks_exact(cols) {
+            for (c, &v) in row.iter().enumerate() {
+                e.lo[c] = e.lo[c].min(v);
+                e.hi[c] = e.hi[c].max(v);
+            }
         }
-        tokens += ids.len();
-        let batch = Batch::repeat(&ids, 1);
-        model.check_batch(&batch)?;
-        let mut x = model.embed_batch(&batch);
-        for l in 0..model.layers() {
-            let mut hook = |name: &str, x: &[f32], _rows: usize, cols: usize| {
-                let e = ranges.entry(model.linear_name(l, name)).or_insert_with(|| ChannelRanges {
-                    lo: vec![f32::INFINITY; cols],
-                    hi: vec![f32::NEG_INFINITY; cols],
-                });
-                for row in x.chunks_exact(cols) {
-                    for (c, &v) in row.iter().enumerate() {
-                        e.lo[c] = e.lo[c].min(v);
-                        e.hi[c] = e.hi[c].max(v);
-                    }
-                }
-            };
-            model.run_layer(l, &batch, &mut x, Some(&mut hook));
-        }
-        if (i + 1) % 64 == 0 || i + 1 == samples.len() {
-            log(&format!("calibration: {}/{} samples, {tokens} tokens", i + 1, samples.len()));
-        }
-    }
+    })?;
     Ok(ranges)
+}
+
+/// The importance of every Linear's input columns over the samples: the mean of x² per column over
+/// every token (llama.cpp's imatrix), by checkpoint name.
+pub fn importance(
+    model: &dyn Architecture,
+    tokenize: Tokenize,
+    samples: &[String],
+    log: &mut dyn FnMut(&str),
+) -> Result<HashMap<String, Vec<f32>>> {
+    let mut sums: HashMap<String, (Vec<f64>, usize)> = HashMap::new();
+    observe_inputs(model, tokenize, samples, log, &mut |name, x, rows, cols| {
+        let e = sums.entry(name.to_string()).or_insert_with(|| (vec![0f64; cols], 0));
+        for row in x.chunks_exact(cols).take(rows) {
+            for (s, &v) in e.0.iter_mut().zip(row) {
+                *s += f64::from(v) * f64::from(v);
+            }
+        }
+        e.1 += rows;
+    })?;
+    Ok(sums.into_iter().map(|(k, (s, n))| (k, s.iter().map(|v| (v / n.max(1) as f64) as f32).collect())).collect())
 }
 
 fn describe(mode: ActivationMode, symmetric: bool) -> String {
