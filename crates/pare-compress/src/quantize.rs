@@ -99,7 +99,7 @@ pub fn observe_inputs(
     tokenize: Tokenize,
     samples: &[String],
     log: &mut dyn FnMut(&str),
-    see: &mut dyn FnMut(&str, &[f32], usize, usize),
+    see: pare_models::LinearHook,
 ) -> Result<()> {
     let mut tokens = 0usize;
     for (i, s) in samples.iter().enumerate() {
