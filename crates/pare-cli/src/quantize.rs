@@ -86,6 +86,10 @@ pub struct QuantizeArgs {
     /// Input channels per Linear kept in f32 at run time (the largest calibrated activations); 0: none.
     #[arg(long, default_value_t = pare_compress::quantize::DEFAULT_OUTLIERS as u16, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub outliers: u16,
+    /// Decoders: GPTQ (error feedback through the calibration inputs' Hessian, layer by layer) for the
+    /// 32-value block schemes (q4_0, q4_1, q5_0, q5_1, q8_0), on `--calibrate` or the built-in text.
+    #[arg(long)]
+    pub gptq: bool,
     /// Decoders: calibration samples used (the first this many of `--calibrate`).
     #[arg(long, default_value_t = 512)]
     pub samples: usize,
@@ -199,7 +203,29 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         let imp = pare_compress::quantize::importance(&d.llama, &tokenize, samples, &mut |m| eprintln!("{m}"))?;
         importance = imp.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
     }
-    let plan = pare_compress::gguf_quant::GgufPlan { default: Some(ty), fallback, overrides, importance };
+    let mut prequantized = std::collections::BTreeMap::new();
+    if a.gptq {
+        if !pare_compress::gptq::supports(ty) {
+            bail!(
+                "--gptq writes the 32-value block schemes (q4_0, q4_1, q5_0, q5_1, q8_0), not {}",
+                ty.name().to_lowercase()
+            );
+        }
+        let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
+        let samples = pare_compress::calibration::resolve(&spec)?;
+        let samples = &samples[..samples.len().min(a.samples)];
+        let mut d = crate::decoder::open_path(&gguf, true)?;
+        let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut cal = pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.clone())?;
+        eprintln!("GPTQ on {} samples ({} tokens) of {spec}", cal.samples, cal.tokens());
+        let types = |name: &str| -> Option<pare_formats::gguf::GgmlType> {
+            Some(overrides.get(&format!("{name}.weight")).copied().unwrap_or(ty))
+                .filter(|t| pare_compress::gptq::supports(*t))
+        };
+        let q = pare_compress::gptq::quantize_model(&mut d.llama, &mut cal, &types, &mut |m| eprintln!("{m}"))?;
+        prequantized = q.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
+    }
+    let plan = pare_compress::gguf_quant::GgufPlan { default: Some(ty), fallback, overrides, importance, prequantized };
     let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |m| eprintln!("{m}"))?;
     eprintln!(
         "{:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",

