@@ -159,18 +159,7 @@ pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, 
                 }
             }
         }
-        for r in 0..n {
-            let right = &mut wd[r * k + i2..(r + 1) * k];
-            for c in 0..cnt {
-                let e = err[r * cnt + c];
-                if e != 0.0 {
-                    let hrow = &hinv[(i1 + c) * k + i2..(i1 + c + 1) * k];
-                    for (x, hv) in right.iter_mut().zip(hrow) {
-                        *x -= e * hv;
-                    }
-                }
-            }
-        }
+        obs::spread_right(&mut wd, &err, hinv, n, k, i1..i2);
         i1 = i2;
     }
     for (o, v) in w.iter_mut().zip(&wd) {

@@ -152,17 +152,8 @@ pub fn sparsegpt(w: &mut [f32], n: usize, k: usize, p: &Prepared, mask: Mask) ->
         // The block's final values, then its error spread over the columns to its right.
         for r in 0..n {
             wd[r * k + i1..r * k + i2].copy_from_slice(&w1[r * cnt..(r + 1) * cnt]);
-            let right = &mut wd[r * k + i2..(r + 1) * k];
-            for c in 0..cnt {
-                let e = err[r * cnt + c];
-                if e != 0.0 {
-                    let hrow = &hinv[(i1 + c) * k + i2..(i1 + c + 1) * k];
-                    for (x, hv) in right.iter_mut().zip(hrow) {
-                        *x -= e * hv;
-                    }
-                }
-            }
         }
+        spread_right(&mut wd, &err, hinv, n, k, i1..i2);
         i1 = i2;
     }
     for (o, v) in w.iter_mut().zip(&wd) {
@@ -170,6 +161,26 @@ pub fn sparsegpt(w: &mut [f32], n: usize, k: usize, p: &Prepared, mask: Mask) ->
     }
     // Pruned entries are exactly zero; reconstruction never revives them (their columns were visited).
     Ok(())
+}
+
+/// The lazy update of a block of columns `cols` of `wd` (`n × k`): each row's errors `err`
+/// (`n × cols.len()`, already divided by the inverse-Hessian diagonal) spread over the columns to the
+/// block's right through the upper factor `hinv`.
+pub fn spread_right(wd: &mut [f64], err: &[f64], hinv: &[f64], n: usize, k: usize, cols: std::ops::Range<usize>) {
+    let (i1, i2) = (cols.start, cols.end);
+    let cnt = i2 - i1;
+    for r in 0..n {
+        let right = &mut wd[r * k + i2..(r + 1) * k];
+        for c in 0..cnt {
+            let e = err[r * cnt + c];
+            if e != 0.0 {
+                let hrow = &hinv[(i1 + c) * k + i2..(i1 + c + 1) * k];
+                for (x, hv) in right.iter_mut().zip(hrow) {
+                    *x -= e * hv;
+                }
+            }
+        }
+    }
 }
 
 /// Least-squares refinement of a pruned weight: for every row, the kept weights that minimise
