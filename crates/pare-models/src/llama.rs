@@ -423,7 +423,7 @@ impl Llama {
         let mut scratch = Scratch::default();
         for (l, b) in self.blocks.iter().enumerate() {
             let kv = Some((&mut cache.k[l], &mut cache.v[l]));
-            self.run_block(b, &mut x, 1, t, start, kv, &rope, &qcache, &mut scratch, None);
+            self.run_block(b, &mut x, 1, t, start, kv, &rope, &qcache, &mut scratch, None, None);
         }
         cache.len += t;
         let rows = if all { t } else { 1 };
@@ -464,7 +464,9 @@ impl Llama {
 
     /// One block on `x`: `seqs` sequences of `t` new positions each, from position `start`. With
     /// `cache` (one sequence), keys and values are appended to it and attention reads all of it;
-    /// without, each sequence attends causally to itself only. `hook` sees each Linear's input.
+    /// without, each sequence attends causally to itself only. `hook` sees each Linear's input; with
+    /// `stop`, the block ends once the input of that Linear has been seen (`x` is then not the
+    /// block's output).
     #[allow(clippy::too_many_arguments)]
     fn run_block(
         &self,
@@ -478,7 +480,9 @@ impl Llama {
         qcache: &RefCell<QuantCache>,
         scratch: &mut Scratch,
         mut hook: Option<LinearHook>,
+        stop: Option<&str>,
     ) {
+        let stops_in = |g: usize| stop.is_some_and(|s| GROUPS[g].contains(&s));
         let c = &self.config;
         let (rows, h, hd) = (seqs * t, c.hidden, b.heads);
         let (hw, kvw, ffn) = (hd.q * hd.d, hd.kv * hd.d, b.up.out_features());
@@ -501,6 +505,9 @@ impl Llama {
         for name in GROUPS[0] {
             see(name, normed, h);
         }
+        if stops_in(0) {
+            return;
+        }
         let input = Input::new(normed, rows, h, qcache);
         forward_group(&[&b.q, &b.k, &b.v], &input, vec![&mut *q, &mut *k, &mut *v]);
         rotate(q, hd.q, hd.d, t, &rope.0, &rope.1);
@@ -519,11 +526,17 @@ impl Llama {
             }
         }
         see(GROUPS[1][0], att, hw);
+        if stops_in(1) {
+            return;
+        }
         residual.copy_from_slice(x);
         b.o.forward(&Input::new(att, rows, hw, qcache), x, Activation::None, Some(residual));
         rms_norm(x, &b.ffn_norm, c.eps, normed);
         for name in GROUPS[2] {
             see(name, normed, h);
+        }
+        if stops_in(2) {
+            return;
         }
         let input = Input::new(normed, rows, h, qcache);
         forward_group(&[&b.gate, &b.up], &input, vec![&mut *gate, &mut *up]);
@@ -531,6 +544,9 @@ impl Llama {
             *g = *g / (1.0 + (-*g).exp()) * u;
         }
         see(GROUPS[3][0], gate, ffn);
+        if stops_in(3) {
+            return;
+        }
         residual.copy_from_slice(x);
         b.down.forward(&Input::new(gate, rows, ffn, qcache), x, Activation::None, Some(residual));
     }
@@ -692,6 +708,33 @@ impl Architecture for Llama {
             &qcache,
             &mut scratch,
             hook,
+            None,
+        );
+    }
+
+    fn layer_input_of(&self, l: usize, b: &Batch, hidden: &[f32], name: &str, take: LinearHook) {
+        let c = &self.config;
+        let rope = rope_tables(0, b.seq, c.head_dim, c.rope_base);
+        let qcache = RefCell::new(QuantCache::default());
+        let mut x = hidden[..b.tokens() * c.hidden].to_vec();
+        let mut only = |n: &str, v: &[f32], r: usize, cols: usize| {
+            if n == name {
+                take(n, v, r, cols);
+            }
+        };
+        let mut scratch = Scratch::default();
+        self.run_block(
+            &self.blocks[l],
+            &mut x,
+            b.batch,
+            b.seq,
+            0,
+            None,
+            &rope,
+            &qcache,
+            &mut scratch,
+            Some(&mut only),
+            Some(name),
         );
     }
 
