@@ -91,8 +91,8 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub gptq: bool,
     /// Decoders: calibration samples used (the first this many of `--calibrate`).
-    #[arg(long, default_value_t = 512)]
-    pub samples: usize,
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// Decoders: the type of matrices whose rows are not whole blocks of the scheme's (K-quants need
     /// rows of 256); without it such matrices are an error.
     #[arg(long, value_name = "TYPE")]
@@ -114,8 +114,8 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
     if a.scheme != Scheme::Int8 {
         return run_gguf(a);
     }
-    if a.fallback.is_some() || a.plan.is_some() {
-        bail!("--fallback and --plan apply to decoder (GGUF) schemes, not int8");
+    if a.fallback.is_some() || a.plan.is_some() || a.gptq || a.samples.is_some() {
+        bail!("--fallback, --plan, --gptq and --samples apply to decoder (GGUF) schemes, not int8");
     }
     let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
     if crate::decoder::is_decoder(&path) {
@@ -191,12 +191,19 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
             overrides.insert(name.clone(), t);
         }
     }
+    let n_samples = a.samples.unwrap_or(512);
+    if n_samples == 0 {
+        bail!("--samples 0: calibration needs at least one sample");
+    }
+    if a.samples.is_some() && a.calibrate.is_none() && !a.gptq {
+        bail!("--samples applies to --calibrate or --gptq");
+    }
     let mut importance = std::collections::BTreeMap::new();
     if let Some(spec) = &a.calibrate {
         // Importance of each matrix's input columns (mean x² over the calibration tokens), from the
         // model as stored: its products are those of the float baseline.
         let samples = pare_compress::calibration::resolve(spec)?;
-        let samples = &samples[..samples.len().min(a.samples)];
+        let samples = &samples[..samples.len().min(n_samples)];
         let d = crate::decoder::open_path(&gguf, false)?;
         let tokenize = |s: &str| -> pare_compress::Result<Vec<u32>> { Ok(d.tok.encode_untruncated(s)?) };
         eprintln!("importance of every matrix's inputs from {} samples of {spec}", samples.len());
@@ -213,7 +220,7 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         }
         let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
         let samples = pare_compress::calibration::resolve(&spec)?;
-        let samples = &samples[..samples.len().min(a.samples)];
+        let samples = &samples[..samples.len().min(n_samples)];
         let mut d = crate::decoder::open_path(&gguf, true)?;
         let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
         let mut cal = pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.clone())?;

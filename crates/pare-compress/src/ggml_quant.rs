@@ -75,9 +75,17 @@ pub fn quantize(
 
 /// One row into `out` (its bytes).
 fn quantize_row(ty: GgmlType, x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
-    let (be, bb) = ty.block().expect("checked");
     // Row variance of the legacy formats' importance weighting.
     let sigma2 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    quantize_blocks(ty, x, qw, sigma2, out);
+}
+
+/// Whole blocks `x` of a row whose mean square is `sigma2` (the legacy formats' importance weights
+/// are `importance · √(σ²_row + x²)`) into `out`.
+pub fn quantize_blocks(ty: GgmlType, x: &[f32], qw: Option<&[f32]>, sigma2: f32, out: &mut [u8]) {
+    let (be, bb) = ty.block().expect("a written type");
+    assert!(TYPES.contains(&ty) || ty == GgmlType::F32 || ty == GgmlType::F16, "quantize_blocks: {}", ty.name());
+    assert!(x.len().is_multiple_of(be) && out.len() == x.len() / be * bb, "quantize_blocks: sizes");
     for (b, (xb, ob)) in x.chunks_exact(be).zip(out.chunks_exact_mut(bb)).enumerate() {
         let qb = qw.map(|q| &q[b * be..(b + 1) * be]);
         match ty {

@@ -117,11 +117,24 @@ pub fn quantize_gguf(
         return Err(bad(format!("{}: the output is the input model", out.display())));
     }
     let f = GgufFile::open(src)?;
-    for name in plan.overrides.keys().chain(plan.importance.keys()) {
-        if f.tensor(name).is_none() {
-            return Err(bad(format!("{}: the plan names tensor {name}, which the model does not have", src.display())));
+    for name in plan.overrides.keys().chain(plan.importance.keys()).chain(plan.prequantized.keys()) {
+        match f.tensor(name) {
+            None => {
+                return Err(bad(format!(
+                    "{}: the plan names tensor {name}, which the model does not have",
+                    src.display()
+                )));
+            }
+            Some(t) if !quantizable(&t.name, &t.dims) => {
+                return Err(bad(format!(
+                    "{}: the plan names {name}, which stays as stored (not a matrix)",
+                    src.display()
+                )));
+            }
+            Some(_) => {}
         }
     }
+
     // Decide every tensor's type first: a plan that does not fit fails before anything is written.
     let mut specs = Vec::with_capacity(f.tensors.len());
     let mut fates = Vec::with_capacity(f.tensors.len());

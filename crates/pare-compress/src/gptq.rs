@@ -53,9 +53,11 @@ fn f16(b: &[u8]) -> f32 {
     half::f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-/// The grid the format's own search picks for `x` (one block) weighted by `imp`, and its header.
-fn grid(ty: GgmlType, x: &[f32], imp: &[f32]) -> Grid {
-    let bytes = ggml_quant::quantize(ty, x, 1, QK, Some(imp)).expect("a 32-block format");
+/// The grid the format's own search picks for `x` (one block of a row whose mean square is
+/// `sigma2`) weighted by `imp`.
+fn grid(ty: GgmlType, x: &[f32], imp: &[f32], sigma2: f32) -> Grid {
+    let mut bytes = vec![0u8; ty.block().expect("a block format").1];
+    ggml_quant::quantize_blocks(ty, x, Some(imp), sigma2, &mut bytes);
     match ty {
         // Codes are stored offset by 8 / 16; the grid works on the offset codes.
         GgmlType::Q4_0 => Grid { d: f16(&bytes), m: -8.0 * f16(&bytes), lo: 0, hi: 15 },
@@ -119,6 +121,8 @@ pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, 
     let mut out = vec![0u8; n * k / QK * bb];
     let mut wd: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
     let mut grids = vec![Grid { d: 0.0, m: 0.0, lo: 0, hi: 0 }; n];
+    // Each row's mean square, for the search's weights (as the format's own row quantizer has it).
+    let sigma2: Vec<f32> = w.chunks_exact(k).map(|r| r.iter().map(|v| v * v).sum::<f32>() / k as f32).collect();
     let mut codes = vec![0i32; n * k];
     let mut i1 = 0;
     while i1 < k {
@@ -131,7 +135,7 @@ pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, 
                 // The block's grid, from its weights as updated so far.
                 for r in 0..n {
                     let x: Vec<f32> = wd[r * k + col..r * k + col + QK].iter().map(|&v| v as f32).collect();
-                    grids[r] = grid(ty, &x, &imp[col..col + QK]);
+                    grids[r] = grid(ty, &x, &imp[col..col + QK], sigma2[r]);
                 }
             }
             let d = hinv[col * k + col];
@@ -180,8 +184,12 @@ pub fn quantize_model(
     let mut out = BTreeMap::new();
     for l in 0..model.layers() {
         for group in model.input_groups() {
-            let todo: Vec<(&str, GgmlType)> =
-                group.iter().filter_map(|n| types(&model.linear_name(l, n)).map(|t| (*n, t))).collect();
+            // Linears whose rows are not whole blocks are left to the plan (its fallback, or its error).
+            let todo: Vec<(&str, GgmlType)> = group
+                .iter()
+                .filter(|n| model.linear(l, n).in_features().is_multiple_of(QK))
+                .filter_map(|n| types(&model.linear_name(l, n)).map(|t| (*n, t)))
+                .collect();
             if todo.is_empty() {
                 continue;
             }

@@ -93,19 +93,24 @@ fn put_value(o: &mut Vec<u8>, v: &MetaValue) -> std::result::Result<(), String> 
     Ok(())
 }
 
+/// The alignment `metadata` asks for (`general.alignment`), or the default.
+fn alignment(metadata: &[(String, MetaValue)]) -> std::result::Result<usize, String> {
+    Ok(match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        Some((_, v)) => match v.as_u64() {
+            Some(a) if a > 0 && a.is_power_of_two() => a as usize,
+            _ => return Err(format!("general.alignment {} is not a power of two", v.summary())),
+        },
+        None => DEFAULT_ALIGNMENT,
+    })
+}
+
 /// Header, metadata and tensor index of a file, padded to the data section; and each tensor's
 /// offset in the data section.
 pub fn header(
     metadata: &[(String, MetaValue)],
     tensors: &[TensorSpec],
 ) -> std::result::Result<(Vec<u8>, Vec<usize>), String> {
-    let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
-        Some((_, v)) => match v.as_u64() {
-            Some(a) if a > 0 && a.is_power_of_two() => a as usize,
-            _ => return Err(format!("general.alignment {} is not a power of two", v.summary())),
-        },
-        None => DEFAULT_ALIGNMENT,
-    };
+    let alignment = alignment(metadata)?;
     let mut seen = std::collections::HashSet::new();
     let mut o = Vec::new();
     o.extend_from_slice(b"GGUF");
@@ -151,6 +156,7 @@ pub fn write_gguf(
 ) -> Result<()> {
     let bad = |msg: String| FormatError::Config { path: path.to_path_buf(), msg };
     let (head, offsets) = header(metadata, tensors).map_err(bad)?;
+    let alignment = alignment(metadata).map_err(bad)?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -173,6 +179,12 @@ pub fn write_gguf(
             w.write_all(&bytes).map_err(io)?;
             at = offsets[i] + bytes.len();
         }
+        // The data section ends padded, as llama.cpp sizes it (the sum of padded tensor sizes).
+        let end = offsets.last().map_or(0, |&o| {
+            let t = tensors.last().expect("an offset per tensor");
+            (o + t.bytes().unwrap_or(0)).next_multiple_of(alignment)
+        });
+        w.write_all(&vec![0u8; end.saturating_sub(at)]).map_err(io)?;
         w.flush().map_err(io)?;
         w.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
