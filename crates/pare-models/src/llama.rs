@@ -551,6 +551,15 @@ impl Llama {
         b.down.forward(&Input::new(gate, rows, ffn, qcache), x, Activation::None, Some(residual));
     }
 
+    /// Block `l` on the padded sequences of `b` (positions from 0, no cache), for calibration.
+    fn calibration_block(&self, l: usize, b: &Batch, x: &mut [f32], hook: Option<LinearHook>, stop: Option<&str>) {
+        let c = &self.config;
+        let rope = rope_tables(0, b.seq, c.head_dim, c.rope_base);
+        let qcache = RefCell::new(QuantCache::default());
+        let mut scratch = Scratch::default();
+        self.run_block(&self.blocks[l], x, b.batch, b.seq, 0, None, &rope, &qcache, &mut scratch, hook, stop);
+    }
+
     fn block_linear(&self, l: usize, name: &str) -> &Linear {
         let b = &self.blocks[l];
         match name {
@@ -692,50 +701,18 @@ impl Architecture for Llama {
     }
 
     fn run_layer(&self, l: usize, b: &Batch, hidden: &mut [f32], hook: Option<LinearHook>) {
-        let c = &self.config;
-        let rope = rope_tables(0, b.seq, c.head_dim, c.rope_base);
-        let qcache = RefCell::new(QuantCache::default());
-        let rows = b.tokens() * c.hidden;
-        let mut scratch = Scratch::default();
-        self.run_block(
-            &self.blocks[l],
-            &mut hidden[..rows],
-            b.batch,
-            b.seq,
-            0,
-            None,
-            &rope,
-            &qcache,
-            &mut scratch,
-            hook,
-            None,
-        );
+        let rows = b.tokens() * self.config.hidden;
+        self.calibration_block(l, b, &mut hidden[..rows], hook, None);
     }
 
     fn layer_input_of(&self, l: usize, b: &Batch, hidden: &[f32], name: &str, take: LinearHook) {
-        let c = &self.config;
-        let rope = rope_tables(0, b.seq, c.head_dim, c.rope_base);
-        let qcache = RefCell::new(QuantCache::default());
-        let mut x = hidden[..b.tokens() * c.hidden].to_vec();
+        let mut x = hidden[..b.tokens() * self.config.hidden].to_vec();
         let mut only = |n: &str, v: &[f32], r: usize, cols: usize| {
             if n == name {
                 take(n, v, r, cols);
             }
         };
-        let mut scratch = Scratch::default();
-        self.run_block(
-            &self.blocks[l],
-            &mut x,
-            b.batch,
-            b.seq,
-            0,
-            None,
-            &rope,
-            &qcache,
-            &mut scratch,
-            Some(&mut only),
-            Some(name),
-        );
+        self.calibration_block(l, b, &mut x, Some(&mut only), Some(name));
     }
 
     fn export_weight(&self, l: usize, name: &str) -> Vec<f32> {
