@@ -19,8 +19,6 @@ pub struct Decoder {
     pub llama: Llama,
     /// Its tokenizer.
     pub tok: TextTokenizer,
-    /// The end-of-sequence token, when the model names one.
-    pub eos: Option<u32>,
 }
 
 /// Opens a decoder from a resolved path: a GGUF file (or a directory holding one), or a Hugging Face
@@ -31,14 +29,12 @@ pub fn open_path(path: &Path, f32: bool) -> Result<Decoder> {
         let file = GgufFile::open(&g)?;
         let llama = Llama::load_with(&file, f32)?;
         let tok = TextTokenizer::from_gguf(&file)?;
-        let eos = llama.config.eos;
-        return Ok(Decoder { path: g, llama, tok, eos });
+        return Ok(Decoder { path: g, llama, tok });
     }
     if path.join("config.json").is_file() {
         let llama = Llama::load_hf(path)?;
         let tok = TextTokenizer::load(&path.join("tokenizer.json"), None)?;
-        let eos = llama.config.eos;
-        return Ok(Decoder { path: path.to_path_buf(), llama, tok, eos });
+        return Ok(Decoder { path: path.to_path_buf(), llama, tok });
     }
     bail!("{}: not a GGUF file, a directory holding one, nor a Hugging Face decoder directory", path.display())
 }
@@ -66,7 +62,8 @@ fn argmax(row: &[f32]) -> u32 {
 /// stdout as it is produced; stops early at the end-of-sequence token.
 pub fn generate(model: &str, prompt: &str, n: usize, threads: usize) -> Result<()> {
     common::threads(threads);
-    let Decoder { llama, tok, eos, .. } = open(model, false)?;
+    let Decoder { llama, tok, .. } = open(model, false)?;
+    let eos = llama.config.eos;
     let ids = tok.encode_untruncated(prompt)?;
     if ids.is_empty() {
         bail!("--prompt gives no tokens");

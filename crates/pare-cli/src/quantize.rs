@@ -71,7 +71,8 @@ pub struct QuantizeArgs {
     pub scheme: Scheme,
     /// Calibration text, a file (one sample per line) or `builtin:wordnet` / `builtin:kjv`. Encoders:
     /// implies `--activations static`. Decoders: weights are rounded by the importance of their input
-    /// columns (mean x² over these tokens, llama.cpp's imatrix) instead of to nearest.
+    /// columns (mean x² over these tokens, llama.cpp's imatrix) instead of to nearest; with `--gptq`, GPTQ
+    /// calibrates on them.
     #[arg(long, value_name = "FILE|builtin:NAME")]
     pub calibrate: Option<String>,
     /// Activation quantization: dynamic per token, or static per tensor.
@@ -199,7 +200,8 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         bail!("--samples applies to --calibrate or --gptq");
     }
     let mut importance = std::collections::BTreeMap::new();
-    if let Some(spec) = &a.calibrate {
+    // With --gptq the calibration text feeds GPTQ, whose grid search already weighs by the inputs.
+    if let Some(spec) = a.calibrate.as_ref().filter(|_| !a.gptq) {
         // Importance of each matrix's input columns (mean x² over the calibration tokens), from the
         // model as stored: its products are those of the float baseline.
         let samples = pare_compress::calibration::resolve(spec)?;

@@ -235,7 +235,7 @@ pub fn write(
         tensors.push(TensorData::f32(name, &shape, &v));
     }
     // Linears.
-    for (l, short) in pare_models::arch::linear_names(model) {
+    for (l, short) in model.linear_ids() {
         let (name, lin) = (model.linear_name(l, short), model.linear(l, short));
         let (out_f, in_f) = (lin.out_features(), lin.in_features());
         let w = model.export_weight(l, short);

@@ -45,6 +45,11 @@ pub const TYPES: [GgmlType; 8] = [
     GgmlType::Q6_K,
 ];
 
+/// Whether rows can be written as `ty`: a block format of [`TYPES`], or F32 / F16.
+fn writes(ty: GgmlType) -> bool {
+    TYPES.contains(&ty) || ty == GgmlType::F32 || ty == GgmlType::F16
+}
+
 /// Quantizes `rows × cols` values (row-major) to `ty`, with optional importance weights (`cols`
 /// values, one per input column, the same for every row). Errors when `cols` is not a whole number of
 /// blocks of `ty`, or `ty` is not a block format written here.
@@ -55,10 +60,8 @@ pub fn quantize(
     cols: usize,
     importance: Option<&[f32]>,
 ) -> Result<Vec<u8>, String> {
-    let (be, bb) = ty
-        .block()
-        .filter(|_| TYPES.contains(&ty) || ty == GgmlType::F32 || ty == GgmlType::F16)
-        .ok_or_else(|| format!("pare does not write GGML {}", ty.name()))?;
+    let (be, bb) =
+        ty.block().filter(|_| writes(ty)).ok_or_else(|| format!("pare does not write GGML {}", ty.name()))?;
     if !cols.is_multiple_of(be) {
         return Err(format!("rows of {cols} values are not whole blocks of {be} for {}", ty.name()));
     }
@@ -84,7 +87,7 @@ fn quantize_row(ty: GgmlType, x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
 /// are `importance · √(σ²_row + x²)`) into `out`.
 pub fn quantize_blocks(ty: GgmlType, x: &[f32], qw: Option<&[f32]>, sigma2: f32, out: &mut [u8]) {
     let (be, bb) = ty.block().expect("a written type");
-    assert!(TYPES.contains(&ty) || ty == GgmlType::F32 || ty == GgmlType::F16, "quantize_blocks: {}", ty.name());
+    assert!(writes(ty), "quantize_blocks: {}", ty.name());
     assert!(x.len().is_multiple_of(be) && out.len() == x.len() / be * bb, "quantize_blocks: sizes");
     for (b, (xb, ob)) in x.chunks_exact(be).zip(out.chunks_exact_mut(bb)).enumerate() {
         let qb = qw.map(|q| &q[b * be..(b + 1) * be]);

@@ -50,7 +50,7 @@ impl Grid {
 }
 
 fn f16(b: &[u8]) -> f32 {
-    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+    pare_kernels::qblock::f16_to_f32([b[0], b[1]])
 }
 
 /// The grid the format's own search picks for `x` (one block of a row whose mean square is

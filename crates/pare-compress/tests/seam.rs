@@ -122,7 +122,7 @@ fn the_writer_view_of_a_llama_is_its_checkpoint() {
     let (_d, m) = llama(&spec);
     let want = tiny_llama_tensors(&spec);
     let mut got = std::collections::BTreeMap::new();
-    for (l, name) in pare_models::arch::linear_names(&m) {
+    for (l, name) in m.linear_ids() {
         let lin = m.linear(l, name);
         let shape = vec![lin.out_features(), lin.in_features()];
         got.insert(format!("{}.weight", m.linear_name(l, name)), (shape, m.export_weight(l, name)));

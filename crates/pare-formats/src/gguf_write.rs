@@ -180,11 +180,7 @@ pub fn write_gguf(
             at = offsets[i] + bytes.len();
         }
         // The data section ends padded, as llama.cpp sizes it (the sum of padded tensor sizes).
-        let end = offsets.last().map_or(0, |&o| {
-            let t = tensors.last().expect("an offset per tensor");
-            (o + t.bytes().unwrap_or(0)).next_multiple_of(alignment)
-        });
-        w.write_all(&vec![0u8; end.saturating_sub(at)]).map_err(io)?;
+        w.write_all(&vec![0u8; at.next_multiple_of(alignment) - at]).map_err(io)?;
         w.flush().map_err(io)?;
         w.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)

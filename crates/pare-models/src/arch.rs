@@ -194,15 +194,15 @@ pub trait Architecture: Send + Sync {
         self.linear(l, name).weight.to_dense()
     }
 
+    /// Every Linear as `(layer, name relative to the layer)`, in execution order.
+    fn linear_ids(&self) -> Vec<(usize, &'static str)> {
+        let groups = self.input_groups();
+        (0..self.layers()).flat_map(|l| groups.iter().flat_map(|g| g.iter()).map(move |n| (l, *n))).collect()
+    }
+
     /// Every Linear with its checkpoint name, in execution order.
     fn linears(&self) -> Vec<(String, &Linear)> {
-        let mut v = Vec::new();
-        for l in 0..self.layers() {
-            for name in self.input_groups().iter().flat_map(|g| g.iter()) {
-                v.push((self.linear_name(l, name), self.linear(l, name)));
-            }
-        }
-        v
+        self.linear_ids().into_iter().map(|(l, n)| (self.linear_name(l, n), self.linear(l, n))).collect()
     }
 
     /// Embedding tables as `(checkpoint name without .weight, rows, columns, values)`.
@@ -216,15 +216,4 @@ pub trait Architecture: Send + Sync {
     fn unused_modules(&self) -> &'static [&'static str] {
         &[]
     }
-}
-
-/// Where `(l, name)` sits among the model's Linears in [`Architecture::linears`] order, for lookups.
-pub fn linear_names(model: &dyn Architecture) -> Vec<(usize, &'static str)> {
-    let mut v = Vec::new();
-    for l in 0..model.layers() {
-        for name in model.input_groups().iter().flat_map(|g| g.iter()) {
-            v.push((l, *name));
-        }
-    }
-    v
 }

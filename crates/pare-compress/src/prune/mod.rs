@@ -433,7 +433,7 @@ pub fn prune(src: &ModelDir, out: &Path, opts: &PruneOptions, log: &mut dyn FnMu
 }
 
 fn prune_magnitude(model: &mut dyn Architecture, opts: &PruneOptions, log: &mut dyn FnMut(&str)) {
-    let names: Vec<(usize, &str)> = pare_models::arch::linear_names(model);
+    let names = model.linear_ids();
     if opts.scope == Scope::Layer {
         for &(l, name) in &names {
             let full = model.linear_name(l, name);
