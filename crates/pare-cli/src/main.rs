@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Download a zoo model into the cache (pinned version, sha256-checked); prints its directory.
     Fetch {
-        /// Zoo name: a model (all-minilm-l6-v2) or a data set (gensim-test-data).
+        /// Zoo name: a model (all-minilm-l6-v2) or a data set (gensim-test-data, sotu).
         name: String,
     },
     /// Sentence embeddings, one text per input line, as JSON Lines.
