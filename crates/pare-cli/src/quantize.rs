@@ -36,6 +36,9 @@ pub enum Scheme {
     /// Decoders: Q4_K (super-blocks of 256, 4.5 bits).
     #[value(name = "q4_k")]
     Q4K,
+    /// Decoders: a format per matrix (Q4_0 to Q8_0, K-quants where rows allow) chosen by measured
+    /// sensitivity to minimise the loss at `--bpw` bits per weight, embeddings included.
+    Mixed,
     /// Decoders: every matrix as float32 (the float baseline, e.g. for other quantizers).
     #[value(name = "f32")]
     F32,
@@ -47,6 +50,9 @@ pub enum Scheme {
 impl Scheme {
     /// The GGML type of a decoder scheme.
     fn ggml(self) -> Option<pare_formats::gguf::GgmlType> {
+        if self == Scheme::Mixed {
+            return None;
+        }
         let name = self.to_possible_value()?.get_name().to_string();
         pare_compress::gguf_quant::parse_type(&name)
     }
@@ -102,6 +108,17 @@ pub struct QuantizeArgs {
     /// override the scheme.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    /// Decoders, `--scheme mixed`: the bits per weight to reach over every matrix, embeddings included.
+    #[arg(long, value_name = "BITS")]
+    pub bpw: Option<f64>,
+    /// Decoders, `--scheme mixed`: calibration tokens (in windows of 128) on which each matrix's
+    /// sensitivity is measured.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub sensitivity_tokens: usize,
+    /// Decoders, `--scheme mixed`: reuse the sensitivities stored in a GGUF that `--scheme mixed`
+    /// wrote from the same model (its `pare.quantize.plan`) instead of measuring them again.
+    #[arg(long, value_name = "GGUF")]
+    pub sensitivity_from: Option<PathBuf>,
     /// Output directory (encoders) or GGUF file (decoders).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -115,8 +132,8 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
     if a.scheme != Scheme::Int8 {
         return run_gguf(a);
     }
-    if a.fallback.is_some() || a.plan.is_some() || a.gptq || a.samples.is_some() {
-        bail!("--fallback, --plan, --gptq and --samples apply to decoder (GGUF) schemes, not int8");
+    if a.fallback.is_some() || a.plan.is_some() || a.gptq || a.samples.is_some() || a.bpw.is_some() {
+        bail!("--fallback, --plan, --gptq, --samples and --bpw apply to decoder (GGUF) schemes, not int8");
     }
     let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
     if crate::decoder::is_decoder(&path) {
@@ -152,7 +169,14 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
 
 /// `pare quantize` of a decoder GGUF to a block format.
 fn run_gguf(a: &QuantizeArgs) -> Result<()> {
-    let ty = a.scheme.ggml().expect("a decoder scheme");
+    let mixed = a.scheme == Scheme::Mixed;
+    match (mixed, a.bpw) {
+        (true, None) => bail!("--scheme mixed needs --bpw (the bits per weight to reach, e.g. 4.5)"),
+        (false, Some(_)) => bail!("--bpw sets the budget of --scheme mixed"),
+        _ => {}
+    }
+    // Mixed plans start from Q4_0, the smallest format that fits every matrix of 32-value rows.
+    let ty = a.scheme.ggml().unwrap_or(pare_formats::gguf::GgmlType::Q4_0);
     for (set, flag) in [
         (a.activations.is_some(), "--activations"),
         (a.act_symmetric, "--act-symmetric"),
@@ -196,12 +220,18 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
     if n_samples == 0 {
         bail!("--samples 0: calibration needs at least one sample");
     }
-    if a.samples.is_some() && a.calibrate.is_none() && !a.gptq {
-        bail!("--samples applies to --calibrate or --gptq");
+    if a.samples.is_some() && a.calibrate.is_none() && !a.gptq && !mixed {
+        bail!("--samples applies to --calibrate, --gptq or --scheme mixed");
     }
     let mut importance = std::collections::BTreeMap::new();
-    // With --gptq the calibration text feeds GPTQ, whose grid search already weighs by the inputs.
-    if let Some(spec) = a.calibrate.as_ref().filter(|_| !a.gptq) {
+    let mut metadata = Vec::new();
+    if mixed {
+        let (types, json) = mixed_plan(a, &gguf, n_samples, &overrides)?;
+        metadata.push(("pare.quantize.plan".to_string(), pare_formats::gguf::MetaValue::String(json.to_string())));
+        overrides = types.0;
+        importance = types.1;
+    } else if let Some(spec) = a.calibrate.as_ref().filter(|_| !a.gptq) {
+        // With --gptq the calibration text feeds GPTQ, whose grid search already weighs by the inputs.
         // Importance of each matrix's input columns (mean x² over the calibration tokens), from the
         // model as stored: its products are those of the float baseline.
         let samples = pare_compress::calibration::resolve(spec)?;
@@ -224,6 +254,12 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         let samples = pare_compress::calibration::resolve(&spec)?;
         let samples = &samples[..samples.len().min(n_samples)];
         let mut d = crate::decoder::open_path(&gguf, true)?;
+        if mixed {
+            // GPTQ's stored bytes replace the importance-weighted rounding of the matrices it writes.
+            eprintln!(
+                "GPTQ on the mixed plan's 32-value block formats; the other matrices keep importance-weighted rounding"
+            );
+        }
         let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
         let mut cal = pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.clone())?;
         eprintln!("GPTQ on {} samples ({} tokens) of {spec}", cal.samples, cal.tokens());
@@ -234,7 +270,14 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         let q = pare_compress::gptq::quantize_model(&mut d.llama, &mut cal, &types, &mut |m| eprintln!("{m}"))?;
         prequantized = q.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
     }
-    let plan = pare_compress::gguf_quant::GgufPlan { default: Some(ty), fallback, overrides, importance, prequantized };
+    let plan = pare_compress::gguf_quant::GgufPlan {
+        default: Some(ty),
+        fallback,
+        overrides,
+        importance,
+        prequantized,
+        metadata,
+    };
     let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |m| eprintln!("{m}"))?;
     eprintln!(
         "{:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",
@@ -244,4 +287,175 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
     );
     println!("{}", s.path.display());
     Ok(())
+}
+
+/// The formats that can reproduce a grid stored as `stored`: requantizing a matrix to one of them
+/// finds the source's own values (lossless by construction, not a compression result), so a mixed
+/// plan leaves them out for that matrix. Q4_1 and Q5_1 store a scale and a minimum per 32 values:
+/// both, and Q4_K and Q5_K (a scale and a minimum per 32-value sub-block), land on a Q4_1 grid (their
+/// importance-weighted error on SmolLM2's Q4_1 matrices is 0, 0, 4% and 4% of Q4_0's, where a Q4_1 of
+/// a float matrix keeps about 66%). A Q4_0 grid is a subset of Q5_0's.
+fn source_grid(stored: pare_formats::gguf::GgmlType) -> Vec<pare_formats::gguf::GgmlType> {
+    use pare_formats::gguf::GgmlType::*;
+    match stored {
+        Q4_1 | Q5_1 => vec![Q4_1, Q5_1, Q4_K, Q5_K],
+        Q4_0 => vec![Q4_0, Q5_0],
+        Q5_0 => vec![Q5_0],
+        Q8_0 => vec![Q8_0],
+        Q4_K => vec![Q4_K, Q5_K],
+        Q5_K => vec![Q5_K],
+        Q6_K => vec![Q6_K],
+        _ => vec![],
+    }
+}
+
+/// Formats a mixed plan may give a matrix: every block format pare writes, less those that
+/// reproduce its stored grid ([`source_grid`]) and, with `--gptq`, less the formats GPTQ does not
+/// write.
+fn mixed_candidates(
+    stored: pare_formats::gguf::GgmlType,
+    cols: usize,
+    gptq: bool,
+) -> Vec<pare_formats::gguf::GgmlType> {
+    use pare_formats::gguf::GgmlType::*;
+    let grid = source_grid(stored);
+    [Q4_0, Q4_K, Q4_1, Q5_0, Q5_K, Q5_1, Q6_K, Q8_0]
+        .into_iter()
+        .filter(|t| !grid.contains(t))
+        .filter(|t| !gptq || pare_compress::gptq::supports(*t))
+        .filter(|t| cols.is_multiple_of(t.block().expect("a block format").0))
+        .collect()
+}
+
+type Mixed =
+    (std::collections::BTreeMap<String, pare_formats::gguf::GgmlType>, std::collections::BTreeMap<String, Vec<f32>>);
+
+/// `--scheme mixed --bpw B`: measures every matrix's sensitivity on the calibration text and
+/// chooses the formats; returns them (with the importance used to round) and the plan as JSON.
+fn mixed_plan(
+    a: &QuantizeArgs,
+    gguf: &std::path::Path,
+    n_samples: usize,
+    fixed: &std::collections::BTreeMap<String, pare_formats::gguf::GgmlType>,
+) -> Result<(Mixed, serde_json::Value)> {
+    use pare_compress::mixed;
+    let bpw = a.bpw.expect("checked");
+    let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
+    let samples = pare_compress::calibration::resolve(&spec)?;
+    let file = pare_formats::gguf::GgufFile::open(gguf)?;
+    let stored: std::collections::BTreeMap<String, pare_formats::gguf::GgmlType> =
+        file.tensors.iter().map(|t| (t.name.clone(), t.ty)).collect();
+    let mut d = crate::decoder::open_path(gguf, true)?;
+    let tokens = d.tok.encode_untruncated(&samples.join("\n"))?;
+    let batch = mixed::windows(&tokens, 128, a.sensitivity_tokens)?;
+    let imp_samples = &samples[..samples.len().min(n_samples)];
+    eprintln!("importance of every matrix's inputs from {} samples of {spec}", imp_samples.len());
+    let tokenize = |s: &str| -> pare_compress::Result<Vec<u32>> { Ok(d.tok.encode_untruncated(s)?) };
+    let importance: std::collections::BTreeMap<String, Vec<f32>> =
+        pare_compress::quantize::importance(&d.llama, &tokenize, imp_samples, &mut |m| eprintln!("{m}"))?
+            .into_iter()
+            .map(|(k, v)| (format!("{k}.weight"), v))
+            .collect();
+    let probe = pare_formats::gguf::GgmlType::Q4_0;
+    let mut left_out: Vec<String> = Vec::new();
+    let mut kinds: Vec<pare_formats::gguf::GgmlType> = Vec::new();
+    for t in stored.values() {
+        if !kinds.contains(t) {
+            kinds.push(*t);
+        }
+    }
+    for ty in kinds {
+        let grid = source_grid(ty);
+        if !grid.is_empty() {
+            left_out.push(format!(
+                "{} for matrices stored as {}",
+                grid.iter().map(|t| t.name()).collect::<Vec<_>>().join("/"),
+                ty.name()
+            ));
+        }
+    }
+    eprintln!(
+        "sensitivity of every matrix: KL divergence of {} with it alone at {} on {} tokens of {spec} (windows of 128)",
+        d.path.display(),
+        probe.name(),
+        batch.tokens(),
+    );
+    if !left_out.is_empty() {
+        eprintln!(
+            "left out as candidates, since they reproduce the stored grid (lossless by construction): {}",
+            left_out.join("; ")
+        );
+    }
+    let gptq = a.gptq;
+    let candidates = |name: &str, cols: usize| -> Vec<pare_formats::gguf::GgmlType> {
+        match fixed.get(name) {
+            Some(t) => vec![*t],
+            None => {
+                mixed_candidates(stored.get(name).copied().unwrap_or(pare_formats::gguf::GgmlType::F32), cols, gptq)
+            }
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let source = serde_json::json!({"file": d.path.file_name().map(|n| n.to_string_lossy().to_string()), "bytes": std::fs::metadata(gguf)?.len(), "calibration": spec, "tokens": batch.tokens(), "probe": probe.name()});
+    let sens = match &a.sensitivity_from {
+        Some(p) => {
+            let f = pare_formats::gguf::GgufFile::open(p)?;
+            let text = f.metadata.iter().find(|(k, _)| k == "pare.quantize.plan").and_then(|(_, v)| match v {
+                pare_formats::gguf::MetaValue::String(s) => Some(s.clone()),
+                _ => None,
+            });
+            let Some(text) = text else {
+                bail!("--sensitivity-from {}: not written by --scheme mixed (no pare.quantize.plan)", p.display())
+            };
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            if v["source"] != source {
+                bail!(
+                    "--sensitivity-from {}: measured on {}, not on this model and calibration ({source})",
+                    p.display(),
+                    v["source"]
+                );
+            }
+            eprintln!("sensitivities from {}", p.display());
+            let mut sens = mixed::sensitivities_from_json(&v)?;
+            for s in &mut sens {
+                let cols = file.tensor(&s.name).map(|t| t.dims[0]).unwrap_or(0);
+                let keep = candidates(&s.name, cols);
+                s.options.retain(|(t, _)| keep.contains(t));
+            }
+            sens
+        }
+        None => mixed::sensitivities(&mut d.llama, &batch, &importance, probe, &candidates, &mut |m| eprintln!("{m}"))?,
+    };
+    let plan = mixed::allocate(&sens, bpw)?;
+    let mut counts: std::collections::BTreeMap<String, (usize, usize)> = std::collections::BTreeMap::new();
+    for s in &sens {
+        let e = counts.entry(plan.types[&s.name].name()).or_default();
+        e.0 += 1;
+        e.1 += s.weights;
+    }
+    let mut worst: Vec<&mixed::Sensitivity> = sens.iter().collect();
+    worst.sort_by(|x, y| y.measured.total_cmp(&x.measured));
+    eprintln!(
+        "mixed plan at {:.3} bits per weight (asked {bpw}) in {:.0} s; estimated KLD {:.4} (sum over matrices)",
+        plan.bpw,
+        t0.elapsed().as_secs_f64(),
+        plan.estimated_kld
+    );
+    for (t, (n, w)) in &counts {
+        eprintln!("  {t:<5} {n:>4} matrices, {:>6.1}M weights", *w as f64 / 1e6);
+    }
+    eprintln!(
+        "  most sensitive at {}: {}",
+        probe.name(),
+        worst
+            .iter()
+            .take(6)
+            .map(|s| format!("{} {:.4} → {}", s.name, s.measured, plan.types[&s.name].name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut json = plan.to_json();
+    json["source"] = source;
+    let types = plan.types;
+    Ok(((types, importance), json))
 }

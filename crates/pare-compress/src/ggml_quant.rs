@@ -69,10 +69,16 @@ pub fn quantize(
     if let Some(q) = importance {
         assert_eq!(q.len(), cols, "quantize: {} importance weights for {cols} columns", q.len());
     }
-    let mut out = vec![0u8; rows * cols / be * bb];
-    for (x, o) in w.chunks_exact(cols).zip(out.chunks_exact_mut(cols / be * bb)) {
-        quantize_row(ty, x, importance, o);
-    }
+    let rb = cols / be * bb;
+    let mut out = vec![0u8; rows * rb];
+    // Rows are independent: split over the kernels' threads.
+    let shared = pare_kernels::par::SharedRows::new(&mut out, rows, rb);
+    pare_kernels::par::for_each_row_block(rows, 1, rows >= 16, |b| {
+        let o = b.rows_mut(&shared);
+        for (x, o) in w[b.range().start * cols..b.range().end * cols].chunks_exact(cols).zip(o.chunks_exact_mut(rb)) {
+            quantize_row(ty, x, importance, o);
+        }
+    });
     Ok(out)
 }
 

@@ -44,6 +44,8 @@ pub struct GgufPlan {
     pub importance: BTreeMap<String, Vec<f32>>,
     /// Tensors already quantized (by GPTQ), by GGUF name: their type and stored bytes.
     pub prequantized: BTreeMap<String, (GgmlType, Vec<u8>)>,
+    /// Metadata keys added to the output (or replacing the source's).
+    pub metadata: Vec<(String, MetaValue)>,
 }
 
 /// What became of one tensor.
@@ -206,6 +208,9 @@ pub fn quantize_gguf(
         set(&mut metadata, "general.file_type", MetaValue::U32(file_type(main)));
     }
     set(&mut metadata, "general.quantization_version", MetaValue::U32(2));
+    for (k, v) in &plan.metadata {
+        set(&mut metadata, k, v.clone());
+    }
     let tensors = f.tensors.clone();
     let mut summary = Vec::with_capacity(tensors.len());
     let mut produce = |i: usize| -> pare_formats::Result<Vec<u8>> {

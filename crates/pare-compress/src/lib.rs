@@ -9,6 +9,7 @@ pub mod ggml_quant;
 pub mod gguf_quant;
 pub mod gptq;
 pub mod linalg;
+pub mod mixed;
 pub mod output;
 pub mod prune;
 pub mod quantize;

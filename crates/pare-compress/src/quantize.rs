@@ -146,23 +146,27 @@ pub fn calibrate(
 }
 
 /// The importance of every Linear's input columns over the samples: the mean of x² per column over
-/// every token (llama.cpp's imatrix), by checkpoint name.
+/// every token (llama.cpp's imatrix), by checkpoint name. The samples run in padded batches, layer
+/// by layer; padding rows are left out.
 pub fn importance(
     model: &dyn Architecture,
     tokenize: Tokenize,
     samples: &[String],
     log: &mut dyn FnMut(&str),
 ) -> Result<HashMap<String, Vec<f32>>> {
+    let seqs = samples.iter().map(|s| tokenize(s)).collect::<Result<Vec<_>>>()?;
+    let mut cal = crate::prune::Calibration::from_sequences(model, seqs, "calibration".into())?;
     let mut sums: HashMap<String, (Vec<f64>, usize)> = HashMap::new();
-    observe_inputs(model, tokenize, samples, log, &mut |name, x, rows, cols| {
-        let e = sums.entry(name.to_string()).or_insert_with(|| (vec![0f64; cols], 0));
-        for row in x.chunks_exact(cols).take(rows) {
+    for l in 0..model.layers() {
+        cal.observe_layer(model, l, &mut |name, row| {
+            let e = sums.entry(model.linear_name(l, name)).or_insert_with(|| (vec![0f64; row.len()], 0));
             for (s, &v) in e.0.iter_mut().zip(row) {
                 *s += f64::from(v) * f64::from(v);
             }
-        }
-        e.1 += rows;
-    })?;
+            e.1 += 1;
+        });
+    }
+    log(&format!("calibration: {} samples, {} tokens", cal.samples, cal.tokens()));
     Ok(sums.into_iter().map(|(k, (s, n))| (k, s.iter().map(|v| (v / n.max(1) as f64) as f32).collect())).collect())
 }
 

@@ -353,6 +353,35 @@ impl Llama {
         Ok(Llama { config: c, layout, tied, embed, blocks, out_norm, output })
     }
 
+    /// The token embedding table (`vocab × hidden`).
+    pub fn token_embeddings(&self) -> &Weight {
+        &self.embed
+    }
+
+    /// Replaces the token embedding table, and the output projection with it when that is tied.
+    pub fn set_token_embeddings(&mut self, w: Weight) {
+        if self.tied {
+            self.output.weight = w.clone();
+        }
+        self.embed = w;
+    }
+
+    /// Whether the output projection is the token embedding table.
+    pub fn is_tied(&self) -> bool {
+        self.tied
+    }
+
+    /// The output projection.
+    pub fn output(&self) -> &Linear {
+        &self.output
+    }
+
+    /// The output projection, to change (of an untied model: a tied one's is the embedding table,
+    /// changed with [`Llama::set_token_embeddings`]).
+    pub fn output_mut(&mut self) -> &mut Linear {
+        &mut self.output
+    }
+
     /// Every matrix of the model with its GGUF name and how it is held (for `inspect` and reports).
     pub fn matrices(&self) -> Vec<(String, &Weight)> {
         let mut v = Vec::new();

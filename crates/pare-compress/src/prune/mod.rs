@@ -217,6 +217,19 @@ impl Calibration {
         (out, width)
     }
 
+    /// Moves every sample through layer `l`, passing the input of each of its Linears to `see`,
+    /// one real (unpadded) token row at a time: `(relative name, row)`.
+    pub fn observe_layer(&mut self, model: &dyn Architecture, l: usize, see: &mut dyn FnMut(&str, &[f32])) {
+        for (b, st) in self.batches.iter().zip(self.states.iter_mut()) {
+            let mut hook = |name: &str, x: &[f32], rows: usize, cols: usize| {
+                for (r, _) in b.mask.iter().enumerate().take(rows).filter(|(_, m)| **m != 0) {
+                    see(name, &x[r * cols..(r + 1) * cols]);
+                }
+            };
+            model.run_layer(l, b, st, Some(&mut hook));
+        }
+    }
+
     /// Moves every sample through layer `l` (with its current weights).
     pub fn advance(&mut self, model: &dyn Architecture, l: usize) {
         for (b, st) in self.batches.iter().zip(self.states.iter_mut()) {
