@@ -43,26 +43,39 @@ fn diag_mean(h: &[f64], k: usize) -> f64 {
 /// Makes the Hessian `h` (`k × k`) safely invertible: a zero diagonal entry (an input that never
 /// fires) becomes 1, and [`PERCDAMP`] of the mean diagonal is added to every diagonal entry.
 pub fn dampen(h: &mut [f64], k: usize) {
+    dampen_by(h, k, PERCDAMP);
+}
+
+fn dampen_by(h: &mut [f64], k: usize, frac: f64) {
     let mean = diag_mean(h, k);
     for i in 0..k {
         if h[i * k + i] == 0.0 {
             h[i * k + i] = 1.0;
         }
-        h[i * k + i] += PERCDAMP * mean;
+        h[i * k + i] += frac * mean;
     }
 }
 
-/// Dampens `h` and factors its inverse.
+/// Dampens `h` and factors its inverse. A Hessian that is still not positive definite after
+/// [`PERCDAMP`] (rounding in a rank-deficient `XᵀX`, inputs that are copies of each other) is
+/// dampened ten times more, up to the mean diagonal itself, before it counts as unusable.
 pub fn prepare(h: &[f64], k: usize) -> Result<Prepared> {
     let dead: Vec<bool> = (0..k).map(|i| h[i * k + i] == 0.0).collect();
-    let mut h = h.to_vec();
+    let mut base = h.to_vec();
     // Dead inputs first get a unit diagonal, so they count as 1 in the mean the damping scales with.
     for i in (0..k).filter(|&i| dead[i]) {
-        h[i * k + i] = 1.0;
+        base[i * k + i] = 1.0;
     }
-    dampen(&mut h, k);
-    let hinv = inverse_cholesky_upper(&h, k)?;
-    Ok(Prepared { hinv, dead, k })
+    let mut frac = PERCDAMP;
+    loop {
+        let mut h = base.clone();
+        dampen_by(&mut h, k, frac);
+        match inverse_cholesky_upper(&h, k) {
+            Ok(hinv) => return Ok(Prepared { hinv, dead, k }),
+            Err(e) if frac >= 1.0 => return Err(e),
+            Err(_) => frac *= 10.0,
+        }
+    }
 }
 
 /// Prunes `w` (`n × k`, row-major) in place.
@@ -254,4 +267,20 @@ pub fn damped(h: &[f64], k: usize) -> Vec<f32> {
         out[i * k + i] += add;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_indefinite_hessian_is_dampened_until_it_factors() {
+        // Eigenvalues 3 and −0.5 (mean diagonal 1.25): 1% damping leaves it indefinite, 100% does not.
+        let h = [1.25, 1.75, 1.75, 1.25];
+        let p = prepare(&h, 2).unwrap();
+        assert!(p.hinv.iter().all(|v| v.is_finite()));
+        assert!(p.hinv[0] > 0.0 && p.hinv[3] > 0.0);
+        // Beyond what damping by the mean diagonal repairs: an error, not a panic.
+        assert!(prepare(&[1.0, 5.0, 5.0, 1.0], 2).is_err());
+    }
 }
