@@ -29,11 +29,16 @@ pub enum BlockType {
     Q4_1,
     /// `w = d · q`, 8-bit signed `q`: 8.5 bits per weight ([`BlockQ8_0`]).
     Q8_0,
+    /// `w = d · (q − 16)`, 5-bit `q`: 5.5 bits per weight ([`BlockQ5_0`]).
+    Q5_0,
+    /// `w = d · q + m`, 5-bit `q`: 6 bits per weight ([`BlockQ5_1`]).
+    Q5_1,
 }
 
 impl BlockType {
     /// Every type, in the order above.
-    pub const ALL: [BlockType; 3] = [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0];
+    pub const ALL: [BlockType; 5] =
+        [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0, BlockType::Q5_0, BlockType::Q5_1];
 
     /// Bytes of one block of [`QK`] weights.
     pub const fn block_bytes(self) -> usize {
@@ -41,6 +46,8 @@ impl BlockType {
             BlockType::Q4_0 => size_of::<BlockQ4_0>(),
             BlockType::Q4_1 => size_of::<BlockQ4_1>(),
             BlockType::Q8_0 => size_of::<BlockQ8_0>(),
+            BlockType::Q5_0 => size_of::<BlockQ5_0>(),
+            BlockType::Q5_1 => size_of::<BlockQ5_1>(),
         }
     }
 
@@ -55,6 +62,8 @@ impl BlockType {
             BlockType::Q4_0 => "Q4_0",
             BlockType::Q4_1 => "Q4_1",
             BlockType::Q8_0 => "Q8_0",
+            BlockType::Q5_0 => "Q5_0",
+            BlockType::Q5_1 => "Q5_1",
         }
     }
 }
@@ -95,6 +104,36 @@ pub struct BlockQ8_0 {
     pub qs: [i8; 32],
 }
 const _: () = assert!(size_of::<BlockQ8_0>() == 34);
+
+/// `Q5_0` block, 5.5 bits per weight: f16 scale `d`; bit `j` of `qh` is the fifth bit of weight `j`,
+/// whose low four bits are stored as in [`BlockQ4_0`]; `w = d · (q − 16)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ5_0 {
+    /// Scale, f16 little-endian.
+    pub d: [u8; 2],
+    /// Fifth bits, u32 little-endian.
+    pub qh: [u8; 4],
+    /// Low nibbles: weight `j` and `j + 16` in byte `j`.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockQ5_0>() == 22);
+
+/// `Q5_1` block, 6 bits per weight: f16 scale `d` and minimum `m`, then quants as [`BlockQ5_0`];
+/// `w = d · q + m`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ5_1 {
+    /// Scale, f16 little-endian.
+    pub d: [u8; 2],
+    /// Minimum, f16 little-endian.
+    pub m: [u8; 2],
+    /// Fifth bits, u32 little-endian.
+    pub qh: [u8; 4],
+    /// Low nibbles.
+    pub qs: [u8; 16],
+}
+const _: () = assert!(size_of::<BlockQ5_1>() == 24);
 
 /// `n` rows of `k` weights (`k` a multiple of [`QK`]), each row `k / 32` consecutive blocks: a GGUF
 /// tensor of shape `[k, n]` as stored.

@@ -1,4 +1,4 @@
-//! Block-quantized weight kernels (Q4_0, Q4_1, Q8_0) of every tier against the scalar reference:
+//! Block-quantized weight kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) of every tier against the scalar reference:
 //! dequantization bit-exact, products (row kernel and dequantized panels) within the f32 dot-product
 //! bound on edge shapes, saturating blocks and every epilogue.
 
@@ -24,7 +24,7 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// `n × k` weights of type `ty` with random quants and scales of order 0.01–0.1 (and their sign);
-/// with `saturate`, every quant at its extreme (nibble 15 / byte −128).
+/// with `saturate`, every quant at its extreme (nibble 15 and fifth bit set / byte −128).
 fn blocks(ty: BlockType, n: usize, k: usize, seed: u64, saturate: bool) -> Vec<u8> {
     let bb = ty.block_bytes();
     let mut data = bytes(n * k / QK * bb, seed);
@@ -33,7 +33,7 @@ fn blocks(ty: BlockType, n: usize, k: usize, seed: u64, saturate: bool) -> Vec<u
         let d = half::f16::from_f32(scales[2 * b] * 0.1);
         blk[..2].copy_from_slice(&d.to_le_bytes());
         let mut q0 = 2;
-        if ty == BlockType::Q4_1 {
+        if matches!(ty, BlockType::Q4_1 | BlockType::Q5_1) {
             blk[2..4].copy_from_slice(&half::f16::from_f32(scales[2 * b + 1] * 0.5).to_le_bytes());
             q0 = 4;
         }
@@ -85,6 +85,23 @@ fn reference_dequantization_follows_the_block_layouts() {
     b[33] = 4;
     reference::dequantize_block(BlockType::Q8_0, &b, &mut out);
     assert_eq!((out[0], out[31], out[1]), (-32.0, 1.0, 0.0));
+    // Q5_0: w = d·(q − 16), bit j of qh (bytes 2..6) the fifth bit of weight j; nibbles at 6.
+    let mut b = vec![0u8; 22];
+    b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+    b[2..6].copy_from_slice(&(1u32 | 1 << 17).to_le_bytes());
+    b[6] = 0x3a;
+    b[7] = 0x21;
+    reference::dequantize_block(BlockType::Q5_0, &b, &mut out);
+    // weight 0: 16 + 10 → 5; weight 16: 3 → −6.5; weight 1: 1 → −7.5; weight 17: 16 + 2 → 1.
+    assert_eq!((out[0], out[16], out[1], out[17]), (5.0, -6.5, -7.5, 1.0));
+    // Q5_1: w = d·q + m; qh at 4, nibbles at 8.
+    let mut b = vec![0u8; 24];
+    b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+    b[2..4].copy_from_slice(&half::f16::from_f32(-1.0).to_le_bytes());
+    b[4..8].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    b[23] = 0xf0;
+    reference::dequantize_block(BlockType::Q5_1, &b, &mut out);
+    assert_eq!((out[31], out[15], out[0]), (14.5, -1.0, -1.0));
 }
 
 #[test]

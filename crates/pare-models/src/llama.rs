@@ -251,7 +251,7 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
-    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1 and Q8_0 matrices stay in
+    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 matrices stay in
     /// their stored blocks, read in place from the file map; other types are dequantized to f32.
     pub fn load(f: &GgufFile) -> Result<Self> {
         Self::load_with(f, false)
@@ -290,6 +290,8 @@ impl Llama {
                 Some(GgmlType::Q4_0) => Some(BlockType::Q4_0),
                 Some(GgmlType::Q4_1) => Some(BlockType::Q4_1),
                 Some(GgmlType::Q8_0) => Some(BlockType::Q8_0),
+                Some(GgmlType::Q5_0) => Some(BlockType::Q5_0),
+                Some(GgmlType::Q5_1) => Some(BlockType::Q5_1),
                 _ => None,
             };
             match ty {
@@ -911,7 +913,7 @@ fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: 
 
 /// The index of the first block of `data` whose f16 scale (or minimum) is not finite.
 fn check_block_scales(ty: BlockType, data: &[u8]) -> std::result::Result<(), usize> {
-    let halves = if ty == BlockType::Q4_1 { 2 } else { 1 };
+    let halves = if matches!(ty, BlockType::Q4_1 | BlockType::Q5_1) { 2 } else { 1 };
     for (b, blk) in data.chunks_exact(ty.block_bytes()).enumerate() {
         for i in 0..halves {
             // f16 exponent all ones: infinity or NaN.

@@ -254,7 +254,25 @@ pub fn dequantize_block(ty: crate::qblock::BlockType, b: &[u8], out: &mut [f32])
                 out[j] = d * (b[2 + j] as i8) as f32;
             }
         }
+        BlockType::Q5_0 => {
+            for (j, o) in out[..32].iter_mut().enumerate() {
+                *o = d * (q5(b, 2, j) - 16) as f32;
+            }
+        }
+        BlockType::Q5_1 => {
+            let m = f16_to_f32([b[2], b[3]]);
+            for (j, o) in out[..32].iter_mut().enumerate() {
+                *o = d * q5(b, 4, j) as f32 + m;
+            }
+        }
     }
+}
+
+/// The 5-bit quant of weight `j` of a Q5 block whose `qh` starts at byte `at` (nibbles follow it).
+fn q5(b: &[u8], at: usize, j: usize) -> i32 {
+    let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let nib = if j < 16 { b[at + 4 + j] & 0x0f } else { b[at + 4 + j - 16] >> 4 };
+    (nib as i32) | ((((qh >> j) & 1) as i32) << 4)
 }
 
 /// Reference dequantization of whole blocks.
@@ -318,6 +336,11 @@ pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>
                         ((0..QK).map(|t| q(t) * xb[t] as i32).sum::<i32>(), f16_to_f32([blk[2], blk[3]]) * xs[b])
                     }
                     BlockType::Q8_0 => ((0..QK).map(|t| (blk[2 + t] as i8) as i32 * xb[t] as i32).sum::<i32>(), 0.0),
+                    BlockType::Q5_0 => ((0..QK).map(|t| (q5(blk, 2, t) - 16) * xb[t] as i32).sum::<i32>(), 0.0),
+                    BlockType::Q5_1 => (
+                        (0..QK).map(|t| q5(blk, 4, t) * xb[t] as i32).sum::<i32>(),
+                        f16_to_f32([blk[2], blk[3]]) * xs[b],
+                    ),
                 };
                 acc += d * xd[b] * dot as f32 + min;
             }

@@ -981,6 +981,55 @@ unsafe fn nibbles(p: *const u8) -> (__m128i, __m128i) {
 struct Q40;
 struct Q41;
 struct Q80;
+struct Q50;
+struct Q51;
+
+/// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 0x10 in the bytes of the weights that have it:
+/// weights 0..16, then 16..32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn fifth_bits(p: *const u8) -> (__m128i, __m128i) {
+    // SAFETY: the caller's block holds four bytes of qh at p.
+    let v = _mm_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
+    let bit = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let spread = |sel: __m128i| {
+        let b = _mm_and_si128(_mm_shuffle_epi8(v, sel), bit);
+        _mm_and_si128(_mm_cmpeq_epi8(b, bit), _mm_set1_epi8(0x10))
+    };
+    (
+        spread(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)),
+        spread(_mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
+    )
+}
+
+impl Block256 for Q50 {
+    const BYTES: usize = 22;
+    const MIN: bool = false;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q5_0 block: qh at 2, nibbles at 6.
+        let ((lo, hi), (h0, h1)) = unsafe { (nibbles(p.add(6)), fifth_bits(p.add(2))) };
+        let sixteen = _mm_set1_epi8(16);
+        let [a, b] = widen16::<true>(_mm_sub_epi8(_mm_or_si128(lo, h0), sixteen));
+        let [c, e] = widen16::<true>(_mm_sub_epi8(_mm_or_si128(hi, h1), sixteen));
+        [a, b, c, e]
+    }
+}
+
+impl Block256 for Q51 {
+    const BYTES: usize = 24;
+    const MIN: bool = true;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+        // SAFETY: a Q5_1 block: qh at 4, nibbles at 8.
+        let ((lo, hi), (h0, h1)) = unsafe { (nibbles(p.add(8)), fifth_bits(p.add(4))) };
+        let [a, b] = widen16::<false>(_mm_or_si128(lo, h0));
+        let [c, e] = widen16::<false>(_mm_or_si128(hi, h1));
+        [a, b, c, e]
+    }
+}
 
 impl Block256 for Q40 {
     const BYTES: usize = 18;
@@ -1039,6 +1088,8 @@ pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], ou
             Q4_0 => dequant_typed::<Q40>(src, out),
             Q4_1 => dequant_typed::<Q41>(src, out),
             Q8_0 => dequant_typed::<Q80>(src, out),
+            Q5_0 => dequant_typed::<Q50>(src, out),
+            Q5_1 => dequant_typed::<Q51>(src, out),
         }
     }
 }
@@ -1069,6 +1120,8 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
             Q4_0 => gemv_typed::<Q40>(args, rows),
             Q4_1 => gemv_typed::<Q41>(args, rows),
             Q8_0 => gemv_typed::<Q80>(args, rows),
+            Q5_0 => gemv_typed::<Q50>(args, rows),
+            Q5_1 => gemv_typed::<Q51>(args, rows),
         }
     }
 }

@@ -881,6 +881,48 @@ unsafe fn nibble_lanes(p: *const u8) -> (__m512i, __m512i) {
 struct Q40;
 struct Q41;
 struct Q80;
+struct Q50;
+struct Q51;
+
+/// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 16 in the 32-bit lanes of the weights that
+/// have it: weights 0..16, then 16..32.
+#[target_feature(enable = "avx512f,avx512bw,f16c")]
+#[inline]
+unsafe fn fifth_lanes(p: *const u8) -> (__m512i, __m512i) {
+    // SAFETY: the caller's block holds four bytes of qh at p.
+    let qh = _mm512_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
+    let idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let bit = |shift: __m512i| _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srlv_epi32(qh, shift), _mm512_set1_epi32(1)));
+    (bit(idx), bit(_mm512_add_epi32(idx, _mm512_set1_epi32(16))))
+}
+
+impl Block512 for Q50 {
+    const BYTES: usize = 22;
+    const MIN: bool = false;
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+        // SAFETY: a Q5_0 block: qh at 2, nibbles at 6.
+        let ((lo, hi), (h0, h1)) = unsafe { (nibble_lanes(p.add(6)), fifth_lanes(p.add(2))) };
+        let sixteen = _mm512_set1_epi32(16);
+        (
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, h0), sixteen)),
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(hi, h1), sixteen)),
+        )
+    }
+}
+
+impl Block512 for Q51 {
+    const BYTES: usize = 24;
+    const MIN: bool = true;
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+        // SAFETY: a Q5_1 block: qh at 4, nibbles at 8.
+        let ((lo, hi), (h0, h1)) = unsafe { (nibble_lanes(p.add(8)), fifth_lanes(p.add(4))) };
+        (_mm512_cvtepi32_ps(_mm512_or_si512(lo, h0)), _mm512_cvtepi32_ps(_mm512_or_si512(hi, h1)))
+    }
+}
 
 impl Block512 for Q40 {
     const BYTES: usize = 18;
@@ -933,6 +975,8 @@ pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], ou
             Q4_0 => dequant_typed::<Q40>(src, out),
             Q4_1 => dequant_typed::<Q41>(src, out),
             Q8_0 => dequant_typed::<Q80>(src, out),
+            Q5_0 => dequant_typed::<Q50>(src, out),
+            Q5_1 => dequant_typed::<Q51>(src, out),
         }
     }
 }
@@ -962,6 +1006,8 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
             Q4_0 => gemv_typed::<Q40>(args, rows),
             Q4_1 => gemv_typed::<Q41>(args, rows),
             Q8_0 => gemv_typed::<Q80>(args, rows),
+            Q5_0 => gemv_typed::<Q50>(args, rows),
+            Q5_1 => gemv_typed::<Q51>(args, rows),
         }
     }
 }
