@@ -109,7 +109,7 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
     /// Decoders, `--scheme mixed`: the bits per weight to reach over every matrix, embeddings included.
-    #[arg(long, value_name = "BITS")]
+    #[arg(long, value_name = "BITS", allow_negative_numbers = true)]
     pub bpw: Option<f64>,
     /// Decoders, `--scheme mixed`: calibration tokens (in windows of 128) on which each matrix's
     /// sensitivity is measured.
@@ -345,6 +345,23 @@ fn mixed_plan(
     let file = pare_formats::gguf::GgufFile::open(gguf)?;
     let stored: std::collections::BTreeMap<String, pare_formats::gguf::GgmlType> =
         file.tensors.iter().map(|t| (t.name.clone(), t.ty)).collect();
+    let gptq = a.gptq;
+    let candidates = |name: &str, cols: usize| -> Vec<pare_formats::gguf::GgmlType> {
+        match fixed.get(name) {
+            Some(t) => vec![*t],
+            None => {
+                mixed_candidates(stored.get(name).copied().unwrap_or(pare_formats::gguf::GgmlType::F32), cols, gptq)
+            }
+        }
+    };
+    // A budget below every plan fails before anything is measured.
+    let items: Vec<(usize, Vec<pare_formats::gguf::GgmlType>)> = file
+        .tensors
+        .iter()
+        .filter(|t| pare_compress::gguf_quant::quantizable(&t.name, &t.dims))
+        .map(|t| (t.numel(), candidates(&t.name, t.dims[0])))
+        .collect();
+    pare_compress::mixed::check_budget(&items, bpw)?;
     let mut d = crate::decoder::open_path(gguf, true)?;
     let tokens = d.tok.encode_untruncated(&samples.join("\n"))?;
     let batch = mixed::windows(&tokens, 128, a.sensitivity_tokens)?;
@@ -386,17 +403,13 @@ fn mixed_plan(
             left_out.join("; ")
         );
     }
-    let gptq = a.gptq;
-    let candidates = |name: &str, cols: usize| -> Vec<pare_formats::gguf::GgmlType> {
-        match fixed.get(name) {
-            Some(t) => vec![*t],
-            None => {
-                mixed_candidates(stored.get(name).copied().unwrap_or(pare_formats::gguf::GgmlType::F32), cols, gptq)
-            }
-        }
-    };
     let t0 = std::time::Instant::now();
-    let source = serde_json::json!({"file": d.path.file_name().map(|n| n.to_string_lossy().to_string()), "bytes": std::fs::metadata(gguf)?.len(), "calibration": spec, "tokens": batch.tokens(), "probe": probe.name()});
+    let source = serde_json::json!({
+        "file": d.path.file_name().map(|n| n.to_string_lossy().to_string()),
+        "bytes": std::fs::metadata(gguf)?.len(),
+    });
+    let measured_on = serde_json::json!({"calibration": spec, "tokens": batch.tokens(), "probe": probe.name()});
+    let mut measured_on = measured_on;
     let sens = match &a.sensitivity_from {
         Some(p) => {
             let f = pare_formats::gguf::GgufFile::open(p)?;
@@ -408,14 +421,12 @@ fn mixed_plan(
                 bail!("--sensitivity-from {}: not written by --scheme mixed (no pare.quantize.plan)", p.display())
             };
             let v: serde_json::Value = serde_json::from_str(&text)?;
-            if v["source"] != source {
-                bail!(
-                    "--sensitivity-from {}: measured on {}, not on this model and calibration ({source})",
-                    p.display(),
-                    v["source"]
-                );
+            if v["source"]["file"] != source["file"] || v["source"]["bytes"] != source["bytes"] {
+                bail!("--sensitivity-from {}: measured on {}, not on this model ({source})", p.display(), v["source"]);
             }
-            eprintln!("sensitivities from {}", p.display());
+            eprintln!("sensitivities from {} (measured with {})", p.display(), v["measured_on"]);
+            measured_on = v["measured_on"].clone();
+            measured_on["reused_from"] = serde_json::json!(p.display().to_string());
             let mut sens = mixed::sensitivities_from_json(&v)?;
             for s in &mut sens {
                 let cols = file.tensor(&s.name).map(|t| t.dims[0]).unwrap_or(0);
@@ -456,6 +467,7 @@ fn mixed_plan(
     );
     let mut json = plan.to_json();
     json["source"] = source;
+    json["measured_on"] = measured_on;
     let types = plan.types;
     Ok(((types, importance), json))
 }

