@@ -16,8 +16,11 @@ use crate::par::{self, SendPtr};
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Weights per block, in every type here.
+/// Weights per block of the 32-weight types, and per sub-block that the kernels widen at a time.
 pub const QK: usize = 32;
+
+/// Weights per K-quant super-block.
+pub const QK_K: usize = 256;
 
 /// A block-quantized weight type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,14 +36,17 @@ pub enum BlockType {
     Q5_0,
     /// `w = d · q + m`, 5-bit `q`: 6 bits per weight ([`BlockQ5_1`]).
     Q5_1,
+    /// Super-blocks of 256: `w = d · s · (q − 32)`, 6-bit `q`, a signed 8-bit scale `s` per 16
+    /// weights: 6.5625 bits per weight ([`BlockQ6_K`]).
+    Q6_K,
 }
 
 impl BlockType {
     /// Every type, in the order above.
-    pub const ALL: [BlockType; 5] =
-        [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0, BlockType::Q5_0, BlockType::Q5_1];
+    pub const ALL: [BlockType; 6] =
+        [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0, BlockType::Q5_0, BlockType::Q5_1, BlockType::Q6_K];
 
-    /// Bytes of one block of [`QK`] weights.
+    /// Bytes of one block ([`BlockType::weights`] weights).
     pub const fn block_bytes(self) -> usize {
         match self {
             BlockType::Q4_0 => size_of::<BlockQ4_0>(),
@@ -48,12 +54,30 @@ impl BlockType {
             BlockType::Q8_0 => size_of::<BlockQ8_0>(),
             BlockType::Q5_0 => size_of::<BlockQ5_0>(),
             BlockType::Q5_1 => size_of::<BlockQ5_1>(),
+            BlockType::Q6_K => size_of::<BlockQ6_K>(),
+        }
+    }
+
+    /// Weights per block: [`QK`], or [`QK_K`] for the K-quant super-blocks.
+    pub const fn weights(self) -> usize {
+        match self {
+            BlockType::Q6_K => QK_K,
+            _ => QK,
+        }
+    }
+
+    /// Byte offsets of the block's f16 values (scale, and minimum where there is one).
+    pub const fn f16_offsets(self) -> &'static [usize] {
+        match self {
+            BlockType::Q4_1 | BlockType::Q5_1 => &[0, 2],
+            BlockType::Q6_K => &[208],
+            _ => &[0],
         }
     }
 
     /// Storage bits per weight.
     pub fn bits_per_weight(self) -> f64 {
-        (self.block_bytes() * 8) as f64 / QK as f64
+        (self.block_bytes() * 8) as f64 / self.weights() as f64
     }
 
     /// llama.cpp's name of the type.
@@ -64,6 +88,7 @@ impl BlockType {
             BlockType::Q8_0 => "Q8_0",
             BlockType::Q5_0 => "Q5_0",
             BlockType::Q5_1 => "Q5_1",
+            BlockType::Q6_K => "Q6_K",
         }
     }
 }
@@ -135,8 +160,27 @@ pub struct BlockQ5_1 {
 }
 const _: () = assert!(size_of::<BlockQ5_1>() == 24);
 
-/// `n` rows of `k` weights (`k` a multiple of [`QK`]), each row `k / 32` consecutive blocks: a GGUF
-/// tensor of shape `[k, n]` as stored.
+/// `Q6_K` super-block of 256 weights, 6.5625 bits per weight, in two halves of 128: the low four bits
+/// of half `h` in `ql[64h..64h + 64]` (weight `l`, `l + 32` in the low nibbles of bytes `l`, `l + 32`;
+/// `l + 64`, `l + 96` in their high nibbles, `l < 32`), the top two bits in `qh[32h..32h + 32]` (bits
+/// 0–1, 2–3, 4–5, 6–7 of byte `l` for weights `l`, `l + 32`, `l + 64`, `l + 96`); a signed scale
+/// per 16 weights; `w = d · scales[i / 16] · (q − 32)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ6_K {
+    /// Low four bits.
+    pub ql: [u8; 128],
+    /// High two bits.
+    pub qh: [u8; 64],
+    /// Scale of each 16 weights.
+    pub scales: [i8; 16],
+    /// Super-block scale, f16 little-endian.
+    pub d: [u8; 2],
+}
+const _: () = assert!(size_of::<BlockQ6_K>() == 210);
+
+/// `n` rows of `k` weights (`k` a multiple of the type's block), each row `k / weights` consecutive
+/// blocks: a GGUF tensor of shape `[k, n]` as stored.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockRows<'a> {
     ty: BlockType,
@@ -148,10 +192,11 @@ pub struct BlockRows<'a> {
 impl<'a> BlockRows<'a> {
     /// Checks that `data` holds exactly `n` rows of `k` weights of type `ty`.
     pub fn new(ty: BlockType, data: &'a [u8], n: usize, k: usize) -> Result<Self, String> {
-        if !k.is_multiple_of(QK) {
-            return Err(format!("{} rows of {k} weights: not a multiple of the block of {QK}", ty.name()));
+        let bw = ty.weights();
+        if !k.is_multiple_of(bw) {
+            return Err(format!("{} rows of {k} weights: not a multiple of the block of {bw}", ty.name()));
         }
-        let want = n * (k / QK) * ty.block_bytes();
+        let want = n * (k / bw) * ty.block_bytes();
         if data.len() != want {
             return Err(format!("{} {n}×{k}: {} bytes, expected {want}", ty.name(), data.len()));
         }
@@ -175,7 +220,7 @@ impl<'a> BlockRows<'a> {
 
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
-        self.k / QK * self.ty.block_bytes()
+        self.k / self.ty.weights() * self.ty.block_bytes()
     }
 
     /// The stored bytes of row `j`.
@@ -191,11 +236,11 @@ impl<'a> BlockRows<'a> {
     }
 }
 
-/// Dequantizes whole blocks: `src` holds `out.len() / 32` blocks of type `ty`.
+/// Dequantizes whole blocks: `src` holds `out.len() / ty.weights()` blocks of type `ty`.
 ///
 /// # Safety
 /// The CPU has the features of the tier that provided the kernel; `src.len()` is
-/// `out.len() / 32 · ty.block_bytes()` and `out.len()` a multiple of 32.
+/// `out.len() / ty.weights() · ty.block_bytes()` and `out.len()` a multiple of `ty.weights()`.
 pub(crate) type DequantBlocksKernel = unsafe fn(ty: BlockType, src: &[u8], out: &mut [f32]);
 
 /// One block-weight product as the per-ISA row kernels see it: `c[i][j] = epi(Σ_k a[i][k] · w[j][k])`
@@ -269,9 +314,14 @@ fn check_output(what: &str, m: usize, n: usize, c: &[f32], ldc: usize, epi: &Epi
 
 /// Dequantizes `src` (whole blocks of `ty`) into `out` with the dispatched kernel.
 pub fn dequantize_blocks(ty: BlockType, src: &[u8], out: &mut [f32]) {
-    assert!(out.len().is_multiple_of(QK) && src.len() == out.len() / QK * ty.block_bytes(), "dequantize_blocks: sizes");
+    assert!(whole_blocks(ty, src, out), "dequantize_blocks: sizes");
     // SAFETY: sizes checked; the table only holds kernels of tiers this CPU has.
     unsafe { (dispatch::table().dequant_blocks)(ty, src, out) }
+}
+
+/// Whether `src` is exactly the blocks of `ty` that dequantize into `out`.
+pub(crate) fn whole_blocks(ty: BlockType, src: &[u8], out: &[f32]) -> bool {
+    out.len().is_multiple_of(ty.weights()) && src.len() == out.len() / ty.weights() * ty.block_bytes()
 }
 
 struct PanelScratch {
@@ -393,7 +443,7 @@ unsafe fn panel_product(
 
 /// [`dequantize_blocks`] with the kernels of `table` (tests and benchmarks).
 pub fn dequantize_blocks_with(table: &dispatch::Table, ty: BlockType, src: &[u8], out: &mut [f32]) {
-    assert!(out.len().is_multiple_of(QK) && src.len() == out.len() / QK * ty.block_bytes(), "dequantize_blocks: sizes");
+    assert!(whole_blocks(ty, src, out), "dequantize_blocks: sizes");
     // SAFETY: sizes checked; tables are only built for tiers this CPU has.
     unsafe { (table.dequant_blocks)(ty, src, out) }
 }

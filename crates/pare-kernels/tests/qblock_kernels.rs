@@ -1,4 +1,4 @@
-//! Block-quantized weight kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) of every tier against the scalar reference:
+//! Block-quantized weight kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q6_K) of every tier against the scalar reference:
 //! dequantization bit-exact, products (row kernel and dequantized panels) within the f32 dot-product
 //! bound on edge shapes, saturating blocks and every epilogue.
 
@@ -24,11 +24,22 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// `n × k` weights of type `ty` with random quants and scales of order 0.01–0.1 (and their sign);
-/// with `saturate`, every quant at its extreme (nibble 15 and fifth bit set / byte −128).
+/// with `saturate`, every quant at its extreme (nibble 15 and fifth bit set / byte −128 / Q6_K 31 with
+/// the 16-weight scales at −128).
 fn blocks(ty: BlockType, n: usize, k: usize, seed: u64, saturate: bool) -> Vec<u8> {
     let bb = ty.block_bytes();
-    let mut data = bytes(n * k / QK * bb, seed);
-    let scales = fill(2 * n * k / QK, seed + 7);
+    let mut data = bytes(n * k / ty.weights() * bb, seed);
+    let scales = fill(2 * n * k / ty.weights(), seed + 7);
+    if ty == BlockType::Q6_K {
+        for (b, blk) in data.chunks_exact_mut(bb).enumerate() {
+            blk[208..].copy_from_slice(&half::f16::from_f32(scales[2 * b] * 0.002).to_le_bytes());
+            if saturate {
+                blk[..192].fill(0xff);
+                blk[192..208].fill(0x80);
+            }
+        }
+        return data;
+    }
     for (b, blk) in data.chunks_exact_mut(bb).enumerate() {
         let d = half::f16::from_f32(scales[2 * b] * 0.1);
         blk[..2].copy_from_slice(&d.to_le_bytes());
@@ -46,8 +57,8 @@ fn blocks(ty: BlockType, n: usize, k: usize, seed: u64, saturate: bool) -> Vec<u
 
 fn dequantized(ty: BlockType, data: &[u8]) -> Vec<f32> {
     let bb = ty.block_bytes();
-    let mut out = vec![0f32; data.len() / bb * QK];
-    for (b, o) in data.chunks_exact(bb).zip(out.chunks_exact_mut(QK)) {
+    let mut out = vec![0f32; data.len() / bb * ty.weights()];
+    for (b, o) in data.chunks_exact(bb).zip(out.chunks_exact_mut(ty.weights())) {
         reference::dequantize_block(ty, b, o);
     }
     out
@@ -102,6 +113,18 @@ fn reference_dequantization_follows_the_block_layouts() {
     b[23] = 0xf0;
     reference::dequantize_block(BlockType::Q5_1, &b, &mut out);
     assert_eq!((out[31], out[15], out[0]), (14.5, -1.0, -1.0));
+    // Q6_K: w = d·s·(q − 32); ql at 0, qh at 128, signed scales at 192, d at 208.
+    let mut b = vec![0u8; 210];
+    b[208..].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+    // Weight 0: low nibble of ql[0], bits 0–1 of qh[0], scale 0: q = 10 | 2 << 4.
+    (b[0], b[128], b[192]) = (0x0a, 0b10, 3);
+    // Weight 101 (half 0, l = 5, fourth 32): high nibble of ql[37], bits 6–7 of qh[5], scale 6.
+    (b[37], b[133], b[198]) = (0x70, 0x40, 0xfe);
+    // Weight 209 (half 1, l = 17, third 32): high nibble of ql[64 + 17], bits 4–5 of qh[32 + 17], scale 13.
+    (b[81], b[177], b[205]) = (0xf0, 0x30, 1);
+    let mut out = [0f32; 256];
+    reference::dequantize_block(BlockType::Q6_K, &b, &mut out);
+    assert_eq!((out[0], out[1], out[101], out[209]), (15.0, -48.0, 9.0, 15.5));
 }
 
 #[test]
@@ -109,7 +132,7 @@ fn every_tier_dequantizes_bit_exactly() {
     for t in tiers() {
         for ty in BlockType::ALL {
             for (nblocks, sat) in [(1, false), (3, false), (37, false), (5, true)] {
-                let data = blocks(ty, nblocks, QK, 11 + nblocks as u64, sat);
+                let data = blocks(ty, nblocks, ty.weights(), 11 + nblocks as u64, sat);
                 let want = dequantized(ty, &data);
                 let mut got = vec![f32::NAN; want.len()];
                 qblock::dequantize_blocks_with(&t, ty, &data, &mut got);
@@ -178,7 +201,7 @@ fn every_tier_matches_the_reference_on_edge_shapes() {
         for ty in BlockType::ALL {
             let mut seed = 100;
             for &n in &[1usize, 2, 3, 7, 31, 33, 64, 65] {
-                for &k in &[32usize, 64, 96, 576] {
+                for k in [32usize, 64, 96, 576].map(|k| k * ty.weights() / QK) {
                     for &m in &[1usize, 2, 3, 4, 5, 9] {
                         seed += 1;
                         check(&t, ty, m, n, k, (seed % 3) as u8, false, seed);
@@ -204,6 +227,7 @@ fn dispatched_entry_point_matches_the_reference_in_parallel() {
     let reference = Table::reference();
     for ty in BlockType::ALL {
         for (m, n, k) in [(1, 577, 576), (3, 130, 192), (8, 200, 96), (40, 96, 576)] {
+            let k = if ty.weights() == QK { k } else { k / 96 * 256 };
             let a = fill(m * k, 5);
             let data = blocks(ty, n, k, 6, false);
             let w = BlockRows::new(ty, &data, n, k).unwrap();
@@ -224,6 +248,8 @@ fn wrong_sizes_are_refused() {
     assert!(BlockRows::new(BlockType::Q4_1, &[0u8; 40], 1, 48).is_err());
     assert!(BlockRows::new(BlockType::Q4_1, &[0u8; 39], 1, 64).is_err());
     assert!(BlockRows::new(BlockType::Q8_0, &[0u8; 68], 2, 32).is_ok());
+    assert!(BlockRows::new(BlockType::Q6_K, &[0u8; 90], 1, 96).is_err(), "Q6_K rows are whole super-blocks");
+    assert!(BlockRows::new(BlockType::Q6_K, &[0u8; 420], 1, 512).is_ok());
 }
 
 /// Per-block terms of the Q8-activation product (`d_w · d_x · dot` and the minimum term) in f64, and
@@ -234,7 +260,8 @@ fn q8_naive(ty: BlockType, x: &qblock::Q8Rows, data: &[u8], n: usize, k: usize) 
     for i in 0..x.rows {
         let (xq, xd, _) = x.row(i);
         for j in 0..n {
-            let row = &data[j * k / QK * bb..(j + 1) * k / QK * bb];
+            let rb = k / ty.weights() * bb;
+            let row = &data[j * rb..(j + 1) * rb];
             let w = dequantized(ty, row);
             let (mut s, mut abs) = (0f64, 0f64);
             for b in 0..k / QK {
@@ -280,6 +307,9 @@ fn every_tier_matches_the_q8_reference() {
                 (2, 5, 4096, true),
             ] {
                 seed += 1;
+                if !k.is_multiple_of(ty.weights()) {
+                    continue;
+                }
                 let a = fill(m * k, seed);
                 let mut x = qblock::Q8Rows::default();
                 x.quantize(&a, k, m, k);
@@ -317,11 +347,12 @@ fn every_tier_matches_the_q8_reference() {
 fn q8_product_stays_close_to_the_float_product() {
     // What quantizing the activations costs on random data: relative error of each output against
     // the f32 product, measured against the output's scale (not asserted to be zero).
-    let (m, n, k) = (2, 64, 576);
-    let a = fill(m * k, 77);
-    let mut x = qblock::Q8Rows::default();
-    x.quantize(&a, k, m, k);
+    let (m, n) = (2, 64);
     for ty in BlockType::ALL {
+        let k = if ty.weights() == QK { 576 } else { 512 };
+        let a = fill(m * k, 77);
+        let mut x = qblock::Q8Rows::default();
+        x.quantize(&a, k, m, k);
         let data = blocks(ty, n, k, 78, false);
         let w = BlockRows::new(ty, &data, n, k).unwrap();
         let (mut f, mut q) = (vec![0f32; m * n], vec![0f32; m * n]);

@@ -251,7 +251,7 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
-    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 matrices stay in
+    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1, Q5_0, Q5_1, Q6_K and Q8_0 matrices stay in
     /// their stored blocks, read in place from the file map; other types are dequantized to f32.
     pub fn load(f: &GgufFile) -> Result<Self> {
         Self::load_with(f, false)
@@ -292,6 +292,7 @@ impl Llama {
                 Some(GgmlType::Q8_0) => Some(BlockType::Q8_0),
                 Some(GgmlType::Q5_0) => Some(BlockType::Q5_0),
                 Some(GgmlType::Q5_1) => Some(BlockType::Q5_1),
+                Some(GgmlType::Q6_K) => Some(BlockType::Q6_K),
                 _ => None,
             };
             match ty {
@@ -418,7 +419,7 @@ impl Llama {
         let h = self.config.hidden;
         match &self.embed {
             Weight::Blocks { ty, data, .. } => {
-                let rb = h / pare_kernels::qblock::QK * ty.block_bytes();
+                let rb = h / ty.weights() * ty.block_bytes();
                 pare_kernels::qblock::dequantize_blocks(*ty, &data[id * rb..(id + 1) * rb], out);
             }
             Weight::DenseF32(p) => {
@@ -913,11 +914,10 @@ fn causal_attention(q: &[f32], k: &[f32], v: &[f32], start: usize, t: usize, c: 
 
 /// The index of the first block of `data` whose f16 scale (or minimum) is not finite.
 fn check_block_scales(ty: BlockType, data: &[u8]) -> std::result::Result<(), usize> {
-    let halves = if matches!(ty, BlockType::Q4_1 | BlockType::Q5_1) { 2 } else { 1 };
     for (b, blk) in data.chunks_exact(ty.block_bytes()).enumerate() {
-        for i in 0..halves {
+        for &i in ty.f16_offsets() {
             // f16 exponent all ones: infinity or NaN.
-            if u16::from_le_bytes([blk[2 * i], blk[2 * i + 1]]) & 0x7c00 == 0x7c00 {
+            if u16::from_le_bytes([blk[i], blk[i + 1]]) & 0x7c00 == 0x7c00 {
                 return Err(b);
             }
         }

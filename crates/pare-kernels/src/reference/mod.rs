@@ -236,6 +236,13 @@ pub fn dequantize_block(ty: crate::qblock::BlockType, b: &[u8], out: &mut [f32])
     use crate::qblock::{BlockType, f16_to_f32};
     let d = f16_to_f32([b[0], b[1]]);
     match ty {
+        BlockType::Q6_K => {
+            let d = f16_to_f32([b[208], b[209]]);
+            for (i, o) in out[..256].iter_mut().enumerate() {
+                let (q, s) = q6k(b, i);
+                *o = d * s as f32 * q as f32;
+            }
+        }
         BlockType::Q4_0 => {
             for j in 0..16 {
                 out[j] = d * ((b[2 + j] & 0x0f) as i32 - 8) as f32;
@@ -275,14 +282,23 @@ fn q5(b: &[u8], at: usize, j: usize) -> i32 {
     (nib as i32) | ((((qh >> j) & 1) as i32) << 4)
 }
 
+/// Weight `i` of a Q6_K super-block: its 6-bit quant less 32, and its 16-weight scale.
+fn q6k(b: &[u8], i: usize) -> (i32, i32) {
+    let (h, l, part) = (i / 128, i % 32, (i % 128) / 32);
+    let low = b[64 * h + l + 32 * (part & 1)];
+    let low = if part < 2 { low & 0x0f } else { low >> 4 };
+    let high = (b[128 + 32 * h + l] >> (2 * part)) & 3;
+    ((low | (high << 4)) as i32 - 32, (b[192 + i / 16] as i8) as i32)
+}
+
 /// Reference dequantization of whole blocks.
 ///
 /// # Safety
 /// As [`crate::qblock::DequantBlocksKernel`] (safe here: everything is checked).
 pub(crate) unsafe fn dequant_blocks_kernel(ty: crate::qblock::BlockType, src: &[u8], out: &mut [f32]) {
     let bb = ty.block_bytes();
-    assert_eq!(src.len(), out.len() / crate::qblock::QK * bb);
-    for (b, o) in src.chunks_exact(bb).zip(out.chunks_exact_mut(crate::qblock::QK)) {
+    assert!(crate::qblock::whole_blocks(ty, src, out));
+    for (b, o) in src.chunks_exact(bb).zip(out.chunks_exact_mut(ty.weights())) {
         dequantize_block(ty, b, o);
     }
 }
@@ -306,9 +322,9 @@ pub(crate) unsafe fn gemv_blocks_kernel(args: &crate::qblock::BlockGemvArgs<'_>,
     }
 }
 
-/// Reference block weights × Q8 activations: per block the integer dot product of the weight quants
-/// (offset removed: `q − 8` for Q4_0) with the activation quants, then
-/// `d_w · d_x · dot (+ m_w · d_x · Σ q_x for Q4_1)`, summed over blocks in f32.
+/// Reference block weights × Q8 activations: per block of 32 the integer dot product of the weight
+/// quants (offset removed: `q − 8` for Q4_0; times the 16-weight scales for Q6_K) with the activation
+/// quants, then `d_w · d_x · dot (+ m_w · d_x · Σ q_x for Q4_1)`, summed over blocks in f32.
 ///
 /// # Safety
 /// As [`crate::qblock::GemvBlocksQ8Kernel`].
@@ -320,6 +336,24 @@ pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>
         for i in 0..args.x.rows {
             let (xq, xd, xs) = args.x.row(i);
             let mut acc = 0f32;
+            if ty == BlockType::Q6_K {
+                for (sb, blk) in wrow.chunks_exact(bb).enumerate() {
+                    let d = f16_to_f32([blk[208], blk[209]]);
+                    for c in 0..8 {
+                        let b = sb * 8 + c;
+                        let dot: i32 = (0..QK)
+                            .map(|t| {
+                                let (q, s) = q6k(blk, c * QK + t);
+                                q * s * xq[b * QK + t] as i32
+                            })
+                            .sum();
+                        acc += d * xd[b] * dot as f32;
+                    }
+                }
+                // SAFETY: column j of row i of C is this call's (rows are disjoint between callers).
+                unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(acc, i, j) };
+                continue;
+            }
             for (b, blk) in wrow.chunks_exact(bb).enumerate() {
                 let xb = &xq[b * QK..(b + 1) * QK];
                 let d = f16_to_f32([blk[0], blk[1]]);
@@ -341,6 +375,7 @@ pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>
                         (0..QK).map(|t| q5(blk, 4, t) * xb[t] as i32).sum::<i32>(),
                         f16_to_f32([blk[2], blk[3]]) * xs[b],
                     ),
+                    BlockType::Q6_K => unreachable!("super-blocks above"),
                 };
                 acc += d * xd[b] * dot as f32 + min;
             }

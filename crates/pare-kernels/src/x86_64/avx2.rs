@@ -919,24 +919,32 @@ fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
     }
 }
 
-/// One block type as the AVX2 kernels read it: quants widened to f32 with offsets removed; the
-/// product with 32 activations is `d · Σ q·x` (+ `m · Σ x` for types with a minimum).
+/// One block type as the AVX2 kernels read it, 32 weights (one block, or one sub-block of a
+/// super-block) at a time: quants widened to f32 with offsets removed (and multiplied by their
+/// sub-block scales, which stays exact); the product with 32 activations is `d · Σ q·x`
+/// (+ `m · Σ x` for types with a minimum).
 trait Block256 {
     const BYTES: usize;
+    /// 32-weight sub-blocks per block.
+    const SUBS: usize = 1;
+    /// Byte offset of the f16 scale `d`.
+    const SCALE_AT: usize = 0;
     /// Whether the block has a minimum `m` (f16 at byte 2).
     const MIN: bool;
+    /// Sub-block `c`'s quants.
+    ///
     /// # Safety
-    /// `p` points at one whole block; the CPU has AVX2, FMA and F16C.
-    unsafe fn quants(p: *const u8) -> [__m256; 4];
-    /// The block's weights, exactly as the reference dequantizes them.
+    /// `p` points at one whole block, `c < SUBS`; the CPU has AVX2, FMA and F16C.
+    unsafe fn quants(p: *const u8, c: usize) -> [__m256; 4];
+    /// Sub-block `c`'s weights, exactly as the reference dequantizes them.
     ///
     /// # Safety
     /// As [`Block256::quants`].
-    unsafe fn load(p: *const u8) -> [__m256; 4] {
+    unsafe fn load(p: *const u8, c: usize) -> [__m256; 4] {
         // SAFETY: the caller's contract.
         unsafe {
-            let q = Self::quants(p);
-            let d = half256(p);
+            let q = Self::quants(p, c);
+            let d = half256(p.add(Self::SCALE_AT));
             if Self::MIN {
                 let m = half256(p.add(2));
                 q.map(|v| _mm256_add_ps(_mm256_mul_ps(v, d), m))
@@ -983,6 +991,40 @@ struct Q41;
 struct Q80;
 struct Q50;
 struct Q51;
+struct Q6K;
+
+impl Block256 for Q6K {
+    const BYTES: usize = 210;
+    const SUBS: usize = 8;
+    const SCALE_AT: usize = 208;
+    const MIN: bool = false;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8, c: usize) -> [__m256; 4] {
+        // Sub-block c: half h = c / 4, part = c % 4 (low or high nibbles of ql's first or second 32
+        // bytes; bits 2·part of qh).
+        let (h, part) = (c / 4, c % 4);
+        let m4 = _mm_set1_epi8(0x0f);
+        let shift = _mm_cvtsi32_si128(2 * part as i32);
+        let mut out = [_mm256_setzero_ps(); 4];
+        for g in 0..2 {
+            // SAFETY: a Q6_K block: ql at 0, qh at 128, scales at 192; 16 bytes of each from the
+            // offsets below lie inside it.
+            unsafe {
+                let ql = _mm_loadu_si128(p.add(64 * h + 32 * (part & 1) + 16 * g) as *const __m128i);
+                let low = if part < 2 { _mm_and_si128(ql, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(ql), m4) };
+                let qh = _mm_loadu_si128(p.add(128 + 32 * h + 16 * g) as *const __m128i);
+                let high = _mm_and_si128(_mm_srl_epi16(qh, shift), _mm_set1_epi8(3));
+                let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), _mm_set1_epi8(32));
+                let s = _mm256_set1_ps(*(p.add(192 + 8 * h + 2 * part + g) as *const i8) as f32);
+                let [a, b] = widen16::<true>(q);
+                out[2 * g] = _mm256_mul_ps(a, s);
+                out[2 * g + 1] = _mm256_mul_ps(b, s);
+            }
+        }
+        out
+    }
+}
 
 /// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 0x10 in the bytes of the weights that have it:
 /// weights 0..16, then 16..32.
@@ -1007,7 +1049,7 @@ impl Block256 for Q50 {
     const MIN: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+    unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q5_0 block: qh at 2, nibbles at 6.
         let ((lo, hi), (h0, h1)) = unsafe { (nibbles(p.add(6)), fifth_bits(p.add(2))) };
         let sixteen = _mm_set1_epi8(16);
@@ -1022,7 +1064,7 @@ impl Block256 for Q51 {
     const MIN: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+    unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q5_1 block: qh at 4, nibbles at 8.
         let ((lo, hi), (h0, h1)) = unsafe { (nibbles(p.add(8)), fifth_bits(p.add(4))) };
         let [a, b] = widen16::<false>(_mm_or_si128(lo, h0));
@@ -1036,7 +1078,7 @@ impl Block256 for Q40 {
     const MIN: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+    unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q4_0 block: nibbles at 2.
         let (lo, hi) = unsafe { nibbles(p.add(2)) };
         let eight = _mm_set1_epi8(8);
@@ -1051,7 +1093,7 @@ impl Block256 for Q41 {
     const MIN: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+    unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q4_1 block: nibbles at 4.
         let (lo, hi) = unsafe { nibbles(p.add(4)) };
         let [a, b] = widen16::<false>(lo);
@@ -1065,7 +1107,7 @@ impl Block256 for Q80 {
     const MIN: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> [__m256; 4] {
+    unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q8_0 block: 32 quants at 2.
         let (lo, hi) =
             unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
@@ -1081,7 +1123,7 @@ impl Block256 for Q80 {
 /// As [`crate::qblock::DequantBlocksKernel`]; installed only when the CPU has AVX2, FMA and F16C.
 pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], out: &mut [f32]) {
     use crate::qblock::BlockType::*;
-    assert_eq!(src.len(), out.len() / 32 * ty.block_bytes());
+    assert!(crate::qblock::whole_blocks(ty, src, out));
     // SAFETY: sizes checked; the CPU has the features of this tier.
     unsafe {
         match ty {
@@ -1090,16 +1132,17 @@ pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], ou
             Q8_0 => dequant_typed::<Q80>(src, out),
             Q5_0 => dequant_typed::<Q50>(src, out),
             Q5_1 => dequant_typed::<Q51>(src, out),
+            Q6_K => dequant_typed::<Q6K>(src, out),
         }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dequant_typed<B: Block256>(src: &[u8], out: &mut [f32]) {
-    for (b, o) in (0..out.len() / 32).zip(out.chunks_exact_mut(32)) {
-        // SAFETY: block b lies inside src (sizes checked); o holds 32 floats.
+    for (s, o) in (0..out.len() / 32).zip(out.chunks_exact_mut(32)) {
+        // SAFETY: sub-block s lies inside src (sizes checked); o holds 32 floats.
         unsafe {
-            let w = B::load(src.as_ptr().add(b * B::BYTES));
+            let w = B::load(src.as_ptr().add(s / B::SUBS * B::BYTES), s % B::SUBS);
             for (q, v) in w.into_iter().enumerate() {
                 _mm256_storeu_ps(o.as_mut_ptr().add(8 * q), v);
             }
@@ -1122,6 +1165,7 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
             Q8_0 => gemv_typed::<Q80>(args, rows),
             Q5_0 => gemv_typed::<Q50>(args, rows),
             Q5_1 => gemv_typed::<Q51>(args, rows),
+            Q6_K => gemv_typed::<Q6K>(args, rows),
         }
     }
 }
@@ -1165,37 +1209,44 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
     j: usize,
     i0: usize,
 ) {
-    let nb = args.w.k() / 32;
+    let nb = args.w.k() / (32 * B::SUBS);
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     let mut accm = [[_mm256_setzero_ps(); T]; R];
     let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
     // SAFETY: token rows i0..i0+T lie inside A (checked shapes).
     let x: [*const f32; T] = std::array::from_fn(|t| unsafe { args.a.as_ptr().add((i0 + t) * args.lda) });
     for b in 0..nb {
-        // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
-        let xs: [[__m256; 4]; T] =
-            std::array::from_fn(|t| std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[t].add(b * 32 + 8 * q)) }));
-        let xsum: [__m256; T] = std::array::from_fn(|t| {
-            if B::MIN {
-                _mm256_add_ps(_mm256_add_ps(xs[t][0], xs[t][1]), _mm256_add_ps(xs[t][2], xs[t][3]))
-            } else {
-                xs[t][0]
-            }
+        // SAFETY: block b of each row (k = 32·SUBS·nb); the prefetch is a hint and never faults.
+        let db: [__m256; R] = std::array::from_fn(|r| unsafe {
+            let p = w[r].add(b * B::BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
+            half256(p.add(B::SCALE_AT))
         });
-        for r in 0..R {
-            // SAFETY: block b of row j + r; the prefetch is a hint and never faults.
-            unsafe {
-                let p = w[r].add(b * B::BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
-                let q = B::quants(p);
-                let db = half256(p);
-                for t in 0..T {
-                    let blk = _mm256_fmadd_ps(q[1], xs[t][1], _mm256_mul_ps(q[0], xs[t][0]));
-                    let blk = _mm256_fmadd_ps(q[2], xs[t][2], blk);
-                    let blk = _mm256_fmadd_ps(q[3], xs[t][3], blk);
-                    acc[r][t] = _mm256_fmadd_ps(blk, db, acc[r][t]);
-                    if B::MIN {
-                        accm[r][t] = _mm256_fmadd_ps(xsum[t], half256(p.add(2)), accm[r][t]);
+        for c in 0..B::SUBS {
+            let at = (b * B::SUBS + c) * 32;
+            // SAFETY: floats at .. at + 32 of each token row lie inside it.
+            let xs: [[__m256; 4]; T] =
+                std::array::from_fn(|t| std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[t].add(at + 8 * q)) }));
+            let xsum: [__m256; T] = std::array::from_fn(|t| {
+                if B::MIN {
+                    _mm256_add_ps(_mm256_add_ps(xs[t][0], xs[t][1]), _mm256_add_ps(xs[t][2], xs[t][3]))
+                } else {
+                    xs[t][0]
+                }
+            });
+            for r in 0..R {
+                // SAFETY: sub-block c of block b of row j + r.
+                unsafe {
+                    let p = w[r].add(b * B::BYTES);
+                    let q = B::quants(p, c);
+                    for t in 0..T {
+                        let blk = _mm256_fmadd_ps(q[1], xs[t][1], _mm256_mul_ps(q[0], xs[t][0]));
+                        let blk = _mm256_fmadd_ps(q[2], xs[t][2], blk);
+                        let blk = _mm256_fmadd_ps(q[3], xs[t][3], blk);
+                        acc[r][t] = _mm256_fmadd_ps(blk, db[r], acc[r][t]);
+                        if B::MIN {
+                            accm[r][t] = _mm256_fmadd_ps(xsum[t], half256(p.add(2)), accm[r][t]);
+                        }
                     }
                 }
             }

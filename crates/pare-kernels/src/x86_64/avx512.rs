@@ -833,22 +833,27 @@ fn axpy_f64_impl(y: &mut [f64], alpha: f64, x: &[f64]) {
 /// product with `x` is accumulated per block, and the scales are applied once per block.
 trait Block512 {
     const BYTES: usize;
-    /// Whether the block has a minimum `m` (f16 at byte 2).
+    /// 32-weight sub-blocks per block.
+    const SUBS: usize = 1;
+    /// Byte offset of the f16 scale `d`.
+    const SCALE_AT: usize = 0;
+    /// Whether the block has a minimum `m` (f16 at byte 2; only with one sub-block).
     const MIN: bool;
-    /// The quants of the block at `p` as f32 (weights 0..16, 16..32), offsets removed.
+    /// The quants of sub-block `c` of the block at `p` as f32 (weights 0..16, 16..32), offsets
+    /// removed, multiplied by their sub-block scales (exactly).
     ///
     /// # Safety
-    /// `p` points at one whole block; the CPU has AVX-512F/BW and F16C.
-    unsafe fn quants(p: *const u8) -> (__m512, __m512);
-    /// The block's weights, exactly as the reference dequantizes them.
+    /// `p` points at one whole block, `c < SUBS`; the CPU has AVX-512F/BW and F16C.
+    unsafe fn quants(p: *const u8, c: usize) -> (__m512, __m512);
+    /// Sub-block `c`'s weights, exactly as the reference dequantizes them.
     ///
     /// # Safety
     /// As [`Block512::quants`].
-    unsafe fn load(p: *const u8) -> (__m512, __m512) {
+    unsafe fn load(p: *const u8, c: usize) -> (__m512, __m512) {
         // SAFETY: the caller's contract.
         unsafe {
-            let (lo, hi) = Self::quants(p);
-            let d = half512(p);
+            let (lo, hi) = Self::quants(p, c);
+            let d = half512(p.add(Self::SCALE_AT));
             if Self::MIN {
                 let m = half512(p.add(2));
                 (_mm512_add_ps(_mm512_mul_ps(lo, d), m), _mm512_add_ps(_mm512_mul_ps(hi, d), m))
@@ -883,6 +888,37 @@ struct Q41;
 struct Q80;
 struct Q50;
 struct Q51;
+struct Q6K;
+
+impl Block512 for Q6K {
+    const BYTES: usize = 210;
+    const SUBS: usize = 8;
+    const SCALE_AT: usize = 208;
+    const MIN: bool = false;
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8, c: usize) -> (__m512, __m512) {
+        // Sub-block c: half h = c / 4, part = c % 4 (low or high nibbles of ql's first or second 32
+        // bytes; bits 2·part of qh); one scale per 16 weights, i.e. per register.
+        let (h, part) = (c / 4, c % 4);
+        let m4 = _mm_set1_epi8(0x0f);
+        let shift = _mm_cvtsi32_si128(2 * part as i32);
+        let one = |g: usize| {
+            // SAFETY: a Q6_K block: ql at 0, qh at 128, scales at 192; 16 bytes of each from the
+            // offsets below lie inside it.
+            unsafe {
+                let ql = _mm_loadu_si128(p.add(64 * h + 32 * (part & 1) + 16 * g) as *const __m128i);
+                let low = if part < 2 { _mm_and_si128(ql, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(ql), m4) };
+                let qh = _mm_loadu_si128(p.add(128 + 32 * h + 16 * g) as *const __m128i);
+                let high = _mm_and_si128(_mm_srl_epi16(qh, shift), _mm_set1_epi8(3));
+                let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), _mm_set1_epi8(32));
+                let s = _mm512_set1_ps(*(p.add(192 + 8 * h + 2 * part + g) as *const i8) as f32);
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), s)
+            }
+        };
+        (one(0), one(1))
+    }
+}
 
 /// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 16 in the 32-bit lanes of the weights that
 /// have it: weights 0..16, then 16..32.
@@ -901,7 +937,7 @@ impl Block512 for Q50 {
     const MIN: bool = false;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+    unsafe fn quants(p: *const u8, _: usize) -> (__m512, __m512) {
         // SAFETY: a Q5_0 block: qh at 2, nibbles at 6.
         let ((lo, hi), (h0, h1)) = unsafe { (nibble_lanes(p.add(6)), fifth_lanes(p.add(2))) };
         let sixteen = _mm512_set1_epi32(16);
@@ -917,7 +953,7 @@ impl Block512 for Q51 {
     const MIN: bool = true;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+    unsafe fn quants(p: *const u8, _: usize) -> (__m512, __m512) {
         // SAFETY: a Q5_1 block: qh at 4, nibbles at 8.
         let ((lo, hi), (h0, h1)) = unsafe { (nibble_lanes(p.add(8)), fifth_lanes(p.add(4))) };
         (_mm512_cvtepi32_ps(_mm512_or_si512(lo, h0)), _mm512_cvtepi32_ps(_mm512_or_si512(hi, h1)))
@@ -929,7 +965,7 @@ impl Block512 for Q40 {
     const MIN: bool = false;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+    unsafe fn quants(p: *const u8, _: usize) -> (__m512, __m512) {
         // SAFETY: a Q4_0 block: nibbles at 2.
         let (lo, hi) = unsafe { nibble_lanes(p.add(2)) };
         let eight = _mm512_set1_epi32(8);
@@ -942,7 +978,7 @@ impl Block512 for Q41 {
     const MIN: bool = true;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+    unsafe fn quants(p: *const u8, _: usize) -> (__m512, __m512) {
         // SAFETY: a Q4_1 block: nibbles at 4.
         let (lo, hi) = unsafe { nibble_lanes(p.add(4)) };
         (_mm512_cvtepi32_ps(lo), _mm512_cvtepi32_ps(hi))
@@ -954,7 +990,7 @@ impl Block512 for Q80 {
     const MIN: bool = false;
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
-    unsafe fn quants(p: *const u8) -> (__m512, __m512) {
+    unsafe fn quants(p: *const u8, _: usize) -> (__m512, __m512) {
         // SAFETY: a Q8_0 block: 32 quants at 2.
         let (lo, hi) =
             unsafe { (_mm_loadu_si128(p.add(2) as *const __m128i), _mm_loadu_si128(p.add(18) as *const __m128i)) };
@@ -968,7 +1004,7 @@ impl Block512 for Q80 {
 /// As [`crate::qblock::DequantBlocksKernel`]; installed only when the CPU has AVX-512F/BW.
 pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], out: &mut [f32]) {
     use crate::qblock::BlockType::*;
-    assert_eq!(src.len(), out.len() / 32 * ty.block_bytes());
+    assert!(crate::qblock::whole_blocks(ty, src, out));
     // SAFETY: sizes checked; the CPU has the features of this tier (f16c with avx2).
     unsafe {
         match ty {
@@ -977,16 +1013,17 @@ pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], ou
             Q8_0 => dequant_typed::<Q80>(src, out),
             Q5_0 => dequant_typed::<Q50>(src, out),
             Q5_1 => dequant_typed::<Q51>(src, out),
+            Q6_K => dequant_typed::<Q6K>(src, out),
         }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 unsafe fn dequant_typed<B: Block512>(src: &[u8], out: &mut [f32]) {
-    for (b, o) in (0..out.len() / 32).zip(out.chunks_exact_mut(32)) {
-        // SAFETY: block b lies inside src (sizes checked); o holds 32 floats.
+    for (s, o) in (0..out.len() / 32).zip(out.chunks_exact_mut(32)) {
+        // SAFETY: sub-block s lies inside src (sizes checked); o holds 32 floats.
         unsafe {
-            let (w0, w1) = B::load(src.as_ptr().add(b * B::BYTES));
+            let (w0, w1) = B::load(src.as_ptr().add(s / B::SUBS * B::BYTES), s % B::SUBS);
             _mm512_storeu_ps(o.as_mut_ptr(), w0);
             _mm512_storeu_ps(o.as_mut_ptr().add(16), w1);
         }
@@ -1008,13 +1045,14 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
             Q8_0 => gemv_typed::<Q80>(args, rows),
             Q5_0 => gemv_typed::<Q50>(args, rows),
             Q5_1 => gemv_typed::<Q51>(args, rows),
+            Q6_K => gemv_typed::<Q6K>(args, rows),
         }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 unsafe fn gemv_typed<B: Block512>(args: &crate::qblock::BlockGemvArgs<'_>, rows: Range<usize>) {
-    let nb = args.w.k() / 32;
+    let nb = args.w.k() / (32 * B::SUBS);
     // For types with a minimum: Σ x of every block of every token, so that the minima enter with one
     // fused multiply-add per 16 blocks.
     let mut sums = vec![0f32; if B::MIN { args.m * nb } else { 0 }];
@@ -1086,7 +1124,7 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
     i0: usize,
     sums: &[f32],
 ) {
-    let nb = args.w.k() / 32;
+    let nb = args.w.k() / (32 * B::SUBS);
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     let mut accm = [[_mm512_setzero_ps(); T]; R];
     let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
@@ -1115,21 +1153,27 @@ unsafe fn gemv_tile<B: Block512, const R: usize, const T: usize>(
         }
         for bb in 0..cnt {
             let b = b0 + bb;
-            // SAFETY: floats b·32 .. b·32 + 32 of each token row (k = 32·nb).
-            let xs: [(__m512, __m512); T] = std::array::from_fn(|t| unsafe {
-                (_mm512_loadu_ps(x[t].add(b * 32)), _mm512_loadu_ps(x[t].add(b * 32 + 16)))
+            // One scale: converted in place; scale and minimum: from the gathered table.
+            // SAFETY: block b of each row; the prefetch is a hint and never faults.
+            let db: [__m512; R] = std::array::from_fn(|r| unsafe {
+                let p = w[r].add(b * B::BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
+                if B::MIN { _mm512_set1_ps(ds[r].0[bb]) } else { half512(p.add(B::SCALE_AT)) }
             });
-            for r in 0..R {
-                // SAFETY: block b of row j + r; the prefetch is a hint and never faults.
-                unsafe {
-                    let p = w[r].add(b * B::BYTES);
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(BLOCK_PREFETCH) as *const i8);
-                    let (q0, q1) = B::quants(p);
-                    // One scale: converted in place; scale and minimum: from the gathered table.
-                    let db = if B::MIN { _mm512_set1_ps(ds[r].0[bb]) } else { half512(p) };
-                    for t in 0..T {
-                        let blk = _mm512_fmadd_ps(q1, xs[t].1, _mm512_mul_ps(q0, xs[t].0));
-                        acc[r][t] = _mm512_fmadd_ps(blk, db, acc[r][t]);
+            for c in 0..B::SUBS {
+                let at = (b * B::SUBS + c) * 32;
+                // SAFETY: floats at .. at + 32 of each token row lie inside it.
+                let xs: [(__m512, __m512); T] = std::array::from_fn(|t| unsafe {
+                    (_mm512_loadu_ps(x[t].add(at)), _mm512_loadu_ps(x[t].add(at + 16)))
+                });
+                for r in 0..R {
+                    // SAFETY: sub-block c of block b of row j + r.
+                    unsafe {
+                        let (q0, q1) = B::quants(w[r].add(b * B::BYTES), c);
+                        for t in 0..T {
+                            let blk = _mm512_fmadd_ps(q1, xs[t].1, _mm512_mul_ps(q0, xs[t].0));
+                            acc[r][t] = _mm512_fmadd_ps(blk, db[r], acc[r][t]);
+                        }
                     }
                 }
             }

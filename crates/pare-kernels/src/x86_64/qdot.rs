@@ -39,9 +39,11 @@ macro_rules! q8_kernels {
                         BlockType::Q4_0 => typed::<0>(args, rows),
                         BlockType::Q4_1 => typed::<1>(args, rows),
                         BlockType::Q8_0 => typed::<2>(args, rows),
-                        // No integer kernel for the 5-bit types: the reference serves them (decoders
-                        // run the f32-activation kernels).
-                        BlockType::Q5_0 | BlockType::Q5_1 => crate::reference::gemv_blocks_q8_kernel(args, rows),
+                        // No integer kernel for the 5- and 6-bit types: the reference serves them
+                        // (decoders run the f32-activation kernels).
+                        BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q6_K => {
+                            crate::reference::gemv_blocks_q8_kernel(args, rows)
+                        }
                     }
                 }
             }
