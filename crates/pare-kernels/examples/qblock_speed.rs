@@ -13,7 +13,8 @@ fn main() {
             for (n, k, label) in [(1536usize, 576usize, "L2"), (160_000, 576, "memory")] {
                 // Super-block types: rows of 512, as many weights.
                 let (n, k) = if ty.weights() == 256 { (n * k / 512, 512) } else { (n, k) };
-                let data: Vec<u8> = (0..n * k / ty.weights() * ty.block_bytes()).map(|i| (i * 7 % 251) as u8 & 0x3b).collect();
+                let data: Vec<u8> =
+                    (0..n * k / ty.weights() * ty.block_bytes()).map(|i| (i * 7 % 251) as u8 & 0x3b).collect();
                 let w = BlockRows::new(ty, &data, n, k).unwrap();
                 let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
                 let mut q = Q8Rows::default();
