@@ -928,7 +928,8 @@ unsafe fn fifth_lanes(p: *const u8) -> (__m512i, __m512i) {
     // SAFETY: the caller's block holds four bytes of qh at p.
     let qh = _mm512_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
     let idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let bit = |shift: __m512i| _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srlv_epi32(qh, shift), _mm512_set1_epi32(1)));
+    let bit =
+        |shift: __m512i| _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srlv_epi32(qh, shift), _mm512_set1_epi32(1)));
     (bit(idx), bit(_mm512_add_epi32(idx, _mm512_set1_epi32(16))))
 }
 
