@@ -135,7 +135,7 @@ pub fn rules(task: &TaskSpec, max_loss: f64) -> BTreeMap<String, String> {
         ("ranking", "pare's variants within budget first, by score (higher first), then the others by score; peers are not ranked".into()),
         ("mobile_edge", format!("Mobile/Edge: the smallest file within budget (of equal files, the {best} {f}); a file within 1% of its size takes its place only when the speed test finds it faster, the lowest median latency among those")),
         ("speed_critical", format!("Speed-critical: within budget, the variants whose batch-1 latency the speed test cannot separate from the lowest median's; of those, the smallest file, then the {best} {f}, then the lowest median latency")),
-        ("production", format!("Production: within budget and every task metric at most {max_loss} below the original's; among those, the highest score")),
+        ("production", format!("Production: within budget and every task metric where higher is better at most {max_loss} below the original's (perplexity is left to the fidelity budget); among those, the highest score")),
         ("pays_off", format!("a pruning ratio pays off in speed when the speed test finds it faster than the original and its speedup is ≥ {PAYS_OFF:.2}×")),
         ("speedup", "speedup = the original's median latency / the variant's at batch 1, both measured in the same run, alternating round by round; stated as faster or slower only when the speed test finds it (≈1 (n.s.) otherwise), and a slowdown as N× slower".into()),
         ("speed_test", format!("speed test: the {level:.0}% percentile bootstrap interval of a ratio of median latencies at batch 1, from {RESAMPLES} resamples with a fixed seed; each resample draws the rounds with replacement (the same rounds for all of pare's variants, timed together in them; a peer's on its own), then each drawn round's runs with replacement, per variant. A variant is faster or slower only when the interval excludes 1, otherwise there is no measurable change; with fewer than {MIN_RUNS} timed runs it is untested")),
@@ -390,7 +390,13 @@ pub fn analyse(task: &TaskSpec, variants: &[Variant], tasks: &[TaskInfo], max_lo
     }
     // Peers, same run.
     for p in variants.iter().filter(|v| v.kind == Kind::Peer) {
-        let mine = if p.method.ends_with("int8") { int8 } else { orig };
+        // pare's variant of the same format as the peer's (llama.cpp's Q4_K_M against pare's Q4_K),
+        // else int8 against int8, else the original.
+        let same_format = p.method.strip_prefix("llamacpp-").and_then(|f| {
+            let f = f.trim_end_matches("_m").trim_end_matches("_s");
+            variants.iter().find(|v| v.kind != Kind::Peer && v.id == f)
+        });
+        let mine = same_format.or(if p.method.ends_with("int8") { int8 } else { orig });
         if let Some(m) = mine {
             findings.push(format!(
                 "{} against {}: {:.2} ms against {:.2} ms, {}; file {} against {}, {fid} {:.4} against {:.4}.",
@@ -502,7 +508,9 @@ pub fn analyse(task: &TaskSpec, variants: &[Variant], tasks: &[TaskInfo], max_lo
     });
     let task_ok = |v: &Variant| {
         let Some(o) = orig else { return true };
-        tasks.iter().all(|t| match (v.tasks.get(&t.id), o.tasks.get(&t.id)) {
+        // A task where lower is better (perplexity) has no scale that max_loss could bound; the
+        // fidelity budget already covers it.
+        tasks.iter().filter(|t| t.higher_is_better).all(|t| match (v.tasks.get(&t.id), o.tasks.get(&t.id)) {
             (Some(x), Some(y)) => *x >= y - max_loss,
             _ => true,
         })

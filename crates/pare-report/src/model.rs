@@ -109,8 +109,15 @@ pub struct TaskInfo {
     pub metric: String,
     /// Where the labelled data comes from.
     pub source: String,
-    /// Scored items (pairs).
+    /// Scored items (pairs, or token positions).
     pub items: usize,
+    /// Whether a higher value is better (correlations, agreement) or a lower one (perplexity).
+    #[serde(default = "higher")]
+    pub higher_is_better: bool,
+}
+
+fn higher() -> bool {
+    true
 }
 
 /// What a variant is.

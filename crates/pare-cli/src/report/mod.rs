@@ -1,6 +1,7 @@
 //! `pare report`: build a sweep of compressed variants, measure each (size, latency with spread,
 //! throughput, memory, fidelity, task metrics) in one run, analyse, and write the report in four forms.
 
+mod decoder;
 mod measure;
 mod peers;
 mod plan;
@@ -37,9 +38,10 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
     /// Fidelity budget: a variant counts as usable when its mean cosine to the original is at least
-    /// 1 − max-loss.
-    #[arg(long, default_value_t = 0.02, allow_negative_numbers = true)]
-    pub max_loss: f64,
+    /// 1 − max-loss (encoders; default 0.02), or its mean KL divergence from the float baseline at
+    /// most max-loss (decoders; default 0.05).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_loss: Option<f64>,
     /// A reduced sweep with few runs (for tests).
     #[arg(long)]
     pub quick: bool,
@@ -53,6 +55,9 @@ pub struct ReportArgs {
     #[arg(long, value_name = "REPORT_JSON")]
     pub from: Option<PathBuf>,
 }
+
+/// Default fidelity budget of encoders: 1 − mean cosine.
+const DEFAULT_MAX_LOSS: f64 = 0.02;
 
 /// Tokens per timed sequence (or the model's positions, when fewer).
 const SEQ_MAX: usize = 128;
@@ -68,6 +73,7 @@ fn task_infos() -> Vec<TaskInfo> {
             metric: "Pearson r".into(),
             source: format!("{src}: lee.cor, similarities0-1.txt"),
             items: 1225,
+            higher_is_better: true,
         },
         TaskInfo {
             id: "wordsim".into(),
@@ -75,6 +81,7 @@ fn task_infos() -> Vec<TaskInfo> {
             metric: "Spearman ρ".into(),
             source: format!("{src}: wordsim353.tsv"),
             items: 353,
+            higher_is_better: true,
         },
     ]
 }
@@ -159,8 +166,10 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> Result<PathBuf> {
 
 /// Runs `pare report`.
 pub fn run(a: &ReportArgs) -> Result<()> {
-    if !(a.max_loss.is_finite() && (0.0..1.0).contains(&a.max_loss)) {
-        bail!("--max-loss {} is outside [0, 1)", a.max_loss);
+    if let Some(m) = a.max_loss
+        && !(m.is_finite() && (0.0..1.0).contains(&m))
+    {
+        bail!("--max-loss {m} is outside [0, 1)");
     }
     if a.samples == Some(0) {
         bail!("--samples 0: calibration needs at least one sample");
@@ -171,6 +180,17 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     if let Some(from) = &a.from {
         return rerender(from, a);
     }
+    let resolved = zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
+    if let Some(gguf) = common::gguf_path(&resolved) {
+        return decoder::run(a, &gguf, a.max_loss.unwrap_or(decoder::DEFAULT_MAX_KLD));
+    }
+    if crate::decoder::is_decoder(&resolved) {
+        bail!(
+            "{}: a Hugging Face decoder directory; pare report builds decoder variants from a GGUF (pare's own quantize reads GGUF)",
+            a.model
+        );
+    }
+    let max_loss = a.max_loss.unwrap_or(DEFAULT_MAX_LOSS);
     let threads = usize::from(a.threads);
     common::threads(threads);
     let src = common::model_dir(&a.model)?;
@@ -354,7 +374,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let tasks = task_infos();
     let arch: &dyn Architecture = &loaded[0].enc.model;
     let task = task_spec(arch.task());
-    let analysis = pare_eval::analysis::analyse(&task, &variants, &tasks, a.max_loss);
+    let analysis = pare_eval::analysis::analyse(&task, &variants, &tasks, max_loss);
     let table = pare_kernels::dispatch::table();
     let report = Report {
         schema_version: SCHEMA_VERSION,
@@ -388,7 +408,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         },
         task,
         settings: Settings {
-            max_loss: a.max_loss,
+            max_loss,
             quick: a.quick,
             seq,
             throughput_batch: BIG_BATCH,
@@ -478,8 +498,10 @@ fn rerender(from: &std::path::Path, a: &ReportArgs) -> Result<()> {
         (v.latency, v.throughput) = (latency, throughput);
     }
     pare_eval::analysis::relate(&mut report.variants);
-    report.settings.max_loss = a.max_loss;
-    report.analysis = pare_eval::analysis::analyse(&report.task, &report.variants, &report.tasks, a.max_loss);
+    let max_loss =
+        a.max_loss.unwrap_or(if report.task.higher_is_better { DEFAULT_MAX_LOSS } else { decoder::DEFAULT_MAX_KLD });
+    report.settings.max_loss = max_loss;
+    report.analysis = pare_eval::analysis::analyse(&report.task, &report.variants, &report.tasks, max_loss);
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     emit(&report, &a.out)
 }

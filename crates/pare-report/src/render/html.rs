@@ -5,12 +5,12 @@ use super::{SLOWER, SPEED_NOTE, esc, mb, meta, ms, speed_detail, speed_gain, sum
 use crate::{Kind, Report, Variant};
 use std::fmt::Write;
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
+const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1800px;color:#222;padding:0 16px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 7px}th{background:#f4f4f4}
 td.n{text-align:right;font-variant-numeric:tabular-nums}td.slow{color:#b00020;font-weight:600}tr.over td{color:#8a6d00}tr.peer td{color:#1f6f8b}
-.meta{font-size:13px;color:#444}.meta b{display:inline-block;min-width:90px}.grid{display:flex;flex-wrap:wrap;gap:18px}
-svg.plot{background:#fff;border:1px solid #eee}svg .title{font-size:14px;font-weight:600}svg .label{font-size:12px}
+.meta{font-size:13px;color:#444}.meta b{display:inline-block;min-width:90px}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:18px}
+svg.plot{background:#fff;border:1px solid #eee;width:100%;height:auto}svg .title{font-size:14px;font-weight:600}svg .label{font-size:12px}
 svg .value,svg .tick{font-size:11px;fill:#444}li{margin:3px 0}.note{font-size:12px;color:#555}";
 
 /// What a bar chart shows of a variant: value, text, whisker end.
@@ -68,7 +68,11 @@ pub fn html(r: &Report) -> String {
     };
     o.push_str(&svg::bars("Model size (MB)", &rows(&|v| (v.file_bytes as f64 / 1e6, mb(v.file_bytes), None))));
     o.push_str(&svg::bars(
-        "Inference time, batch 1 (ms: median, whisker to p90)",
+        if r.task.higher_is_better {
+            "Inference time, batch 1 (ms: median, whisker to p90)"
+        } else {
+            "Decode time per token (ms: median, whisker to p90)"
+        },
         &rows(&|v| {
             (
                 v.latency.median_ms,
@@ -184,7 +188,7 @@ pub fn html(r: &Report) -> String {
         .collect();
     o.push_str(&svg::scatter(
         &format!("Median latency (ms) against {}; area ∝ file size", r.task.fidelity),
-        "median latency, batch 1 (ms)",
+        if r.task.higher_is_better { "median latency, batch 1 (ms)" } else { "median decode ms per token" },
         &r.task.fidelity,
         &points,
     ));

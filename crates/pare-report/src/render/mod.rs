@@ -59,10 +59,17 @@ pub(crate) fn meta(r: &crate::Report) -> Vec<(String, String)> {
         ),
         (
             "timing",
-            format!(
-                "batch 1 × {} tokens, {} rounds × {} runs per variant, alternating variants round by round; throughput at batch {} × {}",
-                s.seq, s.rounds, s.runs_per_round, s.throughput_batch, s.seq
-            ),
+            if r.task.higher_is_better {
+                format!(
+                    "batch 1 × {} tokens, {} rounds × {} runs per variant, alternating variants round by round; throughput at batch {} × {}",
+                    s.seq, s.rounds, s.runs_per_round, s.throughput_batch, s.seq
+                )
+            } else {
+                format!(
+                    "latency: decode, ms per token after a 128-token prefill (128 tokens per run); throughput: prefill of {} tokens; {} rounds × {} runs per variant, alternating variants round by round; each variant's runs of a round in a process of their own (llama.cpp's in Python)",
+                    s.seq, s.rounds, s.runs_per_round
+                )
+            },
         ),
         (
             "fidelity",

@@ -56,7 +56,14 @@ fn blocks(r: &Report) -> Vec<Block> {
         vs.iter().map(|v| (v.label.clone(), v.file_bytes as f64, mb(v.file_bytes), status(r, v))).collect(),
         '█',
     ));
-    b.push(Block::Heading("Inference Time (ms, batch 1, median; p90 after the slash)".into()));
+    b.push(Block::Heading(
+        if r.task.higher_is_better {
+            "Inference Time (ms, batch 1, median; p90 after the slash)"
+        } else {
+            "Decode Time per Token (ms, median; p90 after the slash)"
+        }
+        .into(),
+    ));
     b.push(chart(
         vs.iter()
             .map(|v| {
@@ -104,13 +111,21 @@ fn blocks(r: &Report) -> Vec<Block> {
     right.extend(std::iter::repeat_n(true, head.len() - 2));
     right.push(false);
     b.push(Block::Table { head, rows, right });
-    b.push(Block::Note(format!(
-        "Median, p90, min–max: {} runs at batch 1 × {}; Sent/s at batch {} × {}; Params: parameters stored (fewer after structured pruning); Nonzero: those not zero; Size reduction of model.safetensors.",
-        vs.first().map_or(0, |v| v.latency.runs),
-        s.seq,
-        s.throughput_batch,
-        s.seq
-    )));
+    b.push(Block::Note(if r.task.higher_is_better {
+        format!(
+            "Median, p90, min–max: {} runs at batch 1 × {}; Sent/s at batch {} × {}; Params: parameters stored (fewer after structured pruning); Nonzero: those not zero; Size reduction of model.safetensors.",
+            vs.first().map_or(0, |v| v.latency.runs),
+            s.seq,
+            s.throughput_batch,
+            s.seq
+        )
+    } else {
+        format!(
+            "Median, p90, min–max: decode ms per token after a 128-token prefill, {} runs of 128 tokens; Tokens/s: prefill of {} tokens; Size reduction of the GGUF file.",
+            vs.first().map_or(0, |v| v.latency.runs),
+            s.seq
+        )
+    }));
     b.push(Block::Note(SPEED_NOTE.into()));
 
     if !r.analysis.pruning_curves.is_empty() {
