@@ -10,7 +10,7 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bot
 table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 7px}th{background:#f4f4f4}
 td.n{text-align:right;font-variant-numeric:tabular-nums}td.slow{color:#b00020;font-weight:600}tr.over td{color:#8a6d00}tr.peer td{color:#1f6f8b}
 .meta{font-size:13px;color:#444}.meta b{display:inline-block;min-width:90px}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:18px}
-svg.plot{background:#fff;border:1px solid #eee;width:100%;height:auto}svg .title{font-size:14px;font-weight:600}svg .label{font-size:12px}
+svg.plot{background:#fff;border:1px solid #eee;width:100%;height:auto}.wide{max-width:1000px}svg .title{font-size:14px;font-weight:600}svg .label{font-size:12px}
 svg .value,svg .tick{font-size:11px;fill:#444}li{margin:3px 0}.note{font-size:12px;color:#555}";
 
 /// What a bar chart shows of a variant: value, text, whisker end.
@@ -186,12 +186,14 @@ pub fn html(r: &Report) -> String {
             dim: over(r, v),
         })
         .collect();
+    o.push_str(r#"<div class="wide">"#);
     o.push_str(&svg::scatter(
         &format!("Median latency (ms) against {}; area ∝ file size", r.task.fidelity),
         if r.task.higher_is_better { "median latency, batch 1 (ms)" } else { "median decode ms per token" },
         &r.task.fidelity,
         &points,
     ));
+    o.push_str("</div>");
     let _ = write!(
         o,
         r#"<p class="note">Outlined: the Pareto front ({}). {}</p>"#,

@@ -23,7 +23,10 @@ pub struct BarRow {
 
 /// A horizontal bar chart.
 pub fn bars(title: &str, rows: &[BarRow]) -> String {
-    let (label_w, bar_w, text_w, row_h, top) = (190.0, 380.0, 210.0, 20.0, 28.0);
+    // The label column fits the longest label (12 px text, about 6.6 px a character).
+    let longest = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0) as f64;
+    let label_w = (longest * 6.6 + 10.0).max(190.0);
+    let (bar_w, text_w, row_h, top) = (380.0, 210.0, 20.0, 28.0);
     let width = label_w + bar_w + text_w;
     let height = top + rows.len() as f64 * row_h + 8.0;
     let max = rows.iter().map(|r| r.whisker.unwrap_or(r.value).max(r.value)).fold(0.0, f64::max);
