@@ -39,12 +39,25 @@ pub enum BlockType {
     /// Super-blocks of 256: `w = d · s · (q − 32)`, 6-bit `q`, a signed 8-bit scale `s` per 16
     /// weights: 6.5625 bits per weight ([`BlockQ6_K`]).
     Q6_K,
+    /// Super-blocks of 256: `w = d · s · q − dmin · m`, 4-bit `q`, 6-bit scale `s` and minimum `m`
+    /// per 32 weights: 4.5 bits per weight ([`BlockQ4_K`]).
+    Q4_K,
+    /// As [`BlockType::Q4_K`] with 5-bit `q`: 5.5 bits per weight ([`BlockQ5_K`]).
+    Q5_K,
 }
 
 impl BlockType {
     /// Every type, in the order above.
-    pub const ALL: [BlockType; 6] =
-        [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0, BlockType::Q5_0, BlockType::Q5_1, BlockType::Q6_K];
+    pub const ALL: [BlockType; 8] = [
+        BlockType::Q4_0,
+        BlockType::Q4_1,
+        BlockType::Q8_0,
+        BlockType::Q5_0,
+        BlockType::Q5_1,
+        BlockType::Q6_K,
+        BlockType::Q4_K,
+        BlockType::Q5_K,
+    ];
 
     /// Bytes of one block ([`BlockType::weights`] weights).
     pub const fn block_bytes(self) -> usize {
@@ -55,13 +68,15 @@ impl BlockType {
             BlockType::Q5_0 => size_of::<BlockQ5_0>(),
             BlockType::Q5_1 => size_of::<BlockQ5_1>(),
             BlockType::Q6_K => size_of::<BlockQ6_K>(),
+            BlockType::Q4_K => size_of::<BlockQ4_K>(),
+            BlockType::Q5_K => size_of::<BlockQ5_K>(),
         }
     }
 
     /// Weights per block: [`QK`], or [`QK_K`] for the K-quant super-blocks.
     pub const fn weights(self) -> usize {
         match self {
-            BlockType::Q6_K => QK_K,
+            BlockType::Q6_K | BlockType::Q4_K | BlockType::Q5_K => QK_K,
             _ => QK,
         }
     }
@@ -69,7 +84,7 @@ impl BlockType {
     /// Byte offsets of the block's f16 values (scale, and minimum where there is one).
     pub const fn f16_offsets(self) -> &'static [usize] {
         match self {
-            BlockType::Q4_1 | BlockType::Q5_1 => &[0, 2],
+            BlockType::Q4_1 | BlockType::Q5_1 | BlockType::Q4_K | BlockType::Q5_K => &[0, 2],
             BlockType::Q6_K => &[208],
             _ => &[0],
         }
@@ -89,6 +104,8 @@ impl BlockType {
             BlockType::Q5_0 => "Q5_0",
             BlockType::Q5_1 => "Q5_1",
             BlockType::Q6_K => "Q6_K",
+            BlockType::Q4_K => "Q4_K",
+            BlockType::Q5_K => "Q5_K",
         }
     }
 }
@@ -178,6 +195,52 @@ pub struct BlockQ6_K {
     pub d: [u8; 2],
 }
 const _: () = assert!(size_of::<BlockQ6_K>() == 210);
+
+/// `Q4_K` super-block of 256 weights, 4.5 bits per weight: f16 `d` and `dmin`; eight 6-bit scales and
+/// minima packed in 12 bytes ([`scale_min_k4`]); quants in four runs of 32 bytes, run `c` holding
+/// weights `64c + l` in its low nibbles and `64c + 32 + l` in its high ones. Weight `i` of sub-block
+/// `j = i / 32`: `d · s_j · q − dmin · m_j`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ4_K {
+    /// Scale of the scales, f16 little-endian.
+    pub d: [u8; 2],
+    /// Scale of the minima, f16 little-endian.
+    pub dmin: [u8; 2],
+    /// Packed 6-bit scales and minima.
+    pub scales: [u8; 12],
+    /// Nibbles.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(size_of::<BlockQ4_K>() == 144);
+
+/// `Q5_K` super-block, 5.5 bits per weight: as [`BlockQ4_K`], with the fifth bit of weight
+/// `32j + l` in bit `j` of `qh[l]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ5_K {
+    /// Scale of the scales, f16 little-endian.
+    pub d: [u8; 2],
+    /// Scale of the minima, f16 little-endian.
+    pub dmin: [u8; 2],
+    /// Packed 6-bit scales and minima.
+    pub scales: [u8; 12],
+    /// Fifth bits.
+    pub qh: [u8; 32],
+    /// Nibbles.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(size_of::<BlockQ5_K>() == 176);
+
+/// Scale and minimum of sub-block `j` (0..8) of a Q4_K/Q5_K super-block from its 12 packed bytes.
+#[inline]
+pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
 
 /// `n` rows of `k` weights (`k` a multiple of the type's block), each row `k / weights` consecutive
 /// blocks: a GGUF tensor of shape `[k, n]` as stored.

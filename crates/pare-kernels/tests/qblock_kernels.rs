@@ -1,4 +1,4 @@
-//! Block-quantized weight kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q6_K) of every tier against the scalar reference:
+//! Block-quantized weight kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) of every tier against the scalar reference:
 //! dequantization bit-exact, products (row kernel and dequantized panels) within the f32 dot-product
 //! bound on edge shapes, saturating blocks and every epilogue.
 
@@ -36,6 +36,17 @@ fn blocks(ty: BlockType, n: usize, k: usize, seed: u64, saturate: bool) -> Vec<u
             if saturate {
                 blk[..192].fill(0xff);
                 blk[192..208].fill(0x80);
+            }
+        }
+        return data;
+    }
+    if matches!(ty, BlockType::Q4_K | BlockType::Q5_K) {
+        // d and dmin small, scales, minima and quants random (or all bits set).
+        for (b, blk) in data.chunks_exact_mut(bb).enumerate() {
+            blk[..2].copy_from_slice(&half::f16::from_f32(scales[2 * b].abs() * 0.01 + 1e-4).to_le_bytes());
+            blk[2..4].copy_from_slice(&half::f16::from_f32(scales[2 * b + 1].abs() * 0.01).to_le_bytes());
+            if saturate {
+                blk[4..].fill(0xff);
             }
         }
         return data;

@@ -251,7 +251,7 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
-    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1, Q5_0, Q5_1, Q6_K and Q8_0 matrices stay in
+    /// Loads `f`, checking every tensor's shape and values: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q4_K, Q5_K, Q6_K matrices stay in
     /// their stored blocks, read in place from the file map; other types are dequantized to f32.
     pub fn load(f: &GgufFile) -> Result<Self> {
         Self::load_with(f, false)
@@ -293,6 +293,8 @@ impl Llama {
                 Some(GgmlType::Q5_0) => Some(BlockType::Q5_0),
                 Some(GgmlType::Q5_1) => Some(BlockType::Q5_1),
                 Some(GgmlType::Q6_K) => Some(BlockType::Q6_K),
+                Some(GgmlType::Q4_K) => Some(BlockType::Q4_K),
+                Some(GgmlType::Q5_K) => Some(BlockType::Q5_K),
                 _ => None,
             };
             match ty {

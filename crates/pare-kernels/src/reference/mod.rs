@@ -243,6 +243,14 @@ pub fn dequantize_block(ty: crate::qblock::BlockType, b: &[u8], out: &mut [f32])
                 *o = d * s as f32 * q as f32;
             }
         }
+        BlockType::Q4_K | BlockType::Q5_K => {
+            let dmin = f16_to_f32([b[2], b[3]]);
+            for (i, o) in out[..256].iter_mut().enumerate() {
+                let (q, s, m) = qk(ty, b, i);
+                let (d1, m1) = (d * s as f32, dmin * m as f32);
+                *o = d1 * q as f32 - m1;
+            }
+        }
         BlockType::Q4_0 => {
             for j in 0..16 {
                 out[j] = d * ((b[2 + j] & 0x0f) as i32 - 8) as f32;
@@ -291,6 +299,19 @@ fn q6k(b: &[u8], i: usize) -> (i32, i32) {
     ((low | (high << 4)) as i32 - 32, (b[192 + i / 16] as i8) as i32)
 }
 
+/// Weight `i` of a Q4_K or Q5_K super-block: its quant, and its sub-block's scale and minimum.
+fn qk(ty: crate::qblock::BlockType, b: &[u8], i: usize) -> (i32, i32, i32) {
+    let (j, l) = (i / 32, i % 32);
+    let (s, m) = crate::qblock::scale_min_k4(j, &b[4..16]);
+    let qs = if ty == crate::qblock::BlockType::Q5_K { 48 } else { 16 };
+    let byte = b[qs + 32 * (j / 2) + l];
+    let mut q = if j % 2 == 0 { byte & 0x0f } else { byte >> 4 } as i32;
+    if ty == crate::qblock::BlockType::Q5_K && b[16 + l] & (1 << j) != 0 {
+        q += 16;
+    }
+    (q, s as i32, m as i32)
+}
+
 /// Reference dequantization of whole blocks.
 ///
 /// # Safety
@@ -336,6 +357,20 @@ pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>
         for i in 0..args.x.rows {
             let (xq, xd, xs) = args.x.row(i);
             let mut acc = 0f32;
+            if matches!(ty, BlockType::Q4_K | BlockType::Q5_K) {
+                for (sb, blk) in wrow.chunks_exact(bb).enumerate() {
+                    let (d, dmin) = (f16_to_f32([blk[0], blk[1]]), f16_to_f32([blk[2], blk[3]]));
+                    for sub in 0..8 {
+                        let b = sb * 8 + sub;
+                        let (_, s, m) = qk(ty, blk, sub * QK);
+                        let dot: i32 = (0..QK).map(|t| qk(ty, blk, sub * QK + t).0 * xq[b * QK + t] as i32).sum();
+                        acc += d * xd[b] * (s * dot) as f32 - dmin * m as f32 * xs[b];
+                    }
+                }
+                // SAFETY: column j of row i of C is this call's (rows are disjoint between callers).
+                unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(acc, i, j) };
+                continue;
+            }
             if ty == BlockType::Q6_K {
                 for (sb, blk) in wrow.chunks_exact(bb).enumerate() {
                     let d = f16_to_f32([blk[208], blk[209]]);
@@ -375,7 +410,7 @@ pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>
                         (0..QK).map(|t| q5(blk, 4, t) * xb[t] as i32).sum::<i32>(),
                         f16_to_f32([blk[2], blk[3]]) * xs[b],
                     ),
-                    BlockType::Q6_K => unreachable!("super-blocks above"),
+                    BlockType::Q6_K | BlockType::Q4_K | BlockType::Q5_K => unreachable!("super-blocks above"),
                 };
                 acc += d * xd[b] * dot as f32 + min;
             }

@@ -929,13 +929,21 @@ trait Block256 {
     const SUBS: usize = 1;
     /// Byte offset of the f16 scale `d`.
     const SCALE_AT: usize = 0;
-    /// Whether the block has a minimum `m` (f16 at byte 2).
+    /// Whether the block has a minimum `m` ([`Block256::min`]).
     const MIN: bool;
     /// Sub-block `c`'s quants.
     ///
     /// # Safety
     /// `p` points at one whole block, `c < SUBS`; the CPU has AVX2, FMA and F16C.
     unsafe fn quants(p: *const u8, c: usize) -> [__m256; 4];
+    /// Sub-block `c`'s minimum, added to every weight: the f16 at byte 2 by default.
+    ///
+    /// # Safety
+    /// As [`Block256::quants`].
+    unsafe fn min(p: *const u8, _c: usize) -> __m256 {
+        // SAFETY: the caller's block holds its minimum at byte 2.
+        unsafe { half256(p.add(2)) }
+    }
     /// Sub-block `c`'s weights, exactly as the reference dequantizes them.
     ///
     /// # Safety
@@ -946,7 +954,7 @@ trait Block256 {
             let q = Self::quants(p, c);
             let d = half256(p.add(Self::SCALE_AT));
             if Self::MIN {
-                let m = half256(p.add(2));
+                let m = Self::min(p, c);
                 q.map(|v| _mm256_add_ps(_mm256_mul_ps(v, d), m))
             } else {
                 q.map(|v| _mm256_mul_ps(v, d))
@@ -992,6 +1000,85 @@ struct Q80;
 struct Q50;
 struct Q51;
 struct Q6K;
+struct Q4K;
+struct Q5K;
+
+/// Sub-block `c` of a Q4_K/Q5_K super-block at `p`: its 32 nibbles (low ones of the run `c / 2` for
+/// even `c`, high ones for odd) as two sets of 16 bytes, and its scale and minimum `-dmin · m`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k_sub(p: *const u8, qs: usize, c: usize) -> ([__m128i; 2], f32) {
+    let m4 = _mm_set1_epi8(0x0f);
+    // SAFETY: a Q4_K/Q5_K block: scales at 4..16, 32 bytes of quants at qs + 32 · (c / 2).
+    unsafe {
+        let run = p.add(qs + 32 * (c / 2));
+        let nib =
+            |v: __m128i| if c % 2 == 0 { _mm_and_si128(v, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(v), m4) };
+        let (s, _) = crate::qblock::scale_min_k4(c, std::slice::from_raw_parts(p.add(4), 12));
+        ([nib(_mm_loadu_si128(run as *const __m128i)), nib(_mm_loadu_si128(run.add(16) as *const __m128i))], s as f32)
+    }
+}
+
+/// `-dmin · m` of sub-block `c` of a Q4_K/Q5_K super-block, broadcast (exact: an f16 times 6 bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k_min(p: *const u8, c: usize) -> __m256 {
+    // SAFETY: a Q4_K/Q5_K block: dmin at 2, scales at 4..16.
+    unsafe {
+        let (_, m) = crate::qblock::scale_min_k4(c, std::slice::from_raw_parts(p.add(4), 12));
+        let dmin = crate::qblock::f16_to_f32([*p.add(2), *p.add(3)]);
+        _mm256_set1_ps(-(dmin * m as f32))
+    }
+}
+
+impl Block256 for Q4K {
+    const BYTES: usize = 144;
+    const SUBS: usize = 8;
+    const MIN: bool = true;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8, c: usize) -> [__m256; 4] {
+        // SAFETY: a Q4_K block: quants at 16.
+        let ([lo, hi], s) = unsafe { k_sub(p, 16, c) };
+        let s = _mm256_set1_ps(s);
+        let [a, b] = widen16::<false>(lo);
+        let [e, f] = widen16::<false>(hi);
+        [a, b, e, f].map(|v| _mm256_mul_ps(v, s))
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn min(p: *const u8, c: usize) -> __m256 {
+        // SAFETY: the caller's Q4_K block.
+        unsafe { k_min(p, c) }
+    }
+}
+
+impl Block256 for Q5K {
+    const BYTES: usize = 176;
+    const SUBS: usize = 8;
+    const MIN: bool = true;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn quants(p: *const u8, c: usize) -> [__m256; 4] {
+        // SAFETY: a Q5_K block: qh at 16 (bit c of byte l: the fifth bit of weight 32c + l), quants at 48.
+        let ([lo, hi], s) = unsafe { k_sub(p, 48, c) };
+        let bit = _mm_set1_epi8(1u8.wrapping_shl(c as u32) as i8);
+        let fifth = |v: __m128i| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(v, bit), bit), _mm_set1_epi8(16));
+        // SAFETY: 32 bytes of qh at 16.
+        let (h0, h1) =
+            unsafe { (_mm_loadu_si128(p.add(16) as *const __m128i), _mm_loadu_si128(p.add(32) as *const __m128i)) };
+        let s = _mm256_set1_ps(s);
+        let [a, b] = widen16::<false>(_mm_or_si128(lo, fifth(h0)));
+        let [e, f] = widen16::<false>(_mm_or_si128(hi, fifth(h1)));
+        [a, b, e, f].map(|v| _mm256_mul_ps(v, s))
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn min(p: *const u8, c: usize) -> __m256 {
+        // SAFETY: the caller's Q5_K block.
+        unsafe { k_min(p, c) }
+    }
+}
 
 impl Block256 for Q6K {
     const BYTES: usize = 210;
@@ -1133,6 +1220,8 @@ pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], ou
             Q5_0 => dequant_typed::<Q50>(src, out),
             Q5_1 => dequant_typed::<Q51>(src, out),
             Q6_K => dequant_typed::<Q6K>(src, out),
+            Q4_K => dequant_typed::<Q4K>(src, out),
+            Q5_K => dequant_typed::<Q5K>(src, out),
         }
     }
 }
@@ -1166,6 +1255,8 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
             Q5_0 => gemv_typed::<Q50>(args, rows),
             Q5_1 => gemv_typed::<Q51>(args, rows),
             Q6_K => gemv_typed::<Q6K>(args, rows),
+            Q4_K => gemv_typed::<Q4K>(args, rows),
+            Q5_K => gemv_typed::<Q5K>(args, rows),
         }
     }
 }
@@ -1245,7 +1336,7 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
                         let blk = _mm256_fmadd_ps(q[3], xs[t][3], blk);
                         acc[r][t] = _mm256_fmadd_ps(blk, db[r], acc[r][t]);
                         if B::MIN {
-                            accm[r][t] = _mm256_fmadd_ps(xsum[t], half256(p.add(2)), accm[r][t]);
+                            accm[r][t] = _mm256_fmadd_ps(xsum[t], B::min(p, c), accm[r][t]);
                         }
                     }
                 }

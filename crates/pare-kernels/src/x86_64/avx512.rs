@@ -1015,6 +1015,8 @@ pub(crate) unsafe fn dequant_blocks(ty: crate::qblock::BlockType, src: &[u8], ou
             Q5_0 => dequant_typed::<Q50>(src, out),
             Q5_1 => dequant_typed::<Q51>(src, out),
             Q6_K => dequant_typed::<Q6K>(src, out),
+            // The K-quants with minima run the AVX2 kernels (AVX-512 CPUs have AVX2, FMA and F16C).
+            Q4_K | Q5_K => super::avx2::dequant_blocks(ty, src, out),
         }
     }
 }
@@ -1047,6 +1049,8 @@ pub(crate) unsafe fn gemv_blocks(args: &crate::qblock::BlockGemvArgs<'_>, rows: 
             Q5_0 => gemv_typed::<Q50>(args, rows),
             Q5_1 => gemv_typed::<Q51>(args, rows),
             Q6_K => gemv_typed::<Q6K>(args, rows),
+            // The K-quants with minima run the AVX2 kernels (AVX-512 CPUs have AVX2, FMA and F16C).
+            Q4_K | Q5_K => super::avx2::gemv_blocks(args, rows),
         }
     }
 }

@@ -41,7 +41,7 @@ macro_rules! q8_kernels {
                         BlockType::Q8_0 => typed::<2>(args, rows),
                         // No integer kernel for the 5- and 6-bit types: the reference serves them
                         // (decoders run the f32-activation kernels).
-                        BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q6_K => {
+                        BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q6_K | BlockType::Q4_K | BlockType::Q5_K => {
                             crate::reference::gemv_blocks_q8_kernel(args, rows)
                         }
                     }
