@@ -1012,8 +1012,9 @@ unsafe fn k_sub(p: *const u8, qs: usize, c: usize) -> ([__m128i; 2], f32) {
     // SAFETY: a Q4_K/Q5_K block: scales at 4..16, 32 bytes of quants at qs + 32 · (c / 2).
     unsafe {
         let run = p.add(qs + 32 * (c / 2));
-        let nib =
-            |v: __m128i| if c % 2 == 0 { _mm_and_si128(v, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(v), m4) };
+        let nib = |v: __m128i| {
+            if c.is_multiple_of(2) { _mm_and_si128(v, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(v), m4) }
+        };
         let (s, _) = crate::qblock::scale_min_k4(c, std::slice::from_raw_parts(p.add(4), 12));
         ([nib(_mm_loadu_si128(run as *const __m128i)), nib(_mm_loadu_si128(run.add(16) as *const __m128i))], s as f32)
     }
