@@ -11,8 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use pare_formats::gguf::GgufFile;
 use pare_formats::zoo;
 use pare_report::{
-    Build, Fidelity, Kind, Machine, ModelInfo, Report, SCHEMA_VERSION, Settings, SpeedVerdict, TaskInfo, TaskSpec,
-    Variant,
+    Fidelity, Kind, ModelInfo, Report, SCHEMA_VERSION, Settings, SpeedVerdict, TaskInfo, TaskSpec, Variant,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -426,24 +425,15 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     let table = pare_kernels::dispatch::table();
     let report = Report {
         schema_version: SCHEMA_VERSION,
-        pare: Build {
-            version: env!("CARGO_PKG_VERSION").into(),
-            commit: option_env!("PARE_COMMIT").filter(|c| !c.is_empty()).map(str::to_string),
-        },
-        machine: Machine {
-            cpu: pare_kernels::isa::cpu_model(),
-            isa: pare_kernels::isa::describe(),
-            kernels: BTreeMap::from(
-                [
-                    ("gemv_blocks", table.gemv_blocks_name),
-                    ("dequant_blocks", table.dequant_blocks_name),
-                    ("gemm_f32", table.gemm_f32_name),
-                ]
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-            ),
+        pare: super::build(),
+        machine: super::machine(
+            &[
+                ("gemv_blocks", table.gemv_blocks_name),
+                ("dequant_blocks", table.dequant_blocks_name),
+                ("gemm_f32", table.gemm_f32_name),
+            ],
             threads,
-            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
+        ),
         model: ModelInfo {
             name: a.model.clone(),
             path: base_s.clone(),

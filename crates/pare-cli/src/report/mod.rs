@@ -378,27 +378,18 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let table = pare_kernels::dispatch::table();
     let report = Report {
         schema_version: SCHEMA_VERSION,
-        pare: Build {
-            version: env!("CARGO_PKG_VERSION").into(),
-            commit: option_env!("PARE_COMMIT").filter(|c| !c.is_empty()).map(str::to_string),
-        },
-        machine: Machine {
-            cpu: pare_kernels::isa::cpu_model(),
-            isa: pare_kernels::isa::describe(),
-            kernels: BTreeMap::from(
-                [
-                    ("gemm_f32", table.gemm_f32_name),
-                    ("gemm_u8s8", table.gemm_u8s8_name),
-                    ("spmm_f32", table.spmm_f32_name),
-                    ("spmm_u8s8", table.spmm_u8s8_name),
-                    ("layer_norm", table.layer_norm_name),
-                    ("softmax", table.softmax_name),
-                ]
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-            ),
+        pare: build(),
+        machine: machine(
+            &[
+                ("gemm_f32", table.gemm_f32_name),
+                ("gemm_u8s8", table.gemm_u8s8_name),
+                ("spmm_f32", table.spmm_f32_name),
+                ("spmm_u8s8", table.spmm_u8s8_name),
+                ("layer_norm", table.layer_norm_name),
+                ("softmax", table.softmax_name),
+            ],
             threads,
-            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
+        ),
         model: ModelInfo {
             name: a.model.clone(),
             path: src.root.display().to_string(),
@@ -430,6 +421,25 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         wall_seconds: progress.elapsed(),
     };
     emit(&report, &a.out)
+}
+
+/// This pare's version and commit.
+fn build() -> Build {
+    Build {
+        version: env!("CARGO_PKG_VERSION").into(),
+        commit: option_env!("PARE_COMMIT").filter(|c| !c.is_empty()).map(str::to_string),
+    }
+}
+
+/// The machine: its CPU, the kernel tier and the kernels named, `threads` of how many.
+fn machine(kernels: &[(&str, &str)], threads: usize) -> Machine {
+    Machine {
+        cpu: pare_kernels::isa::cpu_model(),
+        isa: pare_kernels::isa::describe(),
+        kernels: kernels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        threads,
+        logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
 }
 
 /// The report's view of a model's task.

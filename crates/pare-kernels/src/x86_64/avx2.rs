@@ -1081,6 +1081,26 @@ impl Block256 for Q5K {
     }
 }
 
+/// Weights `16g .. 16g + 16` of sub-block `c` of a Q6_K super-block at `p`, as signed bytes `q − 32`,
+/// and their 16-weight scale. Sub-block `c`: half `c / 4`, part `c % 4` (the low or high nibbles of
+/// the half's first or second 32 bytes of `ql`; bits `2 · part` of its `qh`). Shared with AVX-512.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) unsafe fn q6k_bytes(p: *const u8, c: usize, g: usize) -> (__m128i, f32) {
+    let (h, part) = (c / 4, c % 4);
+    let m4 = _mm_set1_epi8(0x0f);
+    // SAFETY: a Q6_K block: ql at 0, qh at 128, scales at 192; 16 bytes of each from these offsets
+    // lie inside it.
+    unsafe {
+        let ql = _mm_loadu_si128(p.add(64 * h + 32 * (part & 1) + 16 * g) as *const __m128i);
+        let low = if part < 2 { _mm_and_si128(ql, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(ql), m4) };
+        let qh = _mm_loadu_si128(p.add(128 + 32 * h + 16 * g) as *const __m128i);
+        let high = _mm_and_si128(_mm_srl_epi16(qh, _mm_cvtsi32_si128(2 * part as i32)), _mm_set1_epi8(3));
+        let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), _mm_set1_epi8(32));
+        (q, *(p.add(192 + 8 * h + 2 * part + g) as *const i8) as f32)
+    }
+}
+
 impl Block256 for Q6K {
     const BYTES: usize = 210;
     const SUBS: usize = 8;
@@ -1089,47 +1109,35 @@ impl Block256 for Q6K {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn quants(p: *const u8, c: usize) -> [__m256; 4] {
-        // Sub-block c: half h = c / 4, part = c % 4 (low or high nibbles of ql's first or second 32
-        // bytes; bits 2·part of qh).
-        let (h, part) = (c / 4, c % 4);
-        let m4 = _mm_set1_epi8(0x0f);
-        let shift = _mm_cvtsi32_si128(2 * part as i32);
         let mut out = [_mm256_setzero_ps(); 4];
         for g in 0..2 {
-            // SAFETY: a Q6_K block: ql at 0, qh at 128, scales at 192; 16 bytes of each from the
-            // offsets below lie inside it.
-            unsafe {
-                let ql = _mm_loadu_si128(p.add(64 * h + 32 * (part & 1) + 16 * g) as *const __m128i);
-                let low = if part < 2 { _mm_and_si128(ql, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(ql), m4) };
-                let qh = _mm_loadu_si128(p.add(128 + 32 * h + 16 * g) as *const __m128i);
-                let high = _mm_and_si128(_mm_srl_epi16(qh, shift), _mm_set1_epi8(3));
-                let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), _mm_set1_epi8(32));
-                let s = _mm256_set1_ps(*(p.add(192 + 8 * h + 2 * part + g) as *const i8) as f32);
-                let [a, b] = widen16::<true>(q);
-                out[2 * g] = _mm256_mul_ps(a, s);
-                out[2 * g + 1] = _mm256_mul_ps(b, s);
-            }
+            // SAFETY: the caller's Q6_K block, c < 8.
+            let (q, s) = unsafe { q6k_bytes(p, c, g) };
+            let s = _mm256_set1_ps(s);
+            let [a, b] = widen16::<true>(q);
+            out[2 * g] = _mm256_mul_ps(a, s);
+            out[2 * g + 1] = _mm256_mul_ps(b, s);
         }
         out
     }
 }
 
 /// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 0x10 in the bytes of the weights that have it:
-/// weights 0..16, then 16..32.
+/// weights 0..16, then 16..32. One 256-bit pass: byte `i` gets byte `i / 8` of `qh`, every bit but
+/// bit `i % 8` is set, and the bytes that end all ones are those whose bit was set.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn fifth_bits(p: *const u8) -> (__m128i, __m128i) {
     // SAFETY: the caller's block holds four bytes of qh at p.
-    let v = _mm_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
-    let bit = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let spread = |sel: __m128i| {
-        let b = _mm_and_si128(_mm_shuffle_epi8(v, sel), bit);
-        _mm_and_si128(_mm_cmpeq_epi8(b, bit), _mm_set1_epi8(0x10))
-    };
-    (
-        spread(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)),
-        spread(_mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
-    )
+    let v = _mm256_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
+    let spread = _mm256_shuffle_epi8(
+        v,
+        _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    let h = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+    (_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
 }
 
 impl Block256 for Q50 {

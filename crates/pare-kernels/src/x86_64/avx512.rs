@@ -898,23 +898,11 @@ impl Block512 for Q6K {
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     #[inline]
     unsafe fn quants(p: *const u8, c: usize) -> (__m512, __m512) {
-        // Sub-block c: half h = c / 4, part = c % 4 (low or high nibbles of ql's first or second 32
-        // bytes; bits 2·part of qh); one scale per 16 weights, i.e. per register.
-        let (h, part) = (c / 4, c % 4);
-        let m4 = _mm_set1_epi8(0x0f);
-        let shift = _mm_cvtsi32_si128(2 * part as i32);
+        // One scale per 16 weights, i.e. per register.
         let one = |g: usize| {
-            // SAFETY: a Q6_K block: ql at 0, qh at 128, scales at 192; 16 bytes of each from the
-            // offsets below lie inside it.
-            unsafe {
-                let ql = _mm_loadu_si128(p.add(64 * h + 32 * (part & 1) + 16 * g) as *const __m128i);
-                let low = if part < 2 { _mm_and_si128(ql, m4) } else { _mm_and_si128(_mm_srli_epi16::<4>(ql), m4) };
-                let qh = _mm_loadu_si128(p.add(128 + 32 * h + 16 * g) as *const __m128i);
-                let high = _mm_and_si128(_mm_srl_epi16(qh, shift), _mm_set1_epi8(3));
-                let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), _mm_set1_epi8(32));
-                let s = _mm512_set1_ps(*(p.add(192 + 8 * h + 2 * part + g) as *const i8) as f32);
-                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), s)
-            }
+            // SAFETY: the caller's Q6_K block, c < 8; AVX-512 CPUs have AVX2, FMA and F16C.
+            let (q, s) = unsafe { super::avx2::q6k_bytes(p, c, g) };
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(s))
         };
         (one(0), one(1))
     }
