@@ -984,16 +984,6 @@ fn widen16<const SIGNED: bool>(v: __m128i) -> [__m256; 2] {
     }
 }
 
-/// Low and high nibbles of the 16 bytes at `p`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn nibbles(p: *const u8) -> (__m128i, __m128i) {
-    // SAFETY: the caller's block holds 16 bytes of nibbles at p.
-    let qs = unsafe { _mm_loadu_si128(p as *const __m128i) };
-    let m4 = _mm_set1_epi8(0x0f);
-    (_mm_and_si128(qs, m4), _mm_and_si128(_mm_srli_epi16::<4>(qs), m4))
-}
-
 struct Q40;
 struct Q41;
 struct Q80;
@@ -1122,22 +1112,19 @@ impl Block256 for Q6K {
     }
 }
 
-/// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 0x10 in the bytes of the weights that have it:
-/// weights 0..16, then 16..32. One 256-bit pass: byte `i` gets byte `i / 8` of `qh`, every bit but
-/// bit `i % 8` is set, and the bytes that end all ones are those whose bit was set.
+/// The fifth bits of a Q5 block (`qh`, u32 at `p`) as 16 in the 32-bit lanes of the weights that
+/// have it, in the sets of 8 of [`nibble_lanes`]: bit `8g + i` shifted down to 0 by `vpsrlvd`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn fifth_bits(p: *const u8) -> (__m128i, __m128i) {
+unsafe fn fifth_lanes(p: *const u8) -> [__m256i; 4] {
     // SAFETY: the caller's block holds four bytes of qh at p.
-    let v = _mm256_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
-    let spread = _mm256_shuffle_epi8(
-        v,
-        _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
-    );
-    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
-    let h = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-    (_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+    let qh = _mm256_set1_epi32(unsafe { (p as *const u32).read_unaligned() } as i32);
+    let one = _mm256_set1_epi32(1);
+    std::array::from_fn(|g| {
+        let b = 8 * g as i32;
+        let shift = _mm256_setr_epi32(b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7);
+        _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srlv_epi32(qh, shift), one))
+    })
 }
 
 impl Block256 for Q50 {
@@ -1147,11 +1134,10 @@ impl Block256 for Q50 {
     #[inline]
     unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q5_0 block: qh at 2, nibbles at 6.
-        let ((lo, hi), (h0, h1)) = unsafe { (nibbles(p.add(6)), fifth_bits(p.add(2))) };
-        let sixteen = _mm_set1_epi8(16);
-        let [a, b] = widen16::<true>(_mm_sub_epi8(_mm_or_si128(lo, h0), sixteen));
-        let [c, e] = widen16::<true>(_mm_sub_epi8(_mm_or_si128(hi, h1), sixteen));
-        [a, b, c, e]
+        let (q, h) = unsafe { (nibble_lanes(p.add(6)), fifth_lanes(p.add(2))) };
+        std::array::from_fn(|g| {
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(q[g], h[g]), _mm256_set1_epi32(16)))
+        })
     }
 }
 
@@ -1162,11 +1148,25 @@ impl Block256 for Q51 {
     #[inline]
     unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q5_1 block: qh at 4, nibbles at 8.
-        let ((lo, hi), (h0, h1)) = unsafe { (nibbles(p.add(8)), fifth_bits(p.add(4))) };
-        let [a, b] = widen16::<false>(_mm_or_si128(lo, h0));
-        let [c, e] = widen16::<false>(_mm_or_si128(hi, h1));
-        [a, b, c, e]
+        let (q, h) = unsafe { (nibble_lanes(p.add(8)), fifth_lanes(p.add(4))) };
+        std::array::from_fn(|g| _mm256_cvtepi32_ps(_mm256_or_si256(q[g], h[g])))
     }
+}
+
+/// The 16 bytes of nibbles at `p` as four sets of 8 weights in 32-bit lanes (0..8, 8..16, 16..24,
+/// 24..32): each half of the bytes widened once, then split into its low and high nibbles.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibble_lanes(p: *const u8) -> [__m256i; 4] {
+    // SAFETY: the caller's block holds 16 bytes of nibbles at p.
+    let (v0, v1) = unsafe {
+        (
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)),
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(8) as *const __m128i)),
+        )
+    };
+    let m4 = _mm256_set1_epi32(0x0f);
+    [_mm256_and_si256(v0, m4), _mm256_and_si256(v1, m4), _mm256_srli_epi32::<4>(v0), _mm256_srli_epi32::<4>(v1)]
 }
 
 impl Block256 for Q40 {
@@ -1176,11 +1176,8 @@ impl Block256 for Q40 {
     #[inline]
     unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q4_0 block: nibbles at 2.
-        let (lo, hi) = unsafe { nibbles(p.add(2)) };
-        let eight = _mm_set1_epi8(8);
-        let [a, b] = widen16::<true>(_mm_sub_epi8(lo, eight));
-        let [c, e] = widen16::<true>(_mm_sub_epi8(hi, eight));
-        [a, b, c, e]
+        let q = unsafe { nibble_lanes(p.add(2)) };
+        q.map(|v| _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8))))
     }
 }
 
@@ -1191,10 +1188,8 @@ impl Block256 for Q41 {
     #[inline]
     unsafe fn quants(p: *const u8, _: usize) -> [__m256; 4] {
         // SAFETY: a Q4_1 block: nibbles at 4.
-        let (lo, hi) = unsafe { nibbles(p.add(4)) };
-        let [a, b] = widen16::<false>(lo);
-        let [c, e] = widen16::<false>(hi);
-        [a, b, c, e]
+        let q = unsafe { nibble_lanes(p.add(4)) };
+        q.map(|v| _mm256_cvtepi32_ps(v))
     }
 }
 
