@@ -211,8 +211,25 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     if peer_python.is_some() {
         specs.extend(peer_specs());
     }
+    // Estimated seconds of each step (2 cores, SmolLM2), for the progress bar's ETA.
+    let build_cost = |s: &Spec| -> f64 {
+        let per_sample = samples as f64 / 512.0;
+        match s.method.as_str() {
+            "q4_0+gptq" => 70.0 * per_sample,
+            "mixed" if s.args.iter().any(|a| a == "--sensitivity-from") => 20.0,
+            "mixed" => 120.0,
+            "q4_0+imatrix" => 18.0 * per_sample,
+            _ => 2.0,
+        }
+    };
+    let compare_cost = 30.0 * tokens as f64 / 4096.0;
+    let round_cost = (specs.len() as f64 * 3.5 + 9.0) * (runs + 1) as f64;
     let steps = 1 + specs.len() * 2 + rounds;
-    let mut progress = Progress::new(steps, 30.0 * steps as f64);
+    let total = 4.0
+        + specs.iter().map(build_cost).sum::<f64>()
+        + specs.len() as f64 * compare_cost
+        + rounds as f64 * round_cost;
+    let mut progress = Progress::new(steps, total);
     let log_path = a.out.join("build.log");
     let mut log = std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
     let src = gguf.display().to_string();
@@ -223,7 +240,7 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     let base = models.join("f32.gguf");
     let base_s = base.display().to_string();
     pare(&["quantize", &src, "--scheme", "f32", "-o", &base_s, "--force"].map(String::from), &mut log)?;
-    progress.end(10.0);
+    progress.end(4.0);
     let mut built: Vec<(PathBuf, Option<f64>, String)> = Vec::new();
     for s in &specs {
         progress.begin(&format!("building {}", s.label));
@@ -247,7 +264,7 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
             format!("pare {}", args.join(" "))
         };
         built.push((out, Some(t0.elapsed().as_secs_f64()), recipe));
-        progress.end(20.0);
+        progress.end(build_cost(s));
     }
 
     // Fidelity on held-out prose, against the float baseline.
@@ -284,7 +301,7 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
             ("top1".to_string(), num(&v["same_top"]["share"])?),
             ("ppl".to_string(), num(&v["perplexity"]["variant"])?),
         ]));
-        progress.end(10.0);
+        progress.end(compare_cost);
     }
 
     // Speed: every round runs every variant (the baseline first in round 1), one further along each time.
@@ -324,7 +341,7 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
             };
             speeds[i].push(speed(&json)?);
         }
-        progress.end(30.0);
+        progress.end(round_cost);
     }
     progress.finish();
 
