@@ -1334,13 +1334,15 @@ unsafe fn gemv_tile<B: Block256, const R: usize, const T: usize>(
                 unsafe {
                     let p = w[r].add(b * B::BYTES);
                     let q = B::quants(p, c);
+                    // The sub-block's minimum is read once for all tokens.
+                    let m = if B::MIN { B::min(p, c) } else { _mm256_setzero_ps() };
                     for t in 0..T {
                         let blk = _mm256_fmadd_ps(q[1], xs[t][1], _mm256_mul_ps(q[0], xs[t][0]));
                         let blk = _mm256_fmadd_ps(q[2], xs[t][2], blk);
                         let blk = _mm256_fmadd_ps(q[3], xs[t][3], blk);
                         acc[r][t] = _mm256_fmadd_ps(blk, db[r], acc[r][t]);
                         if B::MIN {
-                            accm[r][t] = _mm256_fmadd_ps(xsum[t], B::min(p, c), accm[r][t]);
+                            accm[r][t] = _mm256_fmadd_ps(xsum[t], m, accm[r][t]);
                         }
                     }
                 }
