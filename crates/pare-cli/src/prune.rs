@@ -1,7 +1,7 @@
 //! `pare prune`: remove weights (or whole neurons and heads) and store the result packed.
 
 use crate::common;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use pare_compress::prune::{Method, PruneOptions, Scope, parse_nm};
 use std::path::PathBuf;
@@ -51,9 +51,14 @@ pub struct PruneArgs {
     /// or `builtin:kjv`.
     #[arg(long, value_name = "FILE|builtin:NAME")]
     pub calibrate: Option<String>,
-    /// Calibration samples used: the first N.
-    #[arg(long, value_name = "N", default_value_t = pare_compress::prune::DEFAULT_SAMPLES)]
-    pub samples: usize,
+    /// Calibration samples used: the first N (default: 4096 for encoders, 512 for decoders).
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
+    /// Decoders: store the pruned matrices in this block format, quantized jointly with the pruning
+    /// (GPTQ on the calibration text, the pruned weights kept exactly zero): q4_0, q5_0 or q8_0; or
+    /// f16 (the default) or f32. GGUF has no sparse layout, so the zeros are stored densely.
+    #[arg(long, value_name = "TYPE")]
+    pub quantize: Option<String>,
     /// Output directory.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -62,8 +67,27 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
+/// Calibration samples of decoders by default (as `pare quantize --gptq`).
+const DECODER_SAMPLES: usize = 512;
+
 /// Runs `pare prune`.
 pub fn run(a: &PruneArgs) -> Result<()> {
+    let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
+    let decoder = crate::decoder::is_decoder(&path);
+    let opts = options(a, decoder)?;
+    if decoder {
+        return run_decoder(a, &path, &opts);
+    }
+    if a.quantize.is_some() {
+        bail!("--quantize applies to decoders (GGUF); an encoder is pruned as stored (quantize it with pare quantize)");
+    }
+    let dir = common::model_dir(&path.display().to_string())?;
+    let summary = pare_compress::prune::prune(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;
+    println!("{}", summary.out_dir.display());
+    Ok(())
+}
+
+fn options(a: &PruneArgs, decoder: bool) -> Result<PruneOptions> {
     let opts = PruneOptions {
         method: match a.method {
             MethodArg::Magnitude => Method::Magnitude,
@@ -82,12 +106,102 @@ pub fn run(a: &PruneArgs) -> Result<()> {
             Some(spec) => Some((spec.clone(), pare_compress::calibration::resolve(spec)?)),
             None => None,
         },
-        samples: a.samples,
+        samples: a.samples.unwrap_or(if decoder { DECODER_SAMPLES } else { pare_compress::prune::DEFAULT_SAMPLES }),
         force: a.force,
     };
     pare_compress::prune::validate(&opts)?;
-    let dir = common::model_dir(&a.model)?;
-    let summary = pare_compress::prune::prune(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;
-    println!("{}", summary.out_dir.display());
+    Ok(opts)
+}
+
+/// `pare prune` of a decoder GGUF: the matrices of every block pruned through the model seam (layer by
+/// layer on the calibration text), then written as GGUF: f16 or f32 as they are, or quantized to a
+/// block format by GPTQ with the pruned weights pinned at zero.
+fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Result<()> {
+    use pare_formats::gguf::GgmlType;
+    let Some(gguf) = common::gguf_path(path) else {
+        bail!("{}: pare prunes decoders stored as GGUF; convert this one with pare quantize --scheme f32", a.model);
+    };
+    if opts.method == Method::Structured {
+        bail!(
+            "--method structured on a decoder: GGUF holds one width per model, not per layer; use sparsegpt, wanda, nm or magnitude"
+        );
+    }
+    let ty = match &a.quantize {
+        None => GgmlType::F16,
+        Some(t) => pare_compress::gguf_quant::parse_type(t)
+            .filter(|t| matches!(t, GgmlType::F16 | GgmlType::F32) || pare_compress::gptq::holds_zero(*t))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--quantize {t}: pruned weights are stored in q4_0, q5_0, q8_0 (grids that hold an exact zero), f16 or f32"
+                )
+            })?,
+    };
+    pare_compress::gguf_quant::check_output(&gguf, &a.output, a.force)?;
+    let crate::decoder::Decoder { mut llama, tok, .. } = crate::decoder::open_path(&gguf, true)?;
+    let tokenize = |s: &str| -> pare_compress::Result<Vec<u32>> { Ok(tok.encode_untruncated(s)?) };
+    let pruned = pare_compress::prune::prune_model(&mut llama, &tokenize, opts, &mut |m| eprintln!("{m}"))?;
+    let mut info = pruned.info;
+    let mut values = std::collections::BTreeMap::new();
+    let mut prequantized = std::collections::BTreeMap::new();
+    if pare_compress::gptq::holds_zero(ty) {
+        let (source, samples) = match &opts.calibration {
+            Some(c) => c.clone(),
+            None => (
+                pare_compress::calibration::DEFAULT_NAME.to_string(),
+                pare_compress::calibration::default_samples(opts.samples),
+            ),
+        };
+        let seqs = samples.iter().take(opts.samples).map(|s| tokenize(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut cal = pare_compress::prune::Calibration::from_sequences(&llama, seqs, source.clone())?;
+        eprintln!(
+            "GPTQ to {} on {} samples ({} tokens) of {source}, pruned weights kept zero",
+            ty.name(),
+            cal.samples,
+            cal.tokens()
+        );
+        let gopts = pare_compress::gptq::GptqOptions { keep_zeros: true };
+        let q = pare_compress::gptq::quantize_model(&mut llama, &mut cal, &|_| Some(ty), &gopts, &mut |m| {
+            eprintln!("{m}")
+        })?;
+        prequantized = q.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
+        info.insert(
+            "quantization".into(),
+            serde_json::json!({"type": ty.name(), "method": "gptq", "keep_zeros": true}),
+        );
+    } else {
+        eprintln!(
+            "GGUF has no sparse layout: the zeros are stored densely as {} (--quantize q4_0 stores them in 4.5 bits per weight)",
+            ty.name()
+        );
+        for (name, lin) in pare_models::Architecture::linears(&llama) {
+            values.insert(format!("{name}.weight"), lin.weight.to_dense());
+        }
+    }
+    let total: usize =
+        pare_models::Architecture::linears(&llama).iter().map(|(_, l)| l.out_features() * l.in_features()).sum();
+    let zeros: usize = pare_models::Architecture::linears(&llama)
+        .iter()
+        .map(|(_, l)| l.weight.to_dense().iter().filter(|v| **v == 0.0).count())
+        .sum();
+    info.insert("zeros".into(), serde_json::json!(zeros as f64 / total.max(1) as f64));
+    let plan = pare_compress::gguf_quant::GgufPlan {
+        default: Some(ty),
+        values,
+        prequantized,
+        metadata: vec![(
+            "pare.prune".to_string(),
+            pare_formats::gguf::MetaValue::String(serde_json::Value::Object(info).to_string()),
+        )],
+        ..Default::default()
+    };
+    let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |_| {})?;
+    eprintln!(
+        "{:.1}% of the block matrices' weights are zero; {:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",
+        100.0 * zeros as f64 / total.max(1) as f64,
+        s.bytes.0 as f64 / 1e6,
+        s.bytes.1 as f64 / 1e6,
+        s.matrix_bpw
+    );
+    println!("{}", s.path.display());
     Ok(())
 }

@@ -97,6 +97,11 @@ pub struct QuantizeArgs {
     /// 32-value block schemes (q4_0, q4_1, q5_0, q5_1, q8_0), on `--calibrate` or the built-in text.
     #[arg(long)]
     pub gptq: bool,
+    /// Decoders: activation-aware scaling (AWQ) before quantization: per-channel scales searched on
+    /// `--calibrate` (or the built-in text) and folded into the RMSNorms and `ffn_up`; combines with
+    /// `--gptq` and `--scheme mixed`.
+    #[arg(long)]
+    pub awq: bool,
     /// Decoders: calibration samples used (the first this many of `--calibrate`).
     #[arg(long)]
     pub samples: Option<usize>,
@@ -132,8 +137,8 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
     if a.scheme != Scheme::Int8 {
         return run_gguf(a);
     }
-    if a.fallback.is_some() || a.plan.is_some() || a.gptq || a.samples.is_some() || a.bpw.is_some() {
-        bail!("--fallback, --plan, --gptq, --samples and --bpw apply to decoder (GGUF) schemes, not int8");
+    if a.fallback.is_some() || a.plan.is_some() || a.gptq || a.awq || a.samples.is_some() || a.bpw.is_some() {
+        bail!("--fallback, --plan, --gptq, --awq, --samples and --bpw apply to decoder (GGUF) schemes, not int8");
     }
     let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
     if crate::decoder::is_decoder(&path) {
@@ -194,6 +199,7 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
             ty.name().to_lowercase()
         );
     };
+    pare_compress::gguf_quant::check_output(&gguf, &a.output, a.force)?;
     let fallback = match a.fallback {
         Some(Scheme::Int8) => bail!("--fallback int8: the fallback is a block format (q5_0, q8_0, ...)"),
         Some(s) => s.ggml(),
@@ -220,8 +226,11 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
     if n_samples == 0 {
         bail!("--samples 0: calibration needs at least one sample");
     }
-    if a.samples.is_some() && a.calibrate.is_none() && !a.gptq && !mixed {
-        bail!("--samples applies to --calibrate, --gptq or --scheme mixed");
+    if a.samples.is_some() && a.calibrate.is_none() && !a.gptq && !a.awq && !mixed {
+        bail!("--samples applies to --calibrate, --gptq, --awq or --scheme mixed");
+    }
+    if a.awq && matches!(ty, pare_formats::gguf::GgmlType::F32 | pare_formats::gguf::GgmlType::F16) {
+        bail!("--awq scales weights for a block format; {} keeps them as they are", ty.name());
     }
     let mut importance = std::collections::BTreeMap::new();
     let mut metadata = Vec::new();
@@ -230,7 +239,7 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         metadata.push(("pare.quantize.plan".to_string(), pare_formats::gguf::MetaValue::String(json.to_string())));
         overrides = types.0;
         importance = types.1;
-    } else if let Some(spec) = a.calibrate.as_ref().filter(|_| !a.gptq) {
+    } else if let Some(spec) = a.calibrate.as_ref().filter(|_| !a.gptq && !a.awq) {
         // With --gptq the calibration text feeds GPTQ, whose grid search already weighs by the inputs.
         // Importance of each matrix's input columns (mean x² over the calibration tokens), from the
         // model as stored: its products are those of the float baseline.
@@ -241,6 +250,47 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         eprintln!("importance of every matrix's inputs from {} samples of {spec}", samples.len());
         let imp = pare_compress::quantize::importance(&d.llama, &tokenize, samples, &mut |m| eprintln!("{m}"))?;
         importance = imp.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
+    }
+    let mut values = std::collections::BTreeMap::new();
+    let mut scaled = None;
+    if a.awq {
+        let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
+        let samples = pare_compress::calibration::resolve(&spec)?;
+        let samples = &samples[..samples.len().min(n_samples)];
+        let mut d = crate::decoder::open_path(&gguf, true)?;
+        let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut cal = pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.clone())?;
+        eprintln!("AWQ on {} samples ({} tokens) of {spec}", cal.samples, cal.tokens());
+        let types = |name: &str| -> Option<pare_formats::gguf::GgmlType> {
+            Some(overrides.get(&format!("{name}.weight")).copied().unwrap_or(ty))
+        };
+        let groups = pare_compress::awq::scale_model(&mut d.llama, &mut cal, &types, &mut |m| eprintln!("{m}"))?;
+        let scaled_groups = groups.iter().filter(|g| g.alpha > 0.0).count();
+        eprintln!("AWQ scaled {scaled_groups} of {} groups", groups.len());
+        metadata.push((
+            "pare.quantize.awq".to_string(),
+            pare_formats::gguf::MetaValue::String(
+                serde_json::json!({
+                    "calibration": spec, "samples": cal.samples, "tokens": cal.tokens(),
+                    "groups": groups.iter().map(|g| serde_json::json!({"linears": g.linears, "alpha": g.alpha, "error_ratio": g.error_ratio})).collect::<Vec<_>>(),
+                })
+                .to_string(),
+            ),
+        ));
+        use pare_models::Architecture;
+        for (name, lin) in d.llama.linears() {
+            values.insert(format!("{name}.weight"), lin.weight.to_dense());
+        }
+        for (name, _, v) in d.llama.other_parameters() {
+            values.insert(name, v);
+        }
+        {
+            // Rounding (of whatever GPTQ does not write) weighs the scaled inputs.
+            let tokenize = |s: &str| -> pare_compress::Result<Vec<u32>> { Ok(d.tok.encode_untruncated(s)?) };
+            let imp = pare_compress::quantize::importance(&d.llama, &tokenize, samples, &mut |m| eprintln!("{m}"))?;
+            importance = imp.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
+        }
+        scaled = Some(d);
     }
     let mut prequantized = std::collections::BTreeMap::new();
     if a.gptq {
@@ -253,7 +303,10 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
         let samples = pare_compress::calibration::resolve(&spec)?;
         let samples = &samples[..samples.len().min(n_samples)];
-        let mut d = crate::decoder::open_path(&gguf, true)?;
+        let mut d = match scaled.take() {
+            Some(d) => d,
+            None => crate::decoder::open_path(&gguf, true)?,
+        };
         if mixed {
             // GPTQ's stored bytes replace the importance-weighted rounding of the matrices it writes.
             eprintln!(
@@ -267,7 +320,9 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
             Some(overrides.get(&format!("{name}.weight")).copied().unwrap_or(ty))
                 .filter(|t| pare_compress::gptq::supports(*t))
         };
-        let q = pare_compress::gptq::quantize_model(&mut d.llama, &mut cal, &types, &mut |m| eprintln!("{m}"))?;
+        let q = pare_compress::gptq::quantize_model(&mut d.llama, &mut cal, &types, &Default::default(), &mut |m| {
+            eprintln!("{m}")
+        })?;
         prequantized = q.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
     }
     let plan = pare_compress::gguf_quant::GgufPlan {
@@ -277,6 +332,7 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
         importance,
         prequantized,
         metadata,
+        values,
     };
     let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |m| eprintln!("{m}"))?;
     eprintln!(

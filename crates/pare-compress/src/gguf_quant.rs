@@ -44,6 +44,10 @@ pub struct GgufPlan {
     pub importance: BTreeMap<String, Vec<f32>>,
     /// Tensors already quantized (by GPTQ), by GGUF name: their type and stored bytes.
     pub prequantized: BTreeMap<String, (GgmlType, Vec<u8>)>,
+    /// New values of tensors, by GGUF name (pruned or rescaled matrices, norms that absorbed a
+    /// scale): a matrix is quantized from them instead of from the source; any other tensor is
+    /// written from them as F32.
+    pub values: BTreeMap<String, Vec<f32>>,
     /// Metadata keys added to the output (or replacing the source's).
     pub metadata: Vec<(String, MetaValue)>,
 }
@@ -98,6 +102,24 @@ fn file_type(ty: GgmlType) -> u32 {
     }
 }
 
+/// Checks that a GGUF may be written to `out` from `src`: not an existing file (unless `force`),
+/// not a directory, not the input itself. Commands call it before their long work.
+pub fn check_output(src: &Path, out: &Path, force: bool) -> Result<()> {
+    let bad = |m: String| Err(CompressError::Invalid(m));
+    if out.exists() && !force {
+        return bad(format!("{}: exists (use --force to replace it)", out.display()));
+    }
+    if out.is_dir() {
+        return bad(format!("{}: is a directory; a GGUF output is a file", out.display()));
+    }
+    if let (Ok(a), Ok(b)) = (src.canonicalize(), out.canonicalize())
+        && a == b
+    {
+        return bad(format!("{}: the output is the input model", out.display()));
+    }
+    Ok(())
+}
+
 /// Quantizes the GGUF at `src` into `out` as `plan` says; `log` gets one line per tensor.
 pub fn quantize_gguf(
     src: &Path,
@@ -107,18 +129,22 @@ pub fn quantize_gguf(
     log: &mut dyn FnMut(&str),
 ) -> Result<GgufSummary> {
     let bad = |m: String| CompressError::Invalid(m);
-    if out.exists() && !force {
-        return Err(bad(format!("{}: exists (use --force to replace it)", out.display())));
-    }
-    if out.is_dir() {
-        return Err(bad(format!("{}: is a directory; a GGUF output is a file", out.display())));
-    }
-    if let (Ok(a), Ok(b)) = (src.canonicalize(), out.canonicalize())
-        && a == b
-    {
-        return Err(bad(format!("{}: the output is the input model", out.display())));
-    }
+    check_output(src, out, force)?;
     let f = GgufFile::open(src)?;
+    for (name, v) in &plan.values {
+        match f.tensor(name) {
+            None => {
+                return Err(bad(format!(
+                    "{}: new values given for tensor {name}, which the model does not have",
+                    src.display()
+                )));
+            }
+            Some(t) if t.numel() != v.len() => {
+                return Err(bad(format!("new values of {name}: {} values for its {}", v.len(), t.numel())));
+            }
+            Some(_) => {}
+        }
+    }
     for name in plan.overrides.keys().chain(plan.importance.keys()).chain(plan.prequantized.keys()) {
         match f.tensor(name) {
             None => {
@@ -165,8 +191,11 @@ pub fn quantize_gguf(
                         ty
                     }
                 }
+                None if plan.values.contains_key(&t.name) => GgmlType::F32,
                 None => t.ty,
             }
+        } else if plan.values.contains_key(&t.name) {
+            GgmlType::F32
         } else {
             t.ty
         };
@@ -218,14 +247,25 @@ pub fn quantize_gguf(
         let stored = f.bytes(t)?;
         let bytes = if let Some((_, b)) = plan.prequantized.get(&t.name) {
             b.clone()
-        } else if spec.ty == t.ty {
+        } else if spec.ty == t.ty && !plan.values.contains_key(&t.name) {
             stored.to_vec()
+        } else if !quantizable(&t.name, &t.dims) {
+            // A float tensor with new values (checked present above), written as F32.
+            plan.values[&t.name].iter().flat_map(|v| v.to_le_bytes()).collect()
         } else {
-            let mut x = vec![0f32; t.numel()];
-            pare_formats::gguf::dequantize(t.ty, stored, &mut x).map_err(|msg| pare_formats::FormatError::Config {
-                path: src.to_path_buf(),
-                msg: format!("tensor {}: {msg}", t.name),
-            })?;
+            let x = match plan.values.get(&t.name) {
+                Some(v) => v.clone(),
+                None => {
+                    let mut x = vec![0f32; t.numel()];
+                    pare_formats::gguf::dequantize(t.ty, stored, &mut x).map_err(|msg| {
+                        pare_formats::FormatError::Config {
+                            path: src.to_path_buf(),
+                            msg: format!("tensor {}: {msg}", t.name),
+                        }
+                    })?;
+                    x
+                }
+            };
             if let Some(i) = x.iter().position(|v| !v.is_finite()) {
                 return Err(pare_formats::FormatError::Config {
                     path: src.to_path_buf(),

@@ -26,6 +26,20 @@ pub fn supports(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
 }
 
+/// The formats whose every block holds an exact zero (symmetric grids), so pruned weights stay
+/// pruned: Q4_0, Q5_0, Q8_0 (Q4_1 and Q5_1 store a minimum, and their grid rarely holds 0).
+pub fn holds_zero(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0)
+}
+
+/// Options of [`quantize_model`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GptqOptions {
+    /// Weights that are exactly zero (pruned) stay zero: they are stored as the grid's zero code
+    /// and their removal error is spread like any rounding error (joint pruning and quantization).
+    pub keep_zeros: bool,
+}
+
 /// The grid of one block: value of code `q` is `d·q + m`, codes in `lo..=hi`.
 #[derive(Clone, Copy, Debug)]
 struct Grid {
@@ -46,6 +60,11 @@ impl Grid {
 
     fn value(&self, q: i32) -> f32 {
         self.d * q as f32 + self.m
+    }
+
+    /// The code of an exact zero, on a symmetric grid.
+    fn zero(&self) -> i32 {
+        if self.d == 0.0 { self.lo.max(0) } else { (-self.m / self.d).round() as i32 }
     }
 }
 
@@ -113,9 +132,20 @@ fn pack(ty: GgmlType, g: &Grid, codes: &[i32], out: &mut [u8]) {
 }
 
 /// GPTQ of `w` (`n × k`) to `ty` with the prepared inverse-Hessian factor `p` and importance `imp`
-/// (`diag(H)`): returns the stored bytes and, in `w`, the values they hold.
-pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, imp: &[f32]) -> Vec<u8> {
+/// (`diag(H)`): returns the stored bytes and, in `w`, the values they hold. Entries `pinned` (pruned
+/// weights) are stored as zero, which needs a format that [`holds_zero`].
+pub fn gptq(
+    ty: GgmlType,
+    w: &mut [f32],
+    n: usize,
+    k: usize,
+    p: &obs::Prepared,
+    imp: &[f32],
+    pinned: Option<&[bool]>,
+) -> Vec<u8> {
     assert!(supports(ty) && k.is_multiple_of(QK) && p.k == k);
+    assert!(pinned.is_none() || holds_zero(ty), "pinned zeros need a grid holding 0");
+    let pin = |i: usize| pinned.is_some_and(|p| p[i]);
     let (_, bb) = ty.block().expect("a block format");
     let hinv = &p.hinv;
     let mut out = vec![0u8; n * k / QK * bb];
@@ -134,7 +164,8 @@ pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, 
             if col % QK == 0 {
                 // The block's grid, from its weights as updated so far.
                 for r in 0..n {
-                    let x: Vec<f32> = wd[r * k + col..r * k + col + QK].iter().map(|&v| v as f32).collect();
+                    let x: Vec<f32> =
+                        (r * k + col..r * k + col + QK).map(|i| if pin(i) { 0.0 } else { wd[i] as f32 }).collect();
                     grids[r] = grid(ty, &x, &imp[col..col + QK], sigma2[r]);
                 }
             }
@@ -142,7 +173,7 @@ pub fn gptq(ty: GgmlType, w: &mut [f32], n: usize, k: usize, p: &obs::Prepared, 
             let hrow = &hinv[col * k + i1..col * k + i2];
             for r in 0..n {
                 let wv = wd[r * k + col];
-                let q = grids[r].code(wv as f32);
+                let q = if pin(r * k + col) { grids[r].zero() } else { grids[r].code(wv as f32) };
                 codes[r * k + col] = q;
                 let qv = f64::from(grids[r].value(q));
                 let e = (wv - qv) / d;
@@ -179,6 +210,7 @@ pub fn quantize_model(
     model: &mut dyn Architecture,
     cal: &mut Calibration,
     types: &dyn Fn(&str) -> Option<GgmlType>,
+    opts: &GptqOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<BTreeMap<String, (GgmlType, Vec<u8>)>> {
     let mut out = BTreeMap::new();
@@ -211,7 +243,14 @@ pub fn quantize_model(
                 let lin = model.linear_mut(l, name);
                 let (n, kk) = (lin.out_features(), lin.in_features());
                 let mut w = lin.weight.to_dense();
-                let bytes = gptq(ty, &mut w, n, kk, &prepared, &imp);
+                let pinned: Option<Vec<bool>> = opts.keep_zeros.then(|| w.iter().map(|v| *v == 0.0).collect());
+                if pinned.is_some() && !holds_zero(ty) {
+                    return Err(CompressError::Invalid(format!(
+                        "{full}: {} cannot store pruned weights as zeros (its grid has a minimum); use Q4_0, Q5_0 or Q8_0",
+                        ty.name()
+                    )));
+                }
+                let bytes = gptq(ty, &mut w, n, kk, &prepared, &imp, pinned.as_deref());
                 lin.weight = Weight::dense_f32(&w, n, kk);
                 log(&format!("{full}: GPTQ to {}", ty.name()));
                 out.insert(full, (ty, bytes));
@@ -268,7 +307,7 @@ mod tests {
         let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
             let mut q = w.clone();
-            let bytes = gptq(ty, &mut q, n, k, &p, &imp);
+            let bytes = gptq(ty, &mut q, n, k, &p, &imp, None);
             let mut back = vec![0f32; n * k];
             dequantize(ty, &bytes, &mut back).unwrap();
             let worst = back.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -278,6 +317,48 @@ mod tests {
             dequantize(ty, &rtn, &mut r).unwrap();
             let (eg, er) = (output_error(&x, t, k, &w, &q, n), output_error(&x, t, k, &w, &r, n));
             assert!(eg < 0.8 * er, "{}: GPTQ output error {eg:.3e} vs nearest {er:.3e}", ty.name());
+        }
+    }
+
+    #[test]
+    fn pinned_zeros_stay_zero_and_gptq_recovers_part_of_the_pruning_error() {
+        let (n, k, t) = (16, 128, 512);
+        let w = data(n * k, 7);
+        let base = data(t * 8, 9);
+        let x: Vec<f32> = (0..t * k)
+            .map(|i| {
+                let (r, c) = (i / k, i % k);
+                base[r * 8 + c % 8] * (1.0 + (c % 3) as f32) + 0.05 * base[(r * 8 + c) % (t * 8)]
+            })
+            .collect();
+        let h = gram(&x, t, k);
+        let p = obs::prepare(&h, k).unwrap();
+        let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
+        // Half of every row pruned (the smaller magnitudes).
+        let mut pruned = w.clone();
+        crate::prune::magnitude(&mut pruned, 0.5);
+        let pinned: Vec<bool> = pruned.iter().map(|v| *v == 0.0).collect();
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+            let mut q = pruned.clone();
+            let bytes = gptq(ty, &mut q, n, k, &p, &imp, Some(&pinned));
+            let mut back = vec![0f32; n * k];
+            dequantize(ty, &bytes, &mut back).unwrap();
+            for (i, (&b, &pin)) in back.iter().zip(&pinned).enumerate() {
+                assert!(!pin || b == 0.0, "{}: pinned weight {i} stored as {b}", ty.name());
+                assert_eq!(b, q[i], "{}: stored value {i} differs from GPTQ's", ty.name());
+            }
+            // Rounding the pruned weights to nearest, against GPTQ from the same input.
+            let rtn = ggml_quant::quantize(ty, &pruned, n, k, None).unwrap();
+            let mut r = vec![0f32; n * k];
+            dequantize(ty, &rtn, &mut r).unwrap();
+            let (eg, er) = (output_error(&x, t, k, &pruned, &q, n), output_error(&x, t, k, &pruned, &r, n));
+            assert!(eg < 0.8 * er, "{}: GPTQ error {eg:.3e} vs nearest {er:.3e}", ty.name());
+            // From the dense weights with the mask pinned, the pruning error is spread too.
+            let mut j = w.clone();
+            gptq(ty, &mut j, n, k, &p, &imp, Some(&pinned));
+            assert!(j.iter().zip(&pinned).all(|(v, &pin)| !pin || *v == 0.0));
+            let (eg, er) = (output_error(&x, t, k, &w, &j, n), output_error(&x, t, k, &w, &r, n));
+            assert!(eg < 0.8 * er, "{}: joint error {eg:.3e} vs prune-then-round {er:.3e}", ty.name());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! pare-compress: turning a model directory into a compressed one — int8 quantization with dynamic or
 //! calibrated static activations — written in the compressed-tensors layout so other tools can read it.
 
+pub mod awq;
 pub mod calibration;
 pub mod decompress;
 pub mod encode;

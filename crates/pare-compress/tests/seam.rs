@@ -235,6 +235,54 @@ fn sparsegpt_wanda_and_2_4_prune_a_decoder_through_the_seam() {
 }
 
 #[test]
+fn folded_input_scales_keep_a_decoder_and_awq_lowers_its_q4_0_error() {
+    let spec = TinyLlama { hidden: 64, ffn: 128, ..TinyLlama::default() };
+    let (_d, dense) = llama(&spec);
+    // Any positive scales fold without changing the function.
+    let mut m = dense.clone();
+    for (l, name) in [(0, "attn_q"), (0, "ffn_gate"), (1, "ffn_down")] {
+        let k = m.linear(l, name).in_features();
+        let s: Vec<f32> = (0..k).map(|j| 0.25 + (j % 7) as f32 * 0.5).collect();
+        assert!(m.input_scalable(name) && m.fold_input_scale(l, name, &s), "{name}");
+    }
+    assert!(!m.input_scalable("attn_output") && !m.fold_input_scale(0, "attn_output", &[1.0; 64]));
+    assert!(!m.fold_input_scale(0, "attn_q", &[1.0; 3]), "wrong length");
+    assert!(!m.fold_input_scale(0, "attn_q", &[0.0; 64]), "a zero scale");
+    let seq = ids(24, 3, spec.vocab);
+    let (a, b) = (m.logits(&seq).unwrap(), dense.logits(&seq).unwrap());
+    let scale = b.iter().fold(0f32, |x, v| x.max(v.abs()));
+    assert!(max_diff(&a, &b) < 1e-4 * scale, "folding changed the logits by {}", max_diff(&a, &b));
+    // AWQ picks scales on calibration text; the Q4_0 model it leads to is closer to the float one.
+    use pare_formats::gguf::GgmlType;
+    let tok = byte_ids(spec.vocab);
+    let q4 = |m: &Llama| {
+        let mut q = m.clone();
+        for (l, name) in q.linear_ids() {
+            let lin = q.linear_mut(l, name);
+            let (n, k) = (lin.out_features(), lin.in_features());
+            let bytes =
+                pare_compress::ggml_quant::quantize(GgmlType::Q4_0, &lin.weight.to_dense(), n, k, None).unwrap();
+            let mut w = vec![0f32; n * k];
+            pare_formats::gguf::dequantize(GgmlType::Q4_0, &bytes, &mut w).unwrap();
+            lin.weight = pare_models::Weight::dense_f32(&w, n, k);
+        }
+        q
+    };
+    let mut scaled = dense.clone();
+    let samples = pare_compress::calibration::default_samples(128);
+    let seqs = samples.iter().map(|s| tok(s)).collect::<pare_compress::Result<Vec<_>>>().unwrap();
+    let mut cal = pare_compress::prune::Calibration::from_sequences(&scaled, seqs, "wordnet".into()).unwrap();
+    let groups =
+        pare_compress::awq::scale_model(&mut scaled, &mut cal, &|_| Some(GgmlType::Q4_0), &mut |_| {}).unwrap();
+    assert_eq!(groups.len(), 3 * spec.layers, "three scalable groups per block");
+    assert!(groups.iter().all(|g| g.error_ratio <= 1.0 + 1e-9));
+    assert!(logit_mse(&scaled, &dense) < 1e-8, "AWQ changed the float model");
+    let (plain, awq) = (logit_mse(&q4(&dense), &dense), logit_mse(&q4(&scaled), &dense));
+    eprintln!("Q4_0 logit MSE: plain {plain:.3e}, after AWQ {awq:.3e}");
+    assert!(awq < plain, "AWQ {awq} vs plain {plain}");
+}
+
+#[test]
 fn activation_ranges_calibrate_on_a_decoder() {
     let spec = TinyLlama::default();
     let (_d, m) = llama(&spec);

@@ -211,6 +211,21 @@ pub trait Architecture: Send + Sync {
     /// Every other parameter (norms, an untied output projection) as `(checkpoint name, shape, values)`.
     fn other_parameters(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
 
+    /// Whether the input of group `name` (the first name of one of [`Architecture::input_groups`])
+    /// can take a per-channel scale that [`Architecture::fold_input_scale`] folds into its producer.
+    fn input_scalable(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Divides input channel `j` of group `name` of layer `l` by `s[j]` where it is produced (a
+    /// norm's weights, or the rows of the Linear producing it) and multiplies column `j` of the
+    /// group's Linears by `s[j]`: the layer computes the same function, with the group's weights
+    /// rescaled (activation-aware scaling before quantization). Returns false, changing nothing,
+    /// when [`Architecture::input_scalable`] is false or `s` has the wrong length.
+    fn fold_input_scale(&mut self, _l: usize, _name: &str, _s: &[f32]) -> bool {
+        false
+    }
+
     /// Checkpoint modules the model holds but never runs for its task: a writer drops them and
     /// records that it did.
     fn unused_modules(&self) -> &'static [&'static str] {

@@ -673,6 +673,45 @@ impl Architecture for Llama {
         false
     }
 
+    fn input_scalable(&self, name: &str) -> bool {
+        // attn_output reads the attention heads, whose values are shared by several query heads
+        // (grouped-query attention): a per-channel scale there does not fold into attn_v's rows.
+        matches!(name, "attn_q" | "ffn_gate" | "ffn_down")
+    }
+
+    fn fold_input_scale(&mut self, l: usize, name: &str, s: &[f32]) -> bool {
+        let b = &mut self.blocks[l];
+        let width = match name {
+            "attn_q" | "ffn_gate" => self.config.hidden,
+            "ffn_down" => b.down.in_features(),
+            _ => return false,
+        };
+        if s.len() != width || s.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return false;
+        }
+        match name {
+            "attn_q" => {
+                b.attn_norm.iter_mut().zip(s).for_each(|(g, s)| *g /= s);
+                for lin in [&mut b.q, &mut b.k, &mut b.v] {
+                    lin.scale_columns(s);
+                }
+            }
+            "ffn_gate" => {
+                b.ffn_norm.iter_mut().zip(s).for_each(|(g, s)| *g /= s);
+                for lin in [&mut b.gate, &mut b.up] {
+                    lin.scale_columns(s);
+                }
+            }
+            _ => {
+                // down reads silu(gate) · up: linear in up's rows.
+                let inv: Vec<f32> = s.iter().map(|v| 1.0 / v).collect();
+                b.up.scale_rows(&inv);
+                b.down.scale_columns(s);
+            }
+        }
+        true
+    }
+
     fn units(&self, l: usize) -> Vec<Units> {
         let b = &self.blocks[l];
         let group = b.heads.q / b.heads.kv * b.heads.d;

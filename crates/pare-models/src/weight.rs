@@ -380,6 +380,29 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Multiplies column `j` of the weight by `s[j]` (the weight becomes dense f32).
+    pub fn scale_columns(&mut self, s: &[f32]) {
+        let (n, k) = (self.out_features(), self.in_features());
+        assert_eq!(s.len(), k, "scale_columns: {} scales for {k} columns", s.len());
+        let mut w = self.weight.to_dense();
+        for row in w.chunks_exact_mut(k) {
+            row.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
+        }
+        self.weight = Weight::dense_f32(&w, n, k);
+    }
+
+    /// Multiplies row `r` of the weight and the bias by `s[r]` (the weight becomes dense f32).
+    pub fn scale_rows(&mut self, s: &[f32]) {
+        let (n, k) = (self.out_features(), self.in_features());
+        assert_eq!(s.len(), n, "scale_rows: {} scales for {n} rows", s.len());
+        let mut w = self.weight.to_dense();
+        for (row, &f) in w.chunks_exact_mut(k).zip(s) {
+            row.iter_mut().for_each(|v| *v *= f);
+        }
+        self.bias.iter_mut().zip(s).for_each(|(b, f)| *b *= f);
+        self.weight = Weight::dense_f32(&w, n, k);
+    }
+
     /// Output features.
     pub fn out_features(&self) -> usize {
         self.weight.out_features()
