@@ -38,9 +38,13 @@ struct Spec {
     label: String,
     kind: Kind,
     method: String,
-    /// `pare quantize SOURCE` arguments before `-o`; for a peer, llama.cpp's file type number.
+    /// The pare command that builds it (`quantize` or `prune`).
+    command: &'static str,
+    /// `pare COMMAND SOURCE` arguments before `-o`; for a peer, llama.cpp's file type number.
     args: Vec<String>,
     peer_ftype: Option<u32>,
+    /// Fraction of the block matrices' weights pruned.
+    sparsity: Option<f64>,
 }
 
 fn spec(id: &str, label: &str, method: &str, args: &[&str]) -> Spec {
@@ -49,8 +53,31 @@ fn spec(id: &str, label: &str, method: &str, args: &[&str]) -> Spec {
         label: label.into(),
         kind: Kind::Quantized,
         method: method.into(),
+        command: "quantize",
         args: args.iter().map(|s| s.to_string()).collect(),
         peer_ftype: None,
+        sparsity: None,
+    }
+}
+
+/// A `pare prune` variant at 50% (N:M 2:4 is 50% too); `quantize` stores it jointly in that format.
+fn pruned(id: &str, label: &str, method: &str, quantize: Option<&str>, samples: &str) -> Spec {
+    let mut args = vec!["--method", method, "--sparsity", "0.5", "--samples", samples];
+    if let Some(q) = quantize {
+        args.extend(["--quantize", q]);
+    }
+    Spec {
+        id: id.into(),
+        label: label.into(),
+        kind: if quantize.is_some() { Kind::Combined } else { Kind::Pruned },
+        method: match quantize {
+            Some(q) => format!("{method}+{q}"),
+            None => method.into(),
+        },
+        command: "prune",
+        args: args.iter().map(|s| s.to_string()).collect(),
+        peer_ftype: None,
+        sparsity: Some(0.5),
     }
 }
 
@@ -70,6 +97,12 @@ fn sweep(quick: bool, samples: usize, models: &Path) -> Vec<Spec> {
     ];
     if !quick {
         v.push(spec("q4_0-gptq", "Q4_0 GPTQ", "q4_0+gptq", &["--scheme", "q4_0", "--gptq", "--samples", &n]));
+        v.push(spec(
+            "q4_0-awq-gptq",
+            "Q4_0 AWQ + GPTQ",
+            "q4_0+awq+gptq",
+            &["--scheme", "q4_0", "--awq", "--gptq", "--samples", &n],
+        ));
         // On SmolLM2, the sizes of llama.cpp's Q4_0 file (5.33 bits per weight over the matrices) and
         // of its Q4_K_M (6.2); the second reuses the first's measured sensitivities.
         v.push(spec(
@@ -85,6 +118,13 @@ fn sweep(quick: bool, samples: usize, models: &Path) -> Vec<Spec> {
             "mixed",
             &["--scheme", "mixed", "--bpw", "6.2", "--samples", &n, "--sensitivity-from", &first],
         ));
+        // Pruning at 50%: GGUF has no sparse layout, so alone it is stored densely (F16); with Q4_0
+        // it is quantized jointly, the pruned weights kept zero.
+        v.push(pruned("magnitude-50", "Magnitude 50% (F16)", "magnitude", None, &n));
+        v.push(pruned("sparsegpt-50", "SparseGPT 50% (F16)", "sparsegpt", None, &n));
+        v.push(pruned("nm-2-4", "2:4 (F16)", "nm", None, &n));
+        v.push(pruned("sparsegpt-50-q4_0", "SparseGPT 50% + Q4_0", "sparsegpt", Some("q4_0"), &n));
+        v.push(pruned("nm-2-4-q4_0", "2:4 + Q4_0", "nm", Some("q4_0"), &n));
     }
     v
 }
@@ -98,8 +138,10 @@ fn peer_specs() -> Vec<Spec> {
             label: format!("llama.cpp {name}"),
             kind: Kind::Peer,
             method: format!("llamacpp-{}", name.to_lowercase()),
+            command: "quantize",
             args: Vec::new(),
             peer_ftype: Some(ftype),
+            sparsity: None,
         })
         .collect()
 }
@@ -172,6 +214,16 @@ fn gguf_stats(path: &Path) -> Result<(u64, f64)> {
     Ok((params, if w > 0.0 { bits / w } else { 0.0 }))
 }
 
+/// Weights stored as exact zeros in the matrices of a GGUF (a pruned model's, counted).
+fn gguf_zeros(path: &Path) -> Result<u64> {
+    let f = GgufFile::open(path)?;
+    let mut zeros = 0u64;
+    for t in f.tensors.iter().filter(|t| pare_compress::gguf_quant::quantizable(&t.name, &t.dims)) {
+        zeros += f.dequantize(&t.name)?.iter().filter(|v| **v == 0.0).count() as u64;
+    }
+    Ok(zeros)
+}
+
 /// Runs `pare report` on the decoder GGUF `gguf`.
 pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     let t_start = Instant::now();
@@ -216,6 +268,9 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
         let per_sample = samples as f64 / 512.0;
         match s.method.as_str() {
             "q4_0+gptq" => 70.0 * per_sample,
+            "q4_0+awq+gptq" => 200.0 * per_sample.max(0.5),
+            "sparsegpt" | "nm" | "wanda" => 90.0 * per_sample,
+            "sparsegpt+q4_0" | "nm+q4_0" => 160.0 * per_sample,
             "mixed" if s.args.iter().any(|a| a == "--sensitivity-from") => 20.0,
             "mixed" => 120.0,
             "q4_0+imatrix" => 18.0 * per_sample,
@@ -257,7 +312,7 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
             }
             format!("llama_model_quantize(f32.gguf, ftype {ftype}) (llama-cpp-python 0.3.16)")
         } else {
-            let mut args = vec!["quantize".to_string(), src.clone()];
+            let mut args = vec![s.command.to_string(), src.clone()];
             args.extend(s.args.iter().cloned());
             args.extend(["-o".into(), out.display().to_string(), "--force".into()]);
             pare(&args, &mut log)?;
@@ -389,18 +444,19 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     {
         let (lat, thr, peak) = timing(&speeds[i + 1])?;
         let (p, bpw) = gguf_stats(path)?;
+        let zeros = if s.sparsity.is_some() { gguf_zeros(path)? } else { 0 };
         variants.push(Variant {
             id: s.id.clone(),
             label: format!("{} · {bpw:.2} bpw", s.label),
             kind: s.kind,
             method: s.method.clone(),
-            sparsity: None,
+            sparsity: s.sparsity,
             engine: if s.peer_ftype.is_some() { "llama.cpp (llama-cpp-python 0.3.16)".into() } else { engine.clone() },
             recipe: recipe.clone(),
             path: Some(path.display().to_string()),
             file_bytes: std::fs::metadata(path)?.len(),
             parameters: p,
-            nonzeros: p,
+            nonzeros: p - zeros,
             sparse_layers: 0,
             latency: lat,
             throughput: Some(thr),
