@@ -59,10 +59,10 @@ pub struct PruneArgs {
     /// f16 (the default) or f32. GGUF has no sparse layout, so the zeros are stored densely.
     #[arg(long, value_name = "TYPE")]
     pub quantize: Option<String>,
-    /// Output directory.
+    /// Output directory (encoders) or GGUF file (decoders).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Replace the output directory if it exists and is not empty.
+    /// Replace the output if it exists (a directory only when it is not empty).
     #[arg(long)]
     pub force: bool,
 }
@@ -119,7 +119,7 @@ fn options(a: &PruneArgs, decoder: bool) -> Result<PruneOptions> {
 fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Result<()> {
     use pare_formats::gguf::GgmlType;
     let Some(gguf) = common::gguf_path(path) else {
-        bail!("{}: pare prunes decoders stored as GGUF; convert this one with pare quantize --scheme f32", a.model);
+        bail!("{}: pare prunes decoders stored as GGUF, and this one is a Hugging Face directory", a.model);
     };
     if opts.method == Method::Structured {
         bail!(
@@ -141,7 +141,17 @@ fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Re
     let tokenize = |s: &str| -> pare_compress::Result<Vec<u32>> { Ok(tok.encode_untruncated(s)?) };
     let pruned = pare_compress::prune::prune_model(&mut llama, &tokenize, opts, &mut |m| eprintln!("{m}"))?;
     let mut info = pruned.info;
+    // The pruned values of every block matrix (GPTQ's stored bytes, where it writes, take precedence).
     let mut values = std::collections::BTreeMap::new();
+    let (mut total, mut zeros) = (0usize, 0usize);
+    for (name, lin) in pare_models::Architecture::linears(&llama) {
+        let w = lin.weight.to_dense();
+        total += w.len();
+        zeros += w.iter().filter(|v| **v == 0.0).count();
+        values.insert(format!("{name}.weight"), w);
+    }
+    info.insert("zeros".into(), serde_json::json!(zeros as f64 / total.max(1) as f64));
+    info.insert("pruned_weights".into(), serde_json::json!(zeros));
     let mut prequantized = std::collections::BTreeMap::new();
     if pare_compress::gptq::holds_zero(ty) {
         let (source, samples) = match &opts.calibration {
@@ -159,7 +169,7 @@ fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Re
             cal.samples,
             cal.tokens()
         );
-        let gopts = pare_compress::gptq::GptqOptions { keep_zeros: true };
+        let gopts = pare_compress::gptq::GptqOptions { keep_zeros: true, ..Default::default() };
         let q = pare_compress::gptq::quantize_model(&mut llama, &mut cal, &|_| Some(ty), &gopts, &mut |m| {
             eprintln!("{m}")
         })?;
@@ -173,17 +183,7 @@ fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Re
             "GGUF has no sparse layout: the zeros are stored densely as {} (--quantize q4_0 stores them in 4.5 bits per weight)",
             ty.name()
         );
-        for (name, lin) in pare_models::Architecture::linears(&llama) {
-            values.insert(format!("{name}.weight"), lin.weight.to_dense());
-        }
     }
-    let total: usize =
-        pare_models::Architecture::linears(&llama).iter().map(|(_, l)| l.out_features() * l.in_features()).sum();
-    let zeros: usize = pare_models::Architecture::linears(&llama)
-        .iter()
-        .map(|(_, l)| l.weight.to_dense().iter().filter(|v| **v == 0.0).count())
-        .sum();
-    info.insert("zeros".into(), serde_json::json!(zeros as f64 / total.max(1) as f64));
     let plan = pare_compress::gguf_quant::GgufPlan {
         default: Some(ty),
         values,
@@ -196,7 +196,7 @@ fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Re
     };
     let s = pare_compress::gguf_quant::quantize_gguf(&gguf, &a.output, &plan, a.force, &mut |_| {})?;
     eprintln!(
-        "{:.1}% of the block matrices' weights are zero; {:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",
+        "{:.1}% of the block matrices' weights pruned; {:.1} MB → {:.1} MB; matrices at {:.3} bits per weight",
         100.0 * zeros as f64 / total.max(1) as f64,
         s.bytes.0 as f64 / 1e6,
         s.bytes.1 as f64 / 1e6,

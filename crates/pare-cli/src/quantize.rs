@@ -97,6 +97,10 @@ pub struct QuantizeArgs {
     /// 32-value block schemes (q4_0, q4_1, q5_0, q5_1, q8_0), on `--calibrate` or the built-in text.
     #[arg(long)]
     pub gptq: bool,
+    /// Decoders, with `--gptq`: act-order (columns quantized by decreasing input energy, every block's
+    /// grid chosen first from the weights as given).
+    #[arg(long)]
+    pub act_order: bool,
     /// Decoders: activation-aware scaling (AWQ) before quantization: per-channel scales searched on
     /// `--calibrate` (or the built-in text) and folded into the RMSNorms and `ffn_up`; combines with
     /// `--gptq` and `--scheme mixed`.
@@ -137,8 +141,17 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
     if a.scheme != Scheme::Int8 {
         return run_gguf(a);
     }
-    if a.fallback.is_some() || a.plan.is_some() || a.gptq || a.awq || a.samples.is_some() || a.bpw.is_some() {
-        bail!("--fallback, --plan, --gptq, --awq, --samples and --bpw apply to decoder (GGUF) schemes, not int8");
+    if a.fallback.is_some()
+        || a.plan.is_some()
+        || a.gptq
+        || a.act_order
+        || a.awq
+        || a.samples.is_some()
+        || a.bpw.is_some()
+    {
+        bail!(
+            "--fallback, --plan, --gptq, --act-order, --awq, --samples and --bpw apply to decoder (GGUF) schemes, not int8"
+        );
     }
     let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
     if crate::decoder::is_decoder(&path) {
@@ -222,12 +235,34 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
             overrides.insert(name.clone(), t);
         }
     }
+    // A pruned model's zeros survive only formats whose grid holds an exact zero (and GPTQ then keeps
+    // them pinned); others would fill them in while the file still claimed the pruning.
+    let pruned_source = pare_formats::gguf::GgufFile::open(&gguf)?.metadata.iter().any(|(k, _)| k == "pare.prune");
+    if pruned_source {
+        use pare_formats::gguf::GgmlType::{F16, F32};
+        let keeps = |t: pare_formats::gguf::GgmlType| matches!(t, F16 | F32) || pare_compress::gptq::holds_zero(t);
+        let bad = if mixed {
+            Some("mixed".to_string())
+        } else {
+            std::iter::once(ty)
+                .chain(overrides.values().copied())
+                .chain(fallback)
+                .find(|t| !keeps(*t))
+                .map(|t| t.name())
+        };
+        if let Some(t) = bad {
+            bail!("{}: a pruned model (pare.prune); its zeros survive q4_0, q5_0, q8_0, f16 and f32, not {t}", a.model);
+        }
+    }
     let n_samples = a.samples.unwrap_or(512);
     if n_samples == 0 {
         bail!("--samples 0: calibration needs at least one sample");
     }
     if a.samples.is_some() && a.calibrate.is_none() && !a.gptq && !a.awq && !mixed {
         bail!("--samples applies to --calibrate, --gptq, --awq or --scheme mixed");
+    }
+    if a.act_order && !a.gptq {
+        bail!("--act-order is an option of --gptq");
     }
     if a.awq && matches!(ty, pare_formats::gguf::GgmlType::F32 | pare_formats::gguf::GgmlType::F16) {
         bail!("--awq scales weights for a block format; {} keeps them as they are", ty.name());
@@ -277,12 +312,20 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
                 .to_string(),
             ),
         ));
+        // New values for the tensors the scales changed (the others keep their stored bytes).
         use pare_models::Architecture;
+        let src = pare_formats::gguf::GgufFile::open(&gguf)?;
+        let changed = |name: &str, v: &[f32]| -> Result<bool> { Ok(src.dequantize(name)? != v) };
         for (name, lin) in d.llama.linears() {
-            values.insert(format!("{name}.weight"), lin.weight.to_dense());
+            let (name, w) = (format!("{name}.weight"), lin.weight.to_dense());
+            if changed(&name, &w)? {
+                values.insert(name, w);
+            }
         }
         for (name, _, v) in d.llama.other_parameters() {
-            values.insert(name, v);
+            if changed(&name, &v)? {
+                values.insert(name, v);
+            }
         }
         {
             // Rounding (of whatever GPTQ does not write) weighs the scaled inputs.
@@ -320,10 +363,19 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
             Some(overrides.get(&format!("{name}.weight")).copied().unwrap_or(ty))
                 .filter(|t| pare_compress::gptq::supports(*t))
         };
-        let q = pare_compress::gptq::quantize_model(&mut d.llama, &mut cal, &types, &Default::default(), &mut |m| {
-            eprintln!("{m}")
-        })?;
+        let gopts = pare_compress::gptq::GptqOptions { act_order: a.act_order, keep_zeros: pruned_source };
+        let q = pare_compress::gptq::quantize_model(&mut d.llama, &mut cal, &types, &gopts, &mut |m| eprintln!("{m}"))?;
         prequantized = q.into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect();
+        metadata.push((
+            "pare.quantize.gptq".to_string(),
+            pare_formats::gguf::MetaValue::String(
+                serde_json::json!({
+                    "calibration": spec, "samples": cal.samples, "tokens": cal.tokens(),
+                    "act_order": a.act_order, "keep_zeros": pruned_source,
+                })
+                .to_string(),
+            ),
+        ));
     }
     let plan = pare_compress::gguf_quant::GgufPlan {
         default: Some(ty),

@@ -80,7 +80,7 @@ pub fn scales(a: &[f32], alpha: f32) -> Vec<f32> {
     let floor = a.iter().copied().fold(0f32, f32::max) * 1e-5 + f32::MIN_POSITIVE;
     let s: Vec<f32> = a.iter().map(|v| v.max(floor).powf(alpha)).collect();
     let (lo, hi) = s.iter().fold((f32::INFINITY, 0f32), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let norm = (lo * hi).sqrt();
+    let norm = lo.sqrt() * hi.sqrt();
     s.iter().map(|v| v / norm).collect()
 }
 
@@ -103,7 +103,9 @@ pub fn scale_model(
             let todo: Vec<(&str, GgmlType)> = group
                 .iter()
                 .filter_map(|n| types(&model.linear_name(l, n)).map(|t| (*n, t)))
-                .filter(|(n, t)| t.block().is_some_and(|(be, _)| model.linear(l, n).in_features().is_multiple_of(be)))
+                .filter(|(n, t)| {
+                    t.block().is_some_and(|(be, _)| be > 1 && model.linear(l, n).in_features().is_multiple_of(be))
+                })
                 .collect();
             if todo.is_empty() {
                 continue;

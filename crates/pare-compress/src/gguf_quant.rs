@@ -142,6 +142,9 @@ pub fn quantize_gguf(
             Some(t) if t.numel() != v.len() => {
                 return Err(bad(format!("new values of {name}: {} values for its {}", v.len(), t.numel())));
             }
+            Some(_) if v.iter().any(|x| !x.is_finite()) => {
+                return Err(bad(format!("new values of {name}: not all finite")));
+            }
             Some(_) => {}
         }
     }

@@ -38,6 +38,9 @@ pub struct GptqOptions {
     /// Weights that are exactly zero (pruned) stay zero: they are stored as the grid's zero code
     /// and their removal error is spread like any rounding error (joint pruning and quantization).
     pub keep_zeros: bool,
+    /// Act-order: columns quantized by decreasing input energy `diag(H)`, every block's grid chosen
+    /// first ([`gptq`]).
+    pub act_order: bool,
 }
 
 /// The grid of one block: value of code `q` is `d·q + m`, codes in `lo..=hi`.
@@ -134,6 +137,12 @@ fn pack(ty: GgmlType, g: &Grid, codes: &[i32], out: &mut [u8]) {
 /// GPTQ of `w` (`n × k`) to `ty` with the prepared inverse-Hessian factor `p` and importance `imp`
 /// (`diag(H)`): returns the stored bytes and, in `w`, the values they hold. Entries `pinned` (pruned
 /// weights) are stored as zero, which needs a format that [`holds_zero`].
+///
+/// With `order` (act-order: `order[i]` is the column quantized `i`-th, `p` prepared from `H` with
+/// rows and columns in that order), every block's grid is chosen first, from the weights as given
+/// ("static groups": blocks are no longer reached column after column), and the columns are then
+/// rounded onto their block's grid in that order.
+#[allow(clippy::too_many_arguments)]
 pub fn gptq(
     ty: GgmlType,
     w: &mut [f32],
@@ -142,17 +151,32 @@ pub fn gptq(
     p: &obs::Prepared,
     imp: &[f32],
     pinned: Option<&[bool]>,
+    order: Option<&[usize]>,
 ) -> Vec<u8> {
     assert!(supports(ty) && k.is_multiple_of(QK) && p.k == k);
     assert!(pinned.is_none() || holds_zero(ty), "pinned zeros need a grid holding 0");
+    assert!(order.is_none_or(|o| o.len() == k), "act-order needs one position per column");
     let pin = |i: usize| pinned.is_some_and(|p| p[i]);
     let (_, bb) = ty.block().expect("a block format");
+    let nb = k / QK;
     let hinv = &p.hinv;
-    let mut out = vec![0u8; n * k / QK * bb];
-    let mut wd: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
-    let mut grids = vec![Grid { d: 0.0, m: 0.0, lo: 0, hi: 0 }; n];
+    let mut out = vec![0u8; n * nb * bb];
+    // Column `i` of the working copy is column `pos[i]` of `w`.
+    let pos: Vec<usize> = order.map_or_else(|| (0..k).collect(), <[usize]>::to_vec);
+    let mut wd: Vec<f64> = (0..n * k).map(|i| f64::from(w[i / k * k + pos[i % k]])).collect();
     // Each row's mean square, for the search's weights (as the format's own row quantizer has it).
     let sigma2: Vec<f32> = w.chunks_exact(k).map(|r| r.iter().map(|v| v * v).sum::<f32>() / k as f32).collect();
+    let block_grid = |r: usize, b: usize, x: &dyn Fn(usize) -> f32| {
+        let v: Vec<f32> = (b * QK..(b + 1) * QK).map(|c| if pin(r * k + c) { 0.0 } else { x(c) }).collect();
+        grid(ty, &v, &imp[b * QK..(b + 1) * QK], sigma2[r])
+    };
+    // Static grids (act-order): every block's, from the weights as given.
+    let fixed: Vec<Grid> = if order.is_some() {
+        (0..n * nb).map(|i| block_grid(i / nb, i % nb, &|c| w[i / nb * k + c])).collect()
+    } else {
+        Vec::new()
+    };
+    let mut grids = vec![Grid { d: 0.0, m: 0.0, lo: 0, hi: 0 }; n];
     let mut codes = vec![0i32; n * k];
     let mut i1 = 0;
     while i1 < k {
@@ -161,21 +185,21 @@ pub fn gptq(
         let mut err = vec![0f64; n * cnt];
         for i in 0..cnt {
             let col = i1 + i;
-            if col % QK == 0 {
+            let orig = pos[col];
+            if order.is_none() && col % QK == 0 {
                 // The block's grid, from its weights as updated so far.
-                for r in 0..n {
-                    let x: Vec<f32> =
-                        (r * k + col..r * k + col + QK).map(|i| if pin(i) { 0.0 } else { wd[i] as f32 }).collect();
-                    grids[r] = grid(ty, &x, &imp[col..col + QK], sigma2[r]);
+                for (r, g) in grids.iter_mut().enumerate() {
+                    *g = block_grid(r, col / QK, &|c| wd[r * k + c] as f32);
                 }
             }
             let d = hinv[col * k + col];
             let hrow = &hinv[col * k + i1..col * k + i2];
             for r in 0..n {
+                let g = if order.is_some() { fixed[r * nb + orig / QK] } else { grids[r] };
                 let wv = wd[r * k + col];
-                let q = if pin(r * k + col) { grids[r].zero() } else { grids[r].code(wv as f32) };
-                codes[r * k + col] = q;
-                let qv = f64::from(grids[r].value(q));
+                let q = if pin(r * k + orig) { g.zero() } else { g.code(wv as f32) };
+                codes[r * k + orig] = q;
+                let qv = f64::from(g.value(q));
                 let e = (wv - qv) / d;
                 err[r * cnt + i] = e;
                 wd[r * k + col] = qv;
@@ -186,10 +210,10 @@ pub fn gptq(
                     }
                 }
             }
-            if (col + 1) % QK == 0 {
+            if order.is_none() && (col + 1) % QK == 0 {
                 let b = col / QK;
                 for r in 0..n {
-                    let at = (r * k / QK + b) * bb;
+                    let at = (r * nb + b) * bb;
                     pack(ty, &grids[r], &codes[r * k + col + 1 - QK..r * k + col + 1], &mut out[at..at + bb]);
                 }
             }
@@ -197,10 +221,27 @@ pub fn gptq(
         obs::spread_right(&mut wd, &err, hinv, n, k, i1..i2);
         i1 = i2;
     }
-    for (o, v) in w.iter_mut().zip(&wd) {
-        *o = *v as f32;
+    if order.is_some() {
+        for r in 0..n {
+            for b in 0..nb {
+                let at = (r * nb + b) * bb;
+                pack(ty, &fixed[r * nb + b], &codes[r * k + b * QK..r * k + (b + 1) * QK], &mut out[at..at + bb]);
+            }
+        }
+    }
+    for (i, v) in wd.iter().enumerate() {
+        w[i / k * k + pos[i % k]] = *v as f32;
     }
     out
+}
+
+/// Act-order: columns by decreasing `diag(H)` (ties by index), and `H` with rows and columns in
+/// that order.
+pub fn act_order(h: &[f64], k: usize) -> (Vec<usize>, Vec<f64>) {
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| h[b * k + b].total_cmp(&h[a * k + a]).then(a.cmp(&b)));
+    let hp = (0..k * k).map(|i| h[order[i / k] * k + order[i % k]]).collect();
+    (order, hp)
 }
 
 /// GPTQ of every Linear of `model` (held in f32) to the type `types` gives it by checkpoint name
@@ -230,8 +271,13 @@ pub fn quantize_model(
                 return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
             }
             let h = gram(&x, x.len() / k, k);
-            let prepared = obs::prepare(&h, k)?;
             let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
+            let (order, prepared) = if opts.act_order {
+                let (order, hp) = act_order(&h, k);
+                (Some(order), obs::prepare(&hp, k)?)
+            } else {
+                (None, obs::prepare(&h, k)?)
+            };
             for (name, ty) in todo {
                 if !supports(ty) {
                     return Err(CompressError::Invalid(format!(
@@ -250,9 +296,9 @@ pub fn quantize_model(
                         ty.name()
                     )));
                 }
-                let bytes = gptq(ty, &mut w, n, kk, &prepared, &imp, pinned.as_deref());
+                let bytes = gptq(ty, &mut w, n, kk, &prepared, &imp, pinned.as_deref(), order.as_deref());
                 lin.weight = Weight::dense_f32(&w, n, kk);
-                log(&format!("{full}: GPTQ to {}", ty.name()));
+                log(&format!("{full}: GPTQ to {}{}", ty.name(), if opts.act_order { ", act-order" } else { "" }));
                 out.insert(full, (ty, bytes));
             }
         }
@@ -307,7 +353,7 @@ mod tests {
         let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
             let mut q = w.clone();
-            let bytes = gptq(ty, &mut q, n, k, &p, &imp, None);
+            let bytes = gptq(ty, &mut q, n, k, &p, &imp, None, None);
             let mut back = vec![0f32; n * k];
             dequantize(ty, &bytes, &mut back).unwrap();
             let worst = back.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -317,6 +363,17 @@ mod tests {
             dequantize(ty, &rtn, &mut r).unwrap();
             let (eg, er) = (output_error(&x, t, k, &w, &q, n), output_error(&x, t, k, &w, &r, n));
             assert!(eg < 0.8 * er, "{}: GPTQ output error {eg:.3e} vs nearest {er:.3e}", ty.name());
+            // Act-order: the same guarantees, columns visited by decreasing input energy.
+            let (order, hp) = act_order(&h, k);
+            assert!(order.windows(2).all(|o| h[o[0] * k + o[0]] >= h[o[1] * k + o[1]]));
+            let pa = obs::prepare(&hp, k).unwrap();
+            let mut qa = w.clone();
+            let bytes = gptq(ty, &mut qa, n, k, &pa, &imp, None, Some(&order));
+            dequantize(ty, &bytes, &mut back).unwrap();
+            let worst = back.iter().zip(&qa).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-6, "{} act-order: stored values differ from GPTQ's by {worst}", ty.name());
+            let ea = output_error(&x, t, k, &w, &qa, n);
+            assert!(ea < 0.8 * er, "{}: act-order output error {ea:.3e} vs nearest {er:.3e}", ty.name());
         }
     }
 
@@ -340,7 +397,7 @@ mod tests {
         let pinned: Vec<bool> = pruned.iter().map(|v| *v == 0.0).collect();
         for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
             let mut q = pruned.clone();
-            let bytes = gptq(ty, &mut q, n, k, &p, &imp, Some(&pinned));
+            let bytes = gptq(ty, &mut q, n, k, &p, &imp, Some(&pinned), None);
             let mut back = vec![0f32; n * k];
             dequantize(ty, &bytes, &mut back).unwrap();
             for (i, (&b, &pin)) in back.iter().zip(&pinned).enumerate() {
@@ -355,8 +412,16 @@ mod tests {
             assert!(eg < 0.8 * er, "{}: GPTQ error {eg:.3e} vs nearest {er:.3e}", ty.name());
             // From the dense weights with the mask pinned, the pruning error is spread too.
             let mut j = w.clone();
-            gptq(ty, &mut j, n, k, &p, &imp, Some(&pinned));
+            gptq(ty, &mut j, n, k, &p, &imp, Some(&pinned), None);
             assert!(j.iter().zip(&pinned).all(|(v, &pin)| !pin || *v == 0.0));
+            let (order, hp) = act_order(&h, k);
+            let mut ja = w.clone();
+            let bytes = gptq(ty, &mut ja, n, k, &obs::prepare(&hp, k).unwrap(), &imp, Some(&pinned), Some(&order));
+            dequantize(ty, &bytes, &mut back).unwrap();
+            for (i, (&b, &pin)) in back.iter().zip(&pinned).enumerate() {
+                assert!(!pin || b == 0.0, "{} act-order: pinned weight {i} stored as {b}", ty.name());
+                assert_eq!(b, ja[i], "{} act-order: stored value {i} differs from GPTQ's", ty.name());
+            }
             let (eg, er) = (output_error(&x, t, k, &w, &j, n), output_error(&x, t, k, &w, &r, n));
             assert!(eg < 0.8 * er, "{}: joint error {eg:.3e} vs prune-then-round {er:.3e}", ty.name());
         }

@@ -275,7 +275,7 @@ fn folded_input_scales_keep_a_decoder_and_awq_lowers_its_q4_0_error() {
     let groups =
         pare_compress::awq::scale_model(&mut scaled, &mut cal, &|_| Some(GgmlType::Q4_0), &mut |_| {}).unwrap();
     assert_eq!(groups.len(), 3 * spec.layers, "three scalable groups per block");
-    assert!(groups.iter().all(|g| g.error_ratio <= 1.0 + 1e-9));
+    assert!(groups.iter().any(|g| g.alpha > 0.0 && g.error_ratio < 1.0), "no group was scaled");
     assert!(logit_mse(&scaled, &dense) < 1e-8, "AWQ changed the float model");
     let (plain, awq) = (logit_mse(&q4(&dense), &dense), logit_mse(&q4(&scaled), &dense));
     eprintln!("Q4_0 logit MSE: plain {plain:.3e}, after AWQ {awq:.3e}");

@@ -214,14 +214,20 @@ fn gguf_stats(path: &Path) -> Result<(u64, f64)> {
     Ok((params, if w > 0.0 { bits / w } else { 0.0 }))
 }
 
-/// Weights stored as exact zeros in the matrices of a GGUF (a pruned model's, counted).
-fn gguf_zeros(path: &Path) -> Result<u64> {
+/// Weights a pruned GGUF's `pare.prune` record says were removed (zeros that rounding made are
+/// not counted).
+fn gguf_pruned(path: &Path) -> Result<u64> {
     let f = GgufFile::open(path)?;
-    let mut zeros = 0u64;
-    for t in f.tensors.iter().filter(|t| pare_compress::gguf_quant::quantizable(&t.name, &t.dims)) {
-        zeros += f.dequantize(&t.name)?.iter().filter(|v| **v == 0.0).count() as u64;
-    }
-    Ok(zeros)
+    let text = f
+        .metadata
+        .iter()
+        .find_map(|(k, v)| match v {
+            pare_formats::gguf::MetaValue::String(s) if k == "pare.prune" => Some(s.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("{}: no pare.prune record", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("pare.prune is not JSON")?;
+    v["pruned_weights"].as_u64().ok_or_else(|| anyhow!("{}: pare.prune has no pruned_weights", path.display()))
 }
 
 /// Runs `pare report` on the decoder GGUF `gguf`.
@@ -444,7 +450,7 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     {
         let (lat, thr, peak) = timing(&speeds[i + 1])?;
         let (p, bpw) = gguf_stats(path)?;
-        let zeros = if s.sparsity.is_some() { gguf_zeros(path)? } else { 0 };
+        let zeros = if s.sparsity.is_some() { gguf_pruned(path)? } else { 0 };
         variants.push(Variant {
             id: s.id.clone(),
             label: format!("{} · {bpw:.2} bpw", s.label),
