@@ -4,27 +4,11 @@
 //! the GGUF writer, joint pruning and 4-bit quantization keeps the zeros, SparseGPT beats
 //! magnitude; and the bad input.
 
+mod common;
+
+use common::{ok, one_line, pare};
 use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn pare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pare")).args(args).output().expect("pare runs")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
-/// One line on stderr containing `needle`, exit code 1.
-fn one_line(o: Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains(needle), "{err}");
-}
 
 /// The held-out prose (`pare fetch sotu`).
 fn prose() -> String {

@@ -2,30 +2,15 @@
 //! first one llama.cpp's Python package, which `bench/peers/install-llamacpp` builds): every block
 //! format byte for byte equal to llama-quantize's on the same float model, and the bad input.
 
+mod common;
+
+use common::{ok, one_line, pare};
 use pare_formats::gguf::GgufFile;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pare")).args(args).output().expect("pare runs")
-}
+use std::process::Command;
 
 fn repo() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).to_path_buf()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
-/// One line on stderr containing `needle`, exit code 1.
-fn one_line(o: Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains(needle), "{err}");
 }
 
 /// llama.cpp's Python, built on first use.

@@ -110,10 +110,7 @@ pub fn scale_model(
             if todo.is_empty() {
                 continue;
             }
-            let (x, k) = cal.capture(model, l, group[0]);
-            if x.is_empty() {
-                return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
-            }
+            let (x, k) = cal.capture_reaching(model, l, group[0])?;
             let t = x.len() / k;
             let mut a = vec![0f64; k];
             for row in x.chunks_exact(k) {

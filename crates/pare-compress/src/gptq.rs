@@ -266,10 +266,7 @@ pub fn quantize_model(
             if todo.is_empty() {
                 continue;
             }
-            let (x, k) = cal.capture(model, l, group[0]);
-            if x.is_empty() {
-                return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
-            }
+            let (x, k) = cal.capture_reaching(model, l, group[0])?;
             let h = gram(&x, x.len() / k, k);
             let imp: Vec<f32> = (0..k).map(|i| h[i * k + i] as f32).collect();
             let (order, prepared) = if opts.act_order {

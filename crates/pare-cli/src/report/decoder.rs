@@ -230,6 +230,52 @@ fn gguf_pruned(path: &Path) -> Result<u64> {
     v["pruned_weights"].as_u64().ok_or_else(|| anyhow!("{}: pare.prune has no pruned_weights", path.display()))
 }
 
+/// Findings particular to decoders in GGUF, from the measured variants: what AWQ adds to GPTQ, and
+/// what pruning costs and saves when the format has no sparse layout.
+fn decoder_findings(variants: &[Variant]) -> Vec<String> {
+    let by = |method: &str| variants.iter().find(|v| v.method == method);
+    let mb = |v: &Variant| v.file_bytes as f64 / 1e6;
+    let mut out = Vec::new();
+    if let (Some(a), Some(g)) = (by("q4_0+awq+gptq"), by("q4_0+gptq")) {
+        out.push(format!(
+            "{} against {}: mean KLD {:.4} against {:.4} ({:+.0}%) at the same {:.1} MB; the scales cost nothing at run time (folded into the norms).",
+            a.label,
+            g.label,
+            a.fidelity.mean,
+            g.fidelity.mean,
+            100.0 * (a.fidelity.mean / g.fidelity.mean - 1.0),
+            mb(a)
+        ));
+    }
+    let pruned: Vec<&Variant> = variants.iter().filter(|v| v.kind == Kind::Pruned).collect();
+    if let Some(best) = pruned.iter().min_by(|a, b| a.fidelity.mean.total_cmp(&b.fidelity.mean)) {
+        out.push(format!(
+            "GGUF has no sparse layout and llama.cpp no sparse kernels: pruned matrices are stored densely, so {} is {:.1} MB, the size of any F16 file (its saving against the F32 original is F16's, not pruning's), at {:.2} ms per token against the original's {:.2} ms, for a mean KLD of {:.3}.",
+            best.label,
+            mb(best),
+            best.latency.median_ms,
+            variants[0].latency.median_ms,
+            best.fidelity.mean
+        ));
+    }
+    let combined: Vec<&Variant> = variants.iter().filter(|v| v.kind == Kind::Combined).collect();
+    if let (Some(best), Some(g)) =
+        (combined.iter().min_by(|a, b| a.fidelity.mean.total_cmp(&b.fidelity.mean)), by("q4_0+gptq"))
+    {
+        out.push(format!(
+            "{} is {:.1} MB, as large as {} ({:.1} MB), with mean KLD {:.3} against {:.3}: pruning before 4-bit quantization saves no bytes{}.",
+            best.label,
+            mb(best),
+            g.label,
+            mb(g),
+            best.fidelity.mean,
+            g.fidelity.mean,
+            if best.fidelity.mean > g.fidelity.mean { " and costs fidelity" } else { "" }
+        ));
+    }
+    out
+}
+
 /// Runs `pare report` on the decoder GGUF `gguf`.
 pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
     let t_start = Instant::now();
@@ -500,7 +546,8 @@ pub fn run(a: &ReportArgs, gguf: &Path, max_loss: f64) -> Result<()> {
         },
     ];
     let task = TaskSpec::language_model();
-    let analysis = pare_eval::analysis::analyse(&task, &variants, &tasks, max_loss);
+    let mut analysis = pare_eval::analysis::analyse(&task, &variants, &tasks, max_loss);
+    analysis.findings.extend(decoder_findings(&variants));
     let table = pare_kernels::dispatch::table();
     let report = Report {
         schema_version: SCHEMA_VERSION,

@@ -2,6 +2,27 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs this pare with `args`.
+pub fn pare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pare")).args(args).output().expect("pare runs")
+}
+
+/// `o`, after checking that the command succeeded (its stderr otherwise).
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// One line on stderr containing `needle`, exit code 1.
+pub fn one_line(o: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(needle), "{err}");
+}
 
 /// A path as the `&str` argument of a command.
 pub fn s(p: &Path) -> &str {

@@ -217,6 +217,15 @@ impl Calibration {
         (out, width)
     }
 
+    /// [`Calibration::capture`], an error when no sample reaches layer `l`.
+    pub fn capture_reaching(&self, model: &dyn Architecture, l: usize, name: &str) -> Result<(Vec<f32>, usize)> {
+        let (x, k) = self.capture(model, l, name);
+        if x.is_empty() {
+            return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
+        }
+        Ok((x, k))
+    }
+
     /// Moves every sample through layer `l`, passing the input of each of its Linears to `see`,
     /// one real (unpadded) token row at a time: `(relative name, row)`.
     pub fn observe_layer(&mut self, model: &dyn Architecture, l: usize, see: &mut dyn FnMut(&str, &[f32])) {
@@ -504,10 +513,7 @@ fn prune_sequential(
     let groups = model.input_groups();
     for l in 0..model.layers() {
         for group in groups {
-            let (x, k) = cal.capture(model, l, group[0]);
-            if x.is_empty() {
-                return Err(CompressError::Invalid(format!("calibration did not reach layer {l}")));
-            }
+            let (x, k) = cal.capture_reaching(model, l, group[0])?;
             let t = x.len() / k.max(1);
             let h = if opts.method == Method::Wanda { None } else { Some(gram(&x, t, k)) };
             let prepared = h.as_ref().map(|h| obs::prepare(h, k)).transpose()?;
