@@ -232,7 +232,7 @@ fn gguf_pruned(path: &Path) -> Result<u64> {
 
 /// Findings particular to decoders in GGUF, from the measured variants: what AWQ adds to GPTQ, and
 /// what pruning costs and saves when the format has no sparse layout.
-fn decoder_findings(variants: &[Variant]) -> Vec<String> {
+pub(super) fn decoder_findings(variants: &[Variant]) -> Vec<String> {
     let by = |method: &str| variants.iter().find(|v| v.method == method);
     let mb = |v: &Variant| v.file_bytes as f64 / 1e6;
     let mut out = Vec::new();

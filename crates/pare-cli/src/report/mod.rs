@@ -512,6 +512,9 @@ fn rerender(from: &std::path::Path, a: &ReportArgs) -> Result<()> {
         a.max_loss.unwrap_or(if report.task.higher_is_better { DEFAULT_MAX_LOSS } else { decoder::DEFAULT_MAX_KLD });
     report.settings.max_loss = max_loss;
     report.analysis = pare_eval::analysis::analyse(&report.task, &report.variants, &report.tasks, max_loss);
+    if !report.task.higher_is_better {
+        report.analysis.findings.extend(decoder::decoder_findings(&report.variants));
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     emit(&report, &a.out)
 }
