@@ -154,20 +154,13 @@ fn run_decoder(a: &PruneArgs, path: &std::path::Path, opts: &PruneOptions) -> Re
     info.insert("pruned_weights".into(), serde_json::json!(zeros));
     let mut prequantized = std::collections::BTreeMap::new();
     if pare_compress::gptq::holds_zero(ty) {
-        let (source, samples) = match &opts.calibration {
-            Some(c) => c.clone(),
-            None => (
-                pare_compress::calibration::DEFAULT_NAME.to_string(),
-                pare_compress::calibration::default_samples(opts.samples),
-            ),
-        };
-        let seqs = samples.iter().take(opts.samples).map(|s| tokenize(s)).collect::<Result<Vec<_>, _>>()?;
-        let mut cal = pare_compress::prune::Calibration::from_sequences(&llama, seqs, source.clone())?;
+        let mut cal = pare_compress::prune::Calibration::new(&llama, &tokenize, opts)?;
         eprintln!(
-            "GPTQ to {} on {} samples ({} tokens) of {source}, pruned weights kept zero",
+            "GPTQ to {} on {} samples ({} tokens) of {}, pruned weights kept zero",
             ty.name(),
             cal.samples,
-            cal.tokens()
+            cal.tokens(),
+            cal.source
         );
         let gopts = pare_compress::gptq::GptqOptions { keep_zeros: true, ..Default::default() };
         let q = pare_compress::gptq::quantize_model(&mut llama, &mut cal, &|_| Some(ty), &gopts, &mut |m| {

@@ -289,12 +289,10 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
     let mut values = std::collections::BTreeMap::new();
     let mut scaled = None;
     if a.awq {
-        let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
-        let samples = pare_compress::calibration::resolve(&spec)?;
-        let samples = &samples[..samples.len().min(n_samples)];
+        let (spec, samples) = calibration_text(a, n_samples)?;
+        let samples = &samples[..];
         let mut d = crate::decoder::open_path(&gguf, true)?;
-        let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
-        let mut cal = pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.clone())?;
+        let mut cal = calibrate(&d, samples, &spec)?;
         eprintln!("AWQ on {} samples ({} tokens) of {spec}", cal.samples, cal.tokens());
         let types = |name: &str| -> Option<pare_formats::gguf::GgmlType> {
             Some(overrides.get(&format!("{name}.weight")).copied().unwrap_or(ty))
@@ -343,9 +341,7 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
                 ty.name().to_lowercase()
             );
         }
-        let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
-        let samples = pare_compress::calibration::resolve(&spec)?;
-        let samples = &samples[..samples.len().min(n_samples)];
+        let (spec, samples) = calibration_text(a, n_samples)?;
         let mut d = match scaled.take() {
             Some(d) => d,
             None => crate::decoder::open_path(&gguf, true)?,
@@ -356,8 +352,7 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
                 "GPTQ on the mixed plan's 32-value block formats; the other matrices keep importance-weighted rounding"
             );
         }
-        let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
-        let mut cal = pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.clone())?;
+        let mut cal = calibrate(&d, &samples, &spec)?;
         eprintln!("GPTQ on {} samples ({} tokens) of {spec}", cal.samples, cal.tokens());
         let types = |name: &str| -> Option<pare_formats::gguf::GgmlType> {
             Some(overrides.get(&format!("{name}.weight")).copied().unwrap_or(ty))
@@ -395,6 +390,21 @@ fn run_gguf(a: &QuantizeArgs) -> Result<()> {
     );
     println!("{}", s.path.display());
     Ok(())
+}
+
+/// The calibration text of AWQ and GPTQ: `--calibrate` or the built-in default, its first
+/// `n_samples` samples, and its name.
+fn calibration_text(a: &QuantizeArgs, n_samples: usize) -> Result<(String, Vec<String>)> {
+    let spec = a.calibrate.clone().unwrap_or_else(|| pare_compress::calibration::DEFAULT_NAME.to_string());
+    let mut samples = pare_compress::calibration::resolve(&spec)?;
+    samples.truncate(n_samples);
+    Ok((spec, samples))
+}
+
+/// `samples` tokenized and embedded by the decoder `d`, ready for layer-by-layer calibration.
+fn calibrate(d: &crate::decoder::Decoder, samples: &[String], spec: &str) -> Result<pare_compress::prune::Calibration> {
+    let seqs = samples.iter().map(|s| d.tok.encode_untruncated(s)).collect::<Result<Vec<_>, _>>()?;
+    Ok(pare_compress::prune::Calibration::from_sequences(&d.llama, seqs, spec.to_string())?)
 }
 
 /// The formats that can reproduce a grid stored as `stored`: requantizing a matrix to one of them
