@@ -18,7 +18,7 @@ fn main() {
                 let w = BlockRows::new(ty, &data, n, k).unwrap();
                 let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
                 let mut q = Q8Rows::default();
-                q.quantize(&x, k, 1, k);
+                q.quantize_as(ty.q8_kind(), &x, k, 1, k);
                 let mut y = vec![0f32; n];
                 let reps = if label == "L2" { 100 } else { 3 };
                 let (mut f32s, mut q8s) = (Vec::new(), Vec::new());

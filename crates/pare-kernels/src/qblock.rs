@@ -558,55 +558,140 @@ fn for_each_row_share(ns: &[usize], f: impl Fn(usize, Range<usize>) + Sync) {
     });
 }
 
-/// Activations quantized to 8-bit blocks of 32, for integer dot products with block weights (as
-/// llama.cpp's Q8 activations): per block the scale `d = max|x| / 127`, quants `round(x / d)` in
-/// −127..=127, and `d · Σ q` (for the minimum or offset of the weight block).
-#[derive(Clone, Debug, Default)]
+/// How activations are rounded to 8 bits for integer dot products with a block type: the pairing
+/// llama.cpp uses, so that the products equal its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Q8Kind {
+    /// Blocks of 32 (llama.cpp's Q8_0 / Q8_1, for the 32-weight types): `d = max|x| / 127` rounded
+    /// to f16, quants `round_half_even(x · 127 / max|x|)`, and `s = d · Σ q` rounded to f16.
+    Blocks32,
+    /// Super-blocks of 256 (llama.cpp's Q8_K, for the K-quants): `x_m` the value of largest
+    /// magnitude, quants `min(127, round_half_even(−127 · x / x_m))`, `d = −x_m / 127` in f32.
+    Super256,
+}
+
+impl BlockType {
+    /// The activation rounding that pairs with this weight type.
+    pub const fn q8_kind(self) -> Q8Kind {
+        match self {
+            BlockType::Q6_K | BlockType::Q4_K | BlockType::Q5_K => Q8Kind::Super256,
+            _ => Q8Kind::Blocks32,
+        }
+    }
+}
+
+/// Activations quantized to 8 bits for integer dot products with block weights, in one of the
+/// two [`Q8Kind`] layouts. Whatever the kind, the scale is kept per 32 values (repeated across a
+/// super-block), with `d · Σ q` per 32 values and `Σ q` per 16 values, so that every kernel reads
+/// the same fields.
+#[derive(Clone, Debug)]
 pub struct Q8Rows {
     /// Quants, `rows × k`.
     pub q: Vec<i8>,
-    /// Scale per block, `rows × k / 32`.
+    /// Scale per 32 values, `rows × k / 32`.
     pub d: Vec<f32>,
-    /// `d · Σ q` per block.
+    /// `d · Σ q` per 32 values.
     pub s: Vec<f32>,
+    /// `Σ q` per 16 values, `rows × k / 16`.
+    pub bsums: Vec<i16>,
     /// Rows (tokens).
     pub rows: usize,
-    /// Values per row (a multiple of 32).
+    /// Values per row.
     pub k: usize,
+    /// The rounding used.
+    pub kind: Q8Kind,
+}
+
+impl Default for Q8Rows {
+    fn default() -> Self {
+        Q8Rows { q: Vec::new(), d: Vec::new(), s: Vec::new(), bsums: Vec::new(), rows: 0, k: 0, kind: Q8Kind::Blocks32 }
+    }
+}
+
+fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }
 
 impl Q8Rows {
-    /// Quantizes `m` rows of `k` values (`k` a multiple of 32; row stride `lda`) into `self`.
+    /// Quantizes `m` rows of `k` values (`k` a multiple of 32; row stride `lda`) as [`Q8Kind::Blocks32`].
     pub fn quantize(&mut self, x: &[f32], lda: usize, m: usize, k: usize) {
-        assert!(k.is_multiple_of(QK), "Q8 activations: {k} values per row is not a multiple of {QK}");
+        self.quantize_as(Q8Kind::Blocks32, x, lda, m, k);
+    }
+
+    /// Quantizes `m` rows of `k` values (row stride `lda`) with the rounding `kind`; `k` must be a
+    /// multiple of its block (32 or 256).
+    pub fn quantize_as(&mut self, kind: Q8Kind, x: &[f32], lda: usize, m: usize, k: usize) {
+        let block = match kind {
+            Q8Kind::Blocks32 => QK,
+            Q8Kind::Super256 => QK_K,
+        };
+        assert!(k.is_multiple_of(block), "Q8 activations: {k} values per row is not a multiple of {block}");
         assert!(m == 0 || x.len() >= (m - 1) * lda + k, "Q8 activations: input too short");
         let nb = k / QK;
         self.q.resize(m * k, 0);
         self.d.resize(m * nb, 0.0);
         self.s.resize(m * nb, 0.0);
+        self.bsums.resize(m * k / 16, 0);
         self.rows = m;
         self.k = k;
+        self.kind = kind;
         for i in 0..m {
             let row = &x[i * lda..i * lda + k];
-            for (b, xb) in row.chunks_exact(QK).enumerate() {
-                let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-                let mut sum = 0i32;
-                for (q, &v) in self.q[i * k + b * QK..i * k + (b + 1) * QK].iter_mut().zip(xb) {
-                    *q = (v * id).round() as i8;
-                    sum += *q as i32;
+            let q = &mut self.q[i * k..(i + 1) * k];
+            let d = &mut self.d[i * nb..(i + 1) * nb];
+            match kind {
+                Q8Kind::Blocks32 => {
+                    for (b, (xb, qb)) in row.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
+                        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+                        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                        for (q, &v) in qb.iter_mut().zip(xb) {
+                            *q = (v * id).round_ties_even() as i8;
+                        }
+                        d[b] = amax / 127.0;
+                    }
                 }
-                self.d[i * nb + b] = d;
-                self.s[i * nb + b] = d * sum as f32;
+                Q8Kind::Super256 => {
+                    for (b, (xb, qb)) in row.chunks_exact(QK_K).zip(q.chunks_exact_mut(QK_K)).enumerate() {
+                        let (mut amax, mut max) = (0f32, 0f32);
+                        for &v in xb {
+                            if v.abs() > amax {
+                                amax = v.abs();
+                                max = v;
+                            }
+                        }
+                        let iscale = if amax == 0.0 { 0.0 } else { -127.0 / max };
+                        for (q, &v) in qb.iter_mut().zip(xb) {
+                            *q = (iscale * v).round_ties_even().min(127.0) as i8;
+                        }
+                        d[b * 8..(b + 1) * 8].fill(if amax == 0.0 { 0.0 } else { 1.0 / iscale });
+                    }
+                }
+            }
+            for (b, qb) in q.chunks_exact(16).enumerate() {
+                self.bsums[i * k / 16 + b] = qb.iter().map(|&v| v as i16).sum();
+            }
+            for b in 0..nb {
+                let sum = self.bsums[i * k / 16 + 2 * b] as f32 + self.bsums[i * k / 16 + 2 * b + 1] as f32;
+                self.s[i * nb + b] = match kind {
+                    Q8Kind::Blocks32 => f16_round(d[b] * sum),
+                    Q8Kind::Super256 => d[b] * sum,
+                };
+                if kind == Q8Kind::Blocks32 {
+                    d[b] = f16_round(d[b]);
+                }
             }
         }
     }
 
-    /// Row `i`'s quants, scales and scaled sums.
+    /// Row `i`'s quants, scales per 32 and scaled sums per 32.
     pub fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
         let nb = self.k / QK;
         (&self.q[i * self.k..(i + 1) * self.k], &self.d[i * nb..(i + 1) * nb], &self.s[i * nb..(i + 1) * nb])
+    }
+
+    /// Row `i`'s sums of quants per 16.
+    pub fn row_bsums(&self, i: usize) -> &[i16] {
+        &self.bsums[i * self.k / 16..(i + 1) * self.k / 16]
     }
 }
 
@@ -628,6 +713,13 @@ pub(crate) type GemvBlocksQ8Kernel = unsafe fn(args: &BlockQ8Args<'_>, rows: Ran
 
 fn check_q8(x: &Q8Rows, w: &BlockRows, c: &[f32], ldc: usize, epi: &Epilogue) {
     assert_eq!(x.k, w.k(), "gemm_blocks_q8: activations have {} values, weights {}", x.k, w.k());
+    assert_eq!(
+        x.kind,
+        w.ty().q8_kind(),
+        "gemm_blocks_q8: {} weights need {:?} activations",
+        w.ty().name(),
+        w.ty().q8_kind()
+    );
     check_output("gemm_blocks_q8", x.rows, w.n(), c, ldc, epi);
 }
 

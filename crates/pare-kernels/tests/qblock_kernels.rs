@@ -278,8 +278,8 @@ fn q8_naive(ty: BlockType, x: &qblock::Q8Rows, data: &[u8], n: usize, k: usize) 
             for b in 0..k / QK {
                 let t: f64 = (0..QK).map(|q| w[b * QK + q] as f64 * xq[b * QK + q] as f64).sum::<f64>() * xd[b] as f64;
                 s += t;
-                abs +=
-                    (0..QK).map(|q| (w[b * QK + q] as f64 * xq[b * QK + q] as f64).abs()).sum::<f64>() * xd[b] as f64;
+                abs += (0..QK).map(|q| (w[b * QK + q] as f64 * xq[b * QK + q] as f64).abs()).sum::<f64>()
+                    * xd[b].abs() as f64;
             }
             c[i * n + j] = s;
             bound[i * n + j] = abs;
@@ -299,9 +299,31 @@ fn q8_activations_round_to_nearest_per_block() {
     q.quantize(&x, 64, 1, 64);
     let (xq, xd, xs) = q.row(0);
     assert_eq!(&xq[..4], &[127, -50, 0, 1]);
-    assert!((xd[0] - 0.01).abs() < 1e-7 && xd[1] == 0.0, "{xd:?}");
-    assert!((xs[0] - 0.78).abs() < 1e-5 && xs[1] == 0.0, "{xs:?}");
+    // Scales and sums are stored as llama.cpp's Q8_0/Q8_1 store them: rounded to f16.
+    let f16 = |v: f32| half::f16::from_f32(v).to_f32();
+    assert!(xd[0] == f16(0.01) && xd[1] == 0.0, "{xd:?}");
+    assert!(xs[0] == f16(0.01f32 * 78.0) && xs[1] == 0.0, "{xs:?}");
     assert!(xq[32..].iter().all(|&v| v == 0), "an all-zero block quantizes to zeros");
+    assert_eq!(q.row_bsums(0)[..2], [127 - 50 + 1, 0]);
+}
+
+#[test]
+fn q8_k_activations_follow_the_signed_extremum_of_each_super_block() {
+    // Q8_K: the value of largest magnitude x_m maps to −127 and fixes d = −x_m / 127 for all 256
+    // values; ties round to even.
+    let mut x = vec![0f32; 512];
+    x[0] = 0.5;
+    x[1] = -2.54;
+    x[2] = -0.05; // −2.5 steps: rounds to even (−2)
+    x[3] = 0.07; // 3.5 steps: rounds to even (4)
+    let mut q = qblock::Q8Rows::default();
+    q.quantize_as(qblock::Q8Kind::Super256, &x, 512, 1, 512);
+    let (xq, xd, xs) = q.row(0);
+    assert_eq!(&xq[..4], &[25, -127, -2, 4]);
+    assert!(xd[..8].iter().all(|&d| (d - 0.02).abs() < 1e-8), "{xd:?}");
+    assert!(xd[8..].iter().all(|&d| d == 0.0) && xq[256..].iter().all(|&v| v == 0));
+    assert_eq!(q.row_bsums(0)[0], 25 - 127 - 2 + 4);
+    assert!((xs[0] - xd[0] * -100.0).abs() < 1e-6);
 }
 
 #[test]
@@ -323,10 +345,13 @@ fn every_tier_matches_the_q8_reference() {
                 }
                 let a = fill(m * k, seed);
                 let mut x = qblock::Q8Rows::default();
-                x.quantize(&a, k, m, k);
+                x.quantize_as(ty.q8_kind(), &a, k, m, k);
                 if sat {
                     // Full-range activations against saturated weights: the i16 pair sums at their largest.
                     x.q.iter_mut().enumerate().for_each(|(i, q)| *q = if i % 3 == 0 { -127 } else { 127 });
+                    for (b, s) in x.bsums.iter_mut().enumerate() {
+                        *s = x.q[b * 16..(b + 1) * 16].iter().map(|&q| q as i16).sum();
+                    }
                     for (b, s) in x.s.iter_mut().enumerate() {
                         *s = x.d[b] * x.q[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum::<i32>() as f32;
                     }
@@ -363,7 +388,7 @@ fn q8_product_stays_close_to_the_float_product() {
         let k = if ty.weights() == QK { 576 } else { 512 };
         let a = fill(m * k, 77);
         let mut x = qblock::Q8Rows::default();
-        x.quantize(&a, k, m, k);
+        x.quantize_as(ty.q8_kind(), &a, k, m, k);
         let data = blocks(ty, n, k, 78, false);
         let w = BlockRows::new(ty, &data, n, k).unwrap();
         let (mut f, mut q) = (vec![0f32; m * n], vec![0f32; m * n]);

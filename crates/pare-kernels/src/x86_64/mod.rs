@@ -5,6 +5,7 @@ mod avx2;
 mod avx512;
 mod avxvnni;
 mod qdot;
+mod qdot_avx2;
 mod vnni;
 
 use crate::dispatch::Table;
@@ -50,9 +51,9 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.dequant_blocks_name = "dequant_qblocks_avx2";
         t.gemv_blocks = avx2::gemv_blocks;
         t.gemv_blocks_name = "gemv_qblocks_f32_2x2_avx2";
-        t.gemv_blocks_q8 = qdot::avx2::gemv_blocks_q8;
+        t.gemv_blocks_q8 = qdot_avx2::gemv_blocks_q8;
         t.attend_row = avx2::attend_row;
-        t.gemv_blocks_q8_name = "gemv_qblocks_q8_2x1_avx2";
+        t.gemv_blocks_q8_name = "gemv_qblocks_q8_avx2";
     }
     if tier(Isa::AvxVnni) {
         t.gemm_u8s8 = avxvnni::gemm_u8s8;

@@ -1,8 +1,6 @@
-//! Block weights (Q4_0, Q4_1, Q8_0) × Q8 activations in 256-bit integer arithmetic, one module per
-//! way of multiplying u8 by s8 and summing groups of four into i32: `vpmaddubsw` + `vpmaddwd` (AVX2;
-//! the i16 pair sums cannot saturate: 4-bit weights times |x| ≤ 127 stay under 2 · 15 · 127, and
-//! Q8_0 weights enter as |w| ≤ 128 with the sign moved onto x, 2 · 128 · 127 < 32767),
-//! `vpdpbusd` with AVX-512 VNNI/VL, and `vpdpbusd` with AVX-VNNI. Each block's integer dot
+//! Block weights (Q4_0, Q4_1, Q8_0) × Q8 activations in 256-bit integer arithmetic with `vpdpbusd`
+//! (u8 × s8 summed by four into i32), one module per way of reaching it: AVX-512 VNNI/VL and
+//! AVX-VNNI. The other types run the AVX2 kernels of `qdot_avx2`. Each block's integer dot
 //! product is converted once and scaled by `d_w · d_x`; minima and offsets enter through `d_x · Σ q_x`.
 
 macro_rules! q8_kernels {
@@ -39,10 +37,9 @@ macro_rules! q8_kernels {
                         BlockType::Q4_0 => typed::<0>(args, rows),
                         BlockType::Q4_1 => typed::<1>(args, rows),
                         BlockType::Q8_0 => typed::<2>(args, rows),
-                        // No integer kernel for the 5- and 6-bit types: the reference serves them
-                        // (decoders run the f32-activation kernels).
+                        // The 5- and 6-bit types: the AVX2 kernels (every tier here has AVX2).
                         BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q6_K | BlockType::Q4_K | BlockType::Q5_K => {
-                            crate::reference::gemv_blocks_q8_kernel(args, rows)
+                            super::super::qdot_avx2::gemv_blocks_q8(args, rows)
                         }
                     }
                 }
@@ -116,7 +113,6 @@ macro_rules! q8_kernels {
     };
 }
 
-q8_kernels!(avx2, "avx2,fma,f16c", |u, s| _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 q8_kernels!(vnni, "avx2,fma,f16c,avx512f,avx512vl,avx512vnni", |u, s| _mm256_dpbusd_epi32(
     _mm256_setzero_si256(),
     u,
