@@ -667,17 +667,19 @@ impl Q8Rows {
                     }
                 }
             }
-            for (b, qb) in q.chunks_exact(16).enumerate() {
-                self.bsums[i * k / 16 + b] = qb.iter().map(|&v| v as i16).sum();
+            let bsums = &mut self.bsums[i * k / 16..(i + 1) * k / 16];
+            for (s, qb) in bsums.iter_mut().zip(q.chunks_exact(16)) {
+                *s = qb.iter().map(|&v| v as i16).sum();
             }
-            for b in 0..nb {
-                let sum = self.bsums[i * k / 16 + 2 * b] as f32 + self.bsums[i * k / 16 + 2 * b + 1] as f32;
-                self.s[i * nb + b] = match kind {
-                    Q8Kind::Blocks32 => f16_round(d[b] * sum),
-                    Q8Kind::Super256 => d[b] * sum,
+            for ((d, s), pair) in d.iter_mut().zip(&mut self.s[i * nb..(i + 1) * nb]).zip(bsums.chunks_exact(2)) {
+                let sum = (pair[0] as i32 + pair[1] as i32) as f32;
+                // llama.cpp's Q8_1 computes the sum with the f32 scale, then stores both in f16.
+                *s = match kind {
+                    Q8Kind::Blocks32 => f16_round(*d * sum),
+                    Q8Kind::Super256 => *d * sum,
                 };
                 if kind == Q8Kind::Blocks32 {
-                    d[b] = f16_round(d[b]);
+                    *d = f16_round(*d);
                 }
             }
         }
