@@ -140,6 +140,10 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if let Err(e) = pare_models::weight::BlockActivations::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Fetch { name } => common::fetch(&name),
         Command::Embed { model, input, output, threads } => {

@@ -608,6 +608,13 @@ impl Default for Q8Rows {
     }
 }
 
+/// `v` rounded to the nearest integer, ties to even, for |v| < 2²²: the float addition rounds in the
+/// default mode (as llama.cpp's `nearest_int`; `f32::round_ties_even` is a libm call here).
+#[inline]
+fn round_even(v: f32) -> i32 {
+    ((v + 12582912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
 fn f16_round(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
 }
@@ -645,7 +652,7 @@ impl Q8Rows {
                         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
                         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                         for (q, &v) in qb.iter_mut().zip(xb) {
-                            *q = (v * id).round_ties_even() as i8;
+                            *q = round_even(v * id) as i8;
                         }
                         d[b] = amax / 127.0;
                     }
@@ -661,7 +668,7 @@ impl Q8Rows {
                         }
                         let iscale = if amax == 0.0 { 0.0 } else { -127.0 / max };
                         for (q, &v) in qb.iter_mut().zip(xb) {
-                            *q = (iscale * v).round_ties_even().min(127.0) as i8;
+                            *q = round_even(iscale * v).min(127) as i8;
                         }
                         d[b * 8..(b + 1) * 8].fill(if amax == 0.0 { 0.0 } else { 1.0 / iscale });
                     }
@@ -726,21 +733,23 @@ fn check_q8(x: &Q8Rows, w: &BlockRows, c: &[f32], ldc: usize, epi: &Epilogue) {
 }
 
 /// `C = epi(A·Wᵀ)` with `A` quantized to Q8 blocks: integer dot products per block, scaled in f32.
-/// Rows of `W` (in pairs) are shared among the threads of the current pool.
+/// Rows of `W` are shared among the threads of the current pool.
 pub fn gemm_blocks_q8(x: &Q8Rows, w: &BlockRows, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-    gemm_blocks_q8_group(x, vec![(*w, c, ldc, *epi)]);
+    gemm_blocks_q8_group(vec![(x, *w, c, ldc, *epi)]);
 }
 
-/// Several [`gemm_blocks_q8`] on the same activations in one parallel section.
-pub fn gemm_blocks_q8_group(x: &Q8Rows, jobs: Vec<(BlockRows, &mut [f32], usize, Epilogue)>) {
-    for (w, c, ldc, epi) in &jobs {
+/// Several [`gemm_blocks_q8`] (each with its activations, which may be shared) in one parallel section.
+pub fn gemm_blocks_q8_group(jobs: Vec<(&Q8Rows, BlockRows, &mut [f32], usize, Epilogue)>) {
+    for (x, w, c, ldc, epi) in &jobs {
         check_q8(x, w, c, *ldc, epi);
     }
-    if x.rows == 0 {
+    if jobs.iter().all(|j| j.0.rows == 0) {
         return;
     }
-    let args: Vec<BlockQ8Args> =
-        jobs.into_iter().map(|(w, c, ldc, epi)| BlockQ8Args { x, w, c: SendPtr(c.as_mut_ptr()), ldc, epi }).collect();
+    let args: Vec<BlockQ8Args> = jobs
+        .into_iter()
+        .map(|(x, w, c, ldc, epi)| BlockQ8Args { x, w, c: SendPtr(c.as_mut_ptr()), ldc, epi })
+        .collect();
     let kernel = dispatch::table().gemv_blocks_q8;
     let ns: Vec<usize> = args.iter().map(|g| g.w.n()).collect();
     // SAFETY: shapes checked; the shares are disjoint row ranges of each output.

@@ -11,7 +11,7 @@
 
 use crate::arch::{Architecture, Batch, LinearHook, Task, UnitKind, Units};
 use crate::error::{ModelError, Result};
-use crate::weight::{Input, Linear, QuantCache, Weight, forward_group};
+use crate::weight::{BlockActivations, Input, Linear, QuantCache, Weight, forward_group};
 use pare_formats::gguf::{GgmlType, GgufFile, MetaValue};
 use pare_formats::source::TensorSource;
 use pare_kernels::Activation;
@@ -406,6 +406,18 @@ impl Llama {
         v.push(("token_embd.weight".into(), &self.embed));
         v.push(("output.weight".into(), &self.output.weight));
         v
+    }
+
+    /// Sets what every block-quantized matrix is multiplied with (loading takes `PARE_BLOCK_ACT`'s
+    /// choice, or the default).
+    pub fn set_block_activations(&mut self, act: BlockActivations) {
+        for b in &mut self.blocks {
+            for lin in [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down] {
+                lin.weight.set_block_activations(act);
+            }
+        }
+        self.embed.set_block_activations(act);
+        self.output.weight.set_block_activations(act);
     }
 
     /// Bytes held by the weights (a tied output counted once).

@@ -6,6 +6,7 @@ use pare_formats::gguf::MappedBytes;
 use pare_formats::sparse::{Matrix, SparseRows};
 use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
+use pare_kernels::qblock::{Q8Kind, Q8Rows, gemm_blocks_q8, gemm_blocks_q8_group};
 use pare_kernels::quant::quantize_rows_with;
 use pare_kernels::spmm::{spmm_f32_group, spmm_f32_with};
 use pare_kernels::spmm_i8::spmm_u8s8_with;
@@ -54,6 +55,63 @@ enum Rule {
     Dense,
     /// Pruned; dense or sparse as the crossover says.
     Pruned { sparse: bool, why: Crossover },
+}
+
+/// What block-quantized weights are multiplied with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BlockActivations {
+    /// 8-bit activations (as [`BlockActivations::Q8`]) for few tokens, where the product streams the
+    /// weights once (decode); f32 activations for more, where dequantized panels feed the f32 GEMM
+    /// (prefill), which is faster than integer row products on AVX2.
+    #[default]
+    Q8Decode,
+    /// Activations rounded to 8 bits as llama.cpp rounds them for each weight type (Q8_0/Q8_1 per
+    /// 32 values, Q8_K per 256) and integer dot products, at every token count: llama.cpp's arithmetic.
+    Q8,
+    /// f32 activations at every token count: the products of the dequantized model.
+    F32,
+}
+
+impl BlockActivations {
+    /// The choice set by `PARE_BLOCK_ACT` (`q8`, `q8-all` or `f32`), if any; an error names a bad value.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        match std::env::var("PARE_BLOCK_ACT") {
+            Ok(v) if v.trim().is_empty() => Ok(None),
+            Ok(v) => {
+                Self::parse(v.trim()).map(Some).ok_or_else(|| format!("PARE_BLOCK_ACT={v}: expected q8, q8-all or f32"))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [BlockActivations::Q8Decode, BlockActivations::Q8, BlockActivations::F32].into_iter().find(|a| a.name() == s)
+    }
+
+    /// [`BlockActivations::from_env`], else the default; a bad value is ignored here (front ends
+    /// report it first).
+    pub fn active() -> Self {
+        Self::from_env().ok().flatten().unwrap_or_default()
+    }
+
+    /// Its name as `PARE_BLOCK_ACT` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockActivations::Q8Decode => "q8",
+            BlockActivations::Q8 => "q8-all",
+            BlockActivations::F32 => "f32",
+        }
+    }
+
+    /// Whether a product over `rows` tokens rounds them to 8 bits.
+    pub fn rounds(self, rows: usize) -> bool {
+        match self {
+            BlockActivations::Q8Decode => rows <= pare_kernels::qblock::GEMV_MAX_TOKENS,
+            BlockActivations::Q8 => true,
+            BlockActivations::F32 => false,
+        }
+    }
 }
 
 fn sparse_rule(family: Family, density: f64, n: usize, k: usize) -> Rule {
@@ -121,8 +179,8 @@ pub enum Weight {
         /// When pruned, why it runs dense.
         why: Option<Crossover>,
     },
-    /// Blocks in llama.cpp's layouts, read in place from the mapped file and multiplied by f32
-    /// activations (row kernels for few tokens, dequantized panels and the f32 GEMM for many).
+    /// Blocks in llama.cpp's layouts, read in place from the mapped file, multiplied with
+    /// activations as `act` says.
     Blocks {
         /// Block type.
         ty: BlockType,
@@ -132,6 +190,8 @@ pub enum Weight {
         n: usize,
         /// Input features.
         k: usize,
+        /// What the blocks are multiplied with.
+        act: BlockActivations,
     },
 }
 
@@ -222,13 +282,22 @@ impl Weight {
     /// `n` rows of `k` weights of `ty`.
     pub fn blocks(ty: BlockType, data: MappedBytes, n: usize, k: usize) -> Result<Self, String> {
         BlockRows::new(ty, &data, n, k)?;
-        Ok(Weight::Blocks { ty, data, n, k })
+        Ok(Weight::Blocks { ty, data, n, k, act: BlockActivations::active() })
+    }
+
+    /// Sets what a [`Weight::Blocks`] is multiplied with (other variants are left as they are).
+    pub fn set_block_activations(&mut self, to: BlockActivations) {
+        if let Weight::Blocks { act, .. } = self {
+            *act = to;
+        }
     }
 
     /// The rows of a [`Weight::Blocks`] as the kernels read them (panics on other variants).
     fn block_rows(&self) -> BlockRows<'_> {
         match self {
-            Weight::Blocks { ty, data, n, k } => BlockRows::new(*ty, data, *n, *k).expect("checked at construction"),
+            Weight::Blocks { ty, data, n, k, .. } => {
+                BlockRows::new(*ty, data, *n, *k).expect("checked at construction")
+            }
             _ => unreachable!("block_rows of a weight that is not block-quantized"),
         }
     }
@@ -278,7 +347,14 @@ impl Weight {
         };
         match self {
             Weight::DenseF32(_) => "f32 dense".into(),
-            Weight::Blocks { ty, .. } => format!("{} blocks × f32 ({} bits/weight)", ty.name(), ty.bits_per_weight()),
+            Weight::Blocks { ty, act, .. } => {
+                let x = match act {
+                    BlockActivations::Q8Decode => "8-bit (decode) or f32",
+                    BlockActivations::Q8 => "8-bit",
+                    BlockActivations::F32 => "f32",
+                };
+                format!("{} blocks × {x} activations ({} bits/weight)", ty.name(), ty.bits_per_weight())
+            }
             Weight::SparseF32 { why, .. } => format!("f32 sparse ({})", times(why)),
             Weight::PrunedDenseF32 { why, .. } => format!("f32 dense, pruned ({})", times(why)),
             Weight::SparseI8 { why, .. } => format!("int8 sparse ({})", times(why)),
@@ -316,7 +392,7 @@ impl Weight {
             Weight::SparseF32 { csr, .. } => csr.to_dense(),
             Weight::SparseI8 { csr, .. } => csr.dequantize(),
             Weight::Int8 { packed, .. } => packed.dequantize(),
-            Weight::Blocks { ty, data, n, k } => {
+            Weight::Blocks { ty, data, n, k, .. } => {
                 let mut w = vec![0f32; n * k];
                 pare_kernels::qblock::dequantize_blocks(*ty, data, &mut w);
                 w
@@ -339,14 +415,34 @@ pub struct Input<'a> {
 pub struct QuantCache {
     mode: Option<(ActQuant, Vec<u32>)>,
     rows: QuantRows,
+    /// Q8 forms for block weights: [`Q8Kind::Blocks32`], [`Q8Kind::Super256`], and whether each is current.
+    q8: [Q8Rows; 2],
+    q8_fresh: [bool; 2],
 }
 
 impl<'a> Input<'a> {
     /// `rows × cols` f32 values; `cache` is reset.
     pub fn new(x: &'a [f32], rows: usize, cols: usize, cache: &'a RefCell<QuantCache>) -> Self {
         assert!(x.len() >= rows * cols, "Input: {} values for {rows}×{cols}", x.len());
-        cache.borrow_mut().mode = None;
+        let mut c = cache.borrow_mut();
+        c.mode = None;
+        c.q8_fresh = [false; 2];
+        drop(c);
         Input { x: &x[..rows * cols], rows, cols, cache }
+    }
+
+    /// The rows rounded to 8 bits as `kind` says, computed on first use.
+    fn q8(&self, kind: Q8Kind) -> std::cell::Ref<'_, Q8Rows> {
+        let at = match kind {
+            Q8Kind::Blocks32 => 0,
+            Q8Kind::Super256 => 1,
+        };
+        if !self.cache.borrow().q8_fresh[at] {
+            let mut c = self.cache.borrow_mut();
+            c.q8[at].quantize_as(kind, self.x, self.cols, self.rows, self.cols);
+            c.q8_fresh[at] = true;
+        }
+        std::cell::Ref::map(self.cache.borrow(), |c| &c.q8[at])
     }
 
     /// The f32 values.
@@ -439,6 +535,10 @@ impl Linear {
                 let q = x.quantized(*mode, csr.outliers());
                 spmm_u8s8(&q, csr, out, n, &epi);
             }
+            Weight::Blocks { ty, act, .. } if act.rounds(rows) => {
+                let q = x.q8(ty.q8_kind());
+                gemm_blocks_q8(&q, &self.weight.block_rows(), out, n, &epi)
+            }
             Weight::Blocks { .. } => gemm_blocks_f32(x.values(), k, rows, &self.weight.block_rows(), out, n, &epi),
         }
     }
@@ -462,8 +562,34 @@ pub fn forward_group(lins: &[&Linear], x: &Input, outs: Vec<&mut [f32]>) {
         lins.iter()
             .all(|l| matches!(&l.weight, Weight::Int8 { packed, act, .. } if act == m0 && packed.outliers() == *o0))
     });
-    let all_blocks = lins.iter().all(|l| matches!(l.weight, Weight::Blocks { .. }));
-    if all_blocks {
+    let all_blocks = lins.iter().all(|l| matches!(l.weight, Weight::Blocks { act, .. } if !act.rounds(rows)));
+    let all_q8 = lins.iter().all(|l| matches!(l.weight, Weight::Blocks { act, .. } if act.rounds(rows)));
+    if all_q8 {
+        let kinds: Vec<Q8Kind> = lins
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Blocks { ty, .. } => ty.q8_kind(),
+                _ => unreachable!("checked: all blocks"),
+            })
+            .collect();
+        // Both roundings first (each computed once), then the shared section.
+        let x32 = kinds.contains(&Q8Kind::Blocks32).then(|| x.q8(Q8Kind::Blocks32));
+        let x256 = kinds.contains(&Q8Kind::Super256).then(|| x.q8(Q8Kind::Super256));
+        let jobs = lins
+            .iter()
+            .zip(outs)
+            .zip(&kinds)
+            .map(|((l, o), kind)| {
+                let n = l.out_features();
+                let q: &Q8Rows = match kind {
+                    Q8Kind::Blocks32 => x32.as_deref().expect("computed above"),
+                    Q8Kind::Super256 => x256.as_deref().expect("computed above"),
+                };
+                (q, l.weight.block_rows(), &mut o[..rows * n], n, epi(l))
+            })
+            .collect();
+        gemm_blocks_q8_group(jobs);
+    } else if all_blocks {
         let jobs = lins
             .iter()
             .zip(outs)
@@ -549,6 +675,11 @@ impl Linear {
             Weight::SparseI8 { csr, act: mode, .. } => {
                 quantize_rows_with(table, x, rows, k, k, *mode, csr.outliers(), scratch);
                 spmm_u8s8_with(table, scratch, csr, out, n, &epi, false);
+            }
+            Weight::Blocks { ty, act, .. } if act.rounds(rows) => {
+                let mut q = Q8Rows::default();
+                q.quantize_as(ty.q8_kind(), x, k, rows, k);
+                pare_kernels::qblock::gemm_blocks_q8_with(table, &q, &self.weight.block_rows(), out, n, &epi)
             }
             Weight::Blocks { .. } => pare_kernels::qblock::gemm_blocks_f32_with(
                 table,

@@ -5,6 +5,7 @@
 use pare_formats::gguf::GgufFile;
 use pare_formats::tokenizer::TextTokenizer;
 use pare_models::llama::{KvCache, Llama};
+use pare_models::weight::BlockActivations;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -71,14 +72,20 @@ fn check(file: &GgufFile, model: &Llama, label: &str) {
     // Decoding with the KV cache: prefill all but the last token, then one step, equals one full pass.
     let ids: Vec<u32> =
         r["records"][0]["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    let full = model.logits(&ids).unwrap();
-    let mut cache = KvCache::default();
-    model.forward(&ids[..ids.len() - 1], &mut cache, false).unwrap();
-    let step = model.forward(&ids[ids.len() - 1..], &mut cache, false).unwrap();
-    let last = &full[(ids.len() - 1) * vocab..];
-    let diff = step.iter().zip(last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(diff <= 1e-3, "cached decoding differs from the full pass by {diff}");
-    assert_eq!(cache.len, ids.len());
+    // Block matrices: with f32 activations throughout, and with 8-bit activations throughout (each
+    // token's activations are rounded on their own, so prefill and decode round them alike).
+    for act in [BlockActivations::F32, BlockActivations::Q8] {
+        let mut model = model.clone();
+        model.set_block_activations(act);
+        let full = model.logits(&ids).unwrap();
+        let mut cache = KvCache::default();
+        model.forward(&ids[..ids.len() - 1], &mut cache, false).unwrap();
+        let step = model.forward(&ids[ids.len() - 1..], &mut cache, false).unwrap();
+        let last = &full[(ids.len() - 1) * vocab..];
+        let diff = step.iter().zip(last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-3, "{}: cached decoding differs from the full pass by {diff}", act.name());
+        assert_eq!(cache.len, ids.len());
+    }
     // Perplexity: the fixture's protocol.
     let text: String =
         std::fs::read_to_string(fixtures().join("kjv-genesis.txt")).unwrap().chars().take(100_000).collect();

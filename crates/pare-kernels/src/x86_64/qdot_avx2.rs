@@ -251,7 +251,12 @@ unsafe fn row_q6k(w: *const u8, nsb: usize, xq: *const i8, xd: &[f32], bs: *cons
     hsum(acc)
 }
 
-/// Block weights × Q8 activations, every type; rows outermost so that each stored row is read once.
+/// Tokens whose activation quants are kept close while every row passes over them: 16 rows of up to
+/// 1536 quants stay in L1 beside the weight row.
+const TOKEN_TILE: usize = 16;
+
+/// Block weights × Q8 activations, every type: for each tile of tokens, each stored row is read once
+/// and dotted with every token of the tile.
 ///
 /// # Safety
 /// As [`crate::qblock::GemvBlocksQ8Kernel`]; installed only on CPUs with AVX2, FMA and F16C.
@@ -260,28 +265,30 @@ pub(crate) unsafe fn gemv_blocks_q8(args: &BlockQ8Args<'_>, rows: Range<usize>) 
     assert!(rows.end <= args.w.n());
     let ty = args.w.ty();
     let (k, bytes) = (args.w.k(), ty.block_bytes());
-    for j in rows {
-        let w = args.w.row(j).as_ptr();
-        for i in 0..args.x.rows {
-            let (xq, xd, xs) = args.x.row(i);
-            let bs = args.x.row_bsums(i).as_ptr();
-            let x = xq.as_ptr();
-            // SAFETY: the row holds k / weights blocks and the token k quants, k / 32 scales and
-            // k / 16 sums (checked shapes and activation kind).
-            let s = unsafe {
-                match ty {
-                    BlockType::Q4_0 => row32::<0>(w, bytes, k / QK, x, xd, xs),
-                    BlockType::Q4_1 => row32::<1>(w, bytes, k / QK, x, xd, xs),
-                    BlockType::Q8_0 => row32::<2>(w, bytes, k / QK, x, xd, xs),
-                    BlockType::Q5_0 => row32::<3>(w, bytes, k / QK, x, xd, xs),
-                    BlockType::Q5_1 => row32::<4>(w, bytes, k / QK, x, xd, xs),
-                    BlockType::Q4_K => row_k45::<false>(w, k / QK_K, x, xd, bs),
-                    BlockType::Q5_K => row_k45::<true>(w, k / QK_K, x, xd, bs),
-                    BlockType::Q6_K => row_q6k(w, k / QK_K, x, xd, bs),
-                }
-            };
-            // SAFETY: element (i, j) of C is this call's (rows are disjoint between callers).
-            unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(s, i, j) };
+    for t0 in (0..args.x.rows).step_by(TOKEN_TILE) {
+        for j in rows.clone() {
+            let w = args.w.row(j).as_ptr();
+            for i in t0..(t0 + TOKEN_TILE).min(args.x.rows) {
+                let (xq, xd, xs) = args.x.row(i);
+                let bs = args.x.row_bsums(i).as_ptr();
+                let x = xq.as_ptr();
+                // SAFETY: the row holds k / weights blocks and the token k quants, k / 32 scales and
+                // k / 16 sums (checked shapes and activation kind).
+                let s = unsafe {
+                    match ty {
+                        BlockType::Q4_0 => row32::<0>(w, bytes, k / QK, x, xd, xs),
+                        BlockType::Q4_1 => row32::<1>(w, bytes, k / QK, x, xd, xs),
+                        BlockType::Q8_0 => row32::<2>(w, bytes, k / QK, x, xd, xs),
+                        BlockType::Q5_0 => row32::<3>(w, bytes, k / QK, x, xd, xs),
+                        BlockType::Q5_1 => row32::<4>(w, bytes, k / QK, x, xd, xs),
+                        BlockType::Q4_K => row_k45::<false>(w, k / QK_K, x, xd, bs),
+                        BlockType::Q5_K => row_k45::<true>(w, k / QK_K, x, xd, bs),
+                        BlockType::Q6_K => row_q6k(w, k / QK_K, x, xd, bs),
+                    }
+                };
+                // SAFETY: element (i, j) of C is this call's (rows are disjoint between callers).
+                unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(s, i, j) };
+            }
         }
     }
 }
