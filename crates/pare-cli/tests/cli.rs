@@ -10,7 +10,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn pare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pare")).args(args).env_remove("PARE_ISA").output().expect("run pare")
+    Command::new(env!("CARGO_BIN_EXE_pare"))
+        .args(args)
+        .env_remove("PARE_ISA")
+        .env_remove("PARE_BLOCK_ACT")
+        .output()
+        .expect("run pare")
 }
 
 fn pare_stdin(args: &[&str], stdin: &str) -> Output {
@@ -236,6 +241,13 @@ fn nonsense_flags() {
         .output()
         .unwrap();
     assert_one_line_error(&out, "PARE_ISA=\"sse9\"");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_pare"))
+        .args(["inspect", s(d.path())])
+        .env("PARE_BLOCK_ACT", "int4")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "PARE_BLOCK_ACT=int4: expected q8, q8-all or f32");
     assert_eq!(out.status.code(), Some(2));
 }
 
