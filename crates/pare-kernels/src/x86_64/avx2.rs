@@ -963,10 +963,12 @@ trait Block256 {
     }
 }
 
-/// The f16 at `p` converted and broadcast.
+/// The f16 at `p` converted and broadcast. Converting a broadcast (rather than one lane) keeps every
+/// lane meaningful: with a single live lane the compiler inserts the value into whatever register is
+/// at hand, often a live accumulator, and chains each block behind the previous one.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn half256(p: *const u8) -> __m256 {
+pub(super) unsafe fn half256(p: *const u8) -> __m256 {
     // SAFETY: the caller's block holds two bytes at p.
     let h = unsafe { (p as *const u16).read_unaligned() };
     _mm256_cvtph_ps(_mm_set1_epi16(h as i16))

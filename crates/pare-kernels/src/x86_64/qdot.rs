@@ -6,6 +6,7 @@
 macro_rules! q8_kernels {
     ($module:ident, $features:literal, |$u:ident, $s:ident| $dot:expr) => {
         pub(crate) mod $module {
+            use super::super::avx2::half256;
             use crate::qblock::{BlockQ8Args, BlockType};
             use std::arch::x86_64::*;
             use std::ops::Range;
@@ -15,14 +16,6 @@ macro_rules! q8_kernels {
             #[inline]
             fn dot($u: __m256i, $s: __m256i) -> __m256i {
                 $dot
-            }
-
-            #[target_feature(enable = $features)]
-            #[inline]
-            unsafe fn half(p: *const u8) -> f32 {
-                // SAFETY: the caller's block holds two bytes at p.
-                let h = unsafe { (p as *const u16).read_unaligned() };
-                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
             }
 
             /// Block weights × Q8 activations.
@@ -70,7 +63,7 @@ macro_rules! q8_kernels {
                 let (xq, xd, xs) = args.x.row(i);
                 let w: [*const u8; R] = std::array::from_fn(|r| args.w.row(j + r).as_ptr());
                 let mut acc = [[_mm256_setzero_ps(); 2]; R];
-                let mut mins = [0f32; R];
+                let mut mins = [_mm256_setzero_ps(); R];
                 let m4 = _mm256_set1_epi8(0x0f);
                 for b in 0..nb {
                     // SAFETY: 32 quants of block b of the activation row.
@@ -80,7 +73,7 @@ macro_rules! q8_kernels {
                         unsafe {
                             let p = w[r].add(b * bytes);
                             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(4096) as *const i8);
-                            let d = half(p);
+                            let d = half256(p);
                             let prod = if TY == 2 {
                                 let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
                                 dot(_mm256_abs_epi8(q), _mm256_sign_epi8(xv, q))
@@ -90,10 +83,10 @@ macro_rules! q8_kernels {
                                 dot(y, xv)
                             };
                             let f = _mm256_cvtepi32_ps(prod);
-                            acc[r][b & 1] = _mm256_fmadd_ps(f, _mm256_set1_ps(d * xd[b]), acc[r][b & 1]);
+                            acc[r][b & 1] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, _mm256_set1_ps(xd[b])), acc[r][b & 1]);
                             match TY {
-                                0 => mins[r] -= 8.0 * d * xs[b],
-                                1 => mins[r] += half(p.add(2)) * xs[b],
+                                0 => mins[r] = _mm256_fmadd_ps(d, _mm256_set1_ps(-8.0 * xs[b]), mins[r]),
+                                1 => mins[r] = _mm256_fmadd_ps(half256(p.add(2)), _mm256_set1_ps(xs[b]), mins[r]),
                                 _ => {}
                             }
                         }
@@ -103,7 +96,7 @@ macro_rules! q8_kernels {
                     let v = _mm256_add_ps(acc[r][0], acc[r][1]);
                     let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
                     let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                    let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))) + mins[r];
+                    let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))) + _mm256_cvtss_f32(mins[r]);
                     let jj = j + r;
                     // SAFETY: element (i, jj) of C is this call's.
                     unsafe { *args.c.get().add(i * args.ldc + jj) = args.epi.apply(s, i, jj) };

@@ -9,20 +9,10 @@
 //! enter as they are (at most 63, for Q6_K: 2 · 63 · 127 < 32767). Q6_K's offset of 32 is removed
 //! afterwards through the activation sums per 16, the K-quant minima through the sums per 32.
 
+use super::avx2::half256;
 use crate::qblock::{BlockQ8Args, BlockType, QK, QK_K};
 use std::arch::x86_64::*;
 use std::ops::Range;
-
-/// The f16 at `p` in all eight lanes. Converting a broadcast (rather than one lane) keeps every lane
-/// meaningful: with a single live lane the compiler inserts the value into whatever register is at
-/// hand, often a live accumulator, and chains each block behind the previous one.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn half8(p: *const u8) -> __m256 {
-    // SAFETY: the caller's block holds two bytes at p.
-    let h = unsafe { (p as *const u16).read_unaligned() };
-    _mm256_cvtph_ps(_mm_set1_epi16(h as i16))
-}
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -91,9 +81,9 @@ unsafe fn block32<const TY: u8>(p: *const u8, xv: __m256i, dx: f32, sx: f32, acc
                 dot_us(_mm256_or_si256(nibbles(p.add(8)), set), xv)
             }
         };
-        let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(half8(p), _mm256_set1_ps(dx)), acc);
+        let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(half256(p), _mm256_set1_ps(dx)), acc);
         if TY == 1 || TY == 4 {
-            *mins = _mm256_fmadd_ps(half8(p.add(2)), _mm256_set1_ps(sx), *mins);
+            *mins = _mm256_fmadd_ps(half256(p.add(2)), _mm256_set1_ps(sx), *mins);
         }
         acc
     }
@@ -166,7 +156,7 @@ unsafe fn row_k45<const FIVE: bool>(w: *const u8, nsb: usize, xq: *const i8, xd:
             let p = w.add(sb * bytes);
             let dx = *xd.get_unchecked(sb * 8);
             let (d, dmin) =
-                (_mm256_mul_ps(half8(p), _mm256_set1_ps(dx)), _mm256_mul_ps(half8(p.add(2)), _mm256_set1_ps(dx)));
+                (_mm256_mul_ps(half256(p), _mm256_set1_ps(dx)), _mm256_mul_ps(half256(p.add(2)), _mm256_set1_ps(dx)));
             let (sc, mn) = scales_mins_k4(p.add(4));
             let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
             let mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
@@ -214,7 +204,7 @@ unsafe fn row_q6k(w: *const u8, nsb: usize, xq: *const i8, xd: &[f32], bs: *cons
         // SAFETY: super-block sb of the row, its 256 activation quants and 16 sums (checked shapes).
         unsafe {
             let p = w.add(sb * 210);
-            let d = _mm256_mul_ps(half8(p.add(208)), _mm256_set1_ps(*xd.get_unchecked(sb * 8)));
+            let d = _mm256_mul_ps(half256(p.add(208)), _mm256_set1_ps(*xd.get_unchecked(sb * 8)));
             let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
             let corr = _mm256_madd_epi16(sc, _mm256_loadu_si256(bs.add(16 * sb) as *const __m256i));
             let mut sumi = _mm256_setzero_si256();
