@@ -2,7 +2,8 @@
 """Reads pare's compressed model with the compressed-tensors package and compares every tensor it
 decompresses with pare's own dense export of the same model (`pare decompress`).
 
-Usage: check_compressed_tensors.py COMPRESSED_DIR DENSE_DIR
+Usage: check_compressed_tensors.py COMPRESSED_DIR DENSE_DIR (both written by pare: `pare quantize`, then
+`pare decompress` of its output)
 Exit 0 when compressed-tensors parses the config and every decompressed weight equals pare's value.
 
 Environment: compressed-tensors 0.9.4 on Debian's CPU build of torch 1.13 (scripts/python-env).
@@ -27,6 +28,7 @@ def main():
     mc = ModelCompressor.from_compression_config(qcfg)
     dense = load_file(f"{dense_dir}/model.safetensors")
     checked = 0
+    rounded = set()
     stored = load_file(f"{comp_dir}/model.safetensors")
     sparse = {}
     if mc.sparsity_compressor is not None:
@@ -55,7 +57,7 @@ def main():
 
         modules = [k[: -len(".weight_scale")] for k in stored if k.endswith(".weight_scale")]
         modules = [m for m in modules if m not in ignore]
-        names_to_scheme = {m: scheme_for(m) for m in modules}
+        names_to_scheme = {m: scheme_for(m).weights for m in modules}
         if sparse:
             state = dict(stored)
             state.update(sparse)
@@ -63,8 +65,14 @@ def main():
         else:
             source = comp_dir
         for module, data in mc.quantization_compressor.decompress(source, names_to_scheme=names_to_scheme):
-            got = data["weight"].float()
+            got = data["weight"]
             want = dense[f"{module}.weight"]
+            if got.dtype != torch.float32:
+                # compressed-tensors multiplies in the scales' dtype (f16 for pack-quantized int4): the
+                # exact product, rounded once to that type, is what it must give.
+                want = want.to(got.dtype)
+                rounded.add(str(got.dtype).removeprefix("torch."))
+            got, want = got.float(), want.float()
             if got.shape != want.shape:
                 raise SystemExit(f"{module}: shape {tuple(got.shape)} vs pare {tuple(want.shape)}")
             diff = (got - want).abs().max().item()
@@ -76,7 +84,8 @@ def main():
     if checked == 0:
         raise SystemExit("no compressed tensor found")
     version = __import__("compressed_tensors").__version__
-    print(f"compressed-tensors {version} read {checked} tensors ({quant}, {layout}); all equal pare's values")
+    note = f" (pare's values rounded to {', '.join(sorted(rounded))}, the dtype it decompresses to)" if rounded else ""
+    print(f"compressed-tensors {version} read {checked} tensors ({quant}, {layout}); all equal pare's values{note}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ pub fn run(model: &str, output: &Path, force: bool) -> Result<()> {
         println!("{}", out.display());
         return Ok(());
     }
+    if crate::decoder::is_decoder(&path) {
+        let out = pare_compress::decompress::decompress_hf_llama(&path, output, force, &mut |m| eprintln!("{m}"))?;
+        println!("{}", out.display());
+        return Ok(());
+    }
     let dir = common::model_dir(model)?;
     let out = pare_compress::decompress::decompress(&dir, output, force, &mut |m| eprintln!("{m}"))?;
     println!("{}", out.out_dir.display());

@@ -45,12 +45,15 @@ pub enum Scheme {
     /// Decoders: every matrix as float16.
     #[value(name = "f16")]
     F16,
+    /// Decoders: the block matrices as group-wise symmetric int4 (one f16 scale per `--group`
+    /// inputs), written as a Hugging Face Llama directory in compressed-tensors' pack-quantized layout.
+    Int4,
 }
 
 impl Scheme {
     /// The GGML type of a decoder scheme.
     fn ggml(self) -> Option<pare_formats::gguf::GgmlType> {
-        if self == Scheme::Mixed {
+        if self == Scheme::Mixed || self == Scheme::Int4 {
             return None;
         }
         let name = self.to_possible_value()?.get_name().to_string();
@@ -128,7 +131,10 @@ pub struct QuantizeArgs {
     /// wrote from the same model (its `pare.quantize.plan`) instead of measuring them again.
     #[arg(long, value_name = "GGUF")]
     pub sensitivity_from: Option<PathBuf>,
-    /// Output directory (encoders) or GGUF file (decoders).
+    /// Decoders, `--scheme int4`: inputs per scale (a multiple of 32 dividing every matrix's inputs).
+    #[arg(long, value_name = "N")]
+    pub group: Option<usize>,
+    /// Output directory (encoders, and decoders' int4) or GGUF file (decoders).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Replace the output directory if it exists and is not empty.
@@ -138,6 +144,12 @@ pub struct QuantizeArgs {
 
 /// Runs `pare quantize`.
 pub fn run(a: &QuantizeArgs) -> Result<()> {
+    if a.group.is_some() && a.scheme != Scheme::Int4 {
+        bail!("--group sets the groups of --scheme int4");
+    }
+    if a.scheme == Scheme::Int4 {
+        return run_int4(a);
+    }
     if a.scheme != Scheme::Int8 {
         return run_gguf(a);
     }
@@ -182,6 +194,35 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
     };
     let summary = pare_compress::quantize(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;
     println!("{}", summary.out_dir.display());
+    Ok(())
+}
+
+/// `pare quantize --scheme int4` of a decoder GGUF: a Hugging Face directory, pack-quantized.
+fn run_int4(a: &QuantizeArgs) -> Result<()> {
+    for (set, flag) in [
+        (a.activations.is_some(), "--activations"),
+        (a.act_symmetric, "--act-symmetric"),
+        (!a.keep_float.is_empty(), "--keep-float"),
+        (a.calibrate.is_some(), "--calibrate"),
+        (a.gptq, "--gptq"),
+        (a.act_order, "--act-order"),
+        (a.awq, "--awq"),
+        (a.samples.is_some(), "--samples"),
+        (a.fallback.is_some(), "--fallback"),
+        (a.plan.is_some(), "--plan"),
+        (a.bpw.is_some(), "--bpw"),
+    ] {
+        if set {
+            bail!("{flag} does not apply to --scheme int4 (round-to-nearest per group)");
+        }
+    }
+    let path = pare_formats::zoo::resolve(&a.model, &mut |m| eprintln!("{m}"))?;
+    let Some(gguf) = common::gguf_path(&path) else {
+        bail!("{}: --scheme int4 quantizes a decoder GGUF; this is not one", a.model);
+    };
+    let group = a.group.unwrap_or(32);
+    let out = pare_compress::decompress::quantize_int4_hf(&gguf, &a.output, a.force, group, &mut |m| eprintln!("{m}"))?;
+    println!("{}", out.display());
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ggml_quant;
 pub mod gguf_quant;
 pub mod gptq;
+pub mod int4;
 pub mod linalg;
 pub mod mixed;
 pub mod output;

@@ -27,6 +27,15 @@ impl MappedBytes {
     }
 }
 
+impl MappedBytes {
+    /// A copy of `bytes` in an anonymous read-only map (tensors converted at load, e.g. to blocks).
+    pub fn owned(bytes: &[u8]) -> std::io::Result<Self> {
+        let mut m = memmap2::MmapMut::map_anon(bytes.len().max(1))?;
+        m[..bytes.len()].copy_from_slice(bytes);
+        Ok(MappedBytes { map: Arc::new(m.make_read_only()?), start: 0, len: bytes.len() })
+    }
+}
+
 impl std::ops::Deref for MappedBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -46,6 +46,26 @@ impl TensorData {
         TensorData { name: name.into(), dtype: Dtype::U8, shape: shape.to_vec(), bytes: values.to_vec() }
     }
 
+    /// An I32 tensor.
+    pub fn i32(name: impl Into<String>, shape: &[usize], values: &[i32]) -> Self {
+        TensorData {
+            name: name.into(),
+            dtype: Dtype::I32,
+            shape: shape.to_vec(),
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// An F16 tensor from the values' bits.
+    pub fn f16_bits(name: impl Into<String>, shape: &[usize], bits: &[u16]) -> Self {
+        TensorData {
+            name: name.into(),
+            dtype: Dtype::F16,
+            shape: shape.to_vec(),
+            bytes: bits.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
     /// An I64 tensor.
     pub fn i64(name: impl Into<String>, shape: &[usize], values: &[i64]) -> Self {
         TensorData {

@@ -71,9 +71,9 @@ pub fn rope_rows_to_halves(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
     move_rope_rows(w, heads, cols, false)
 }
 
-fn move_rope_rows(w: &[f32], heads: usize, cols: usize, to_pairs: bool) -> Vec<f32> {
+fn move_rope_rows<T: Copy + Default>(w: &[T], heads: usize, cols: usize, to_pairs: bool) -> Vec<T> {
     let d = w.len() / cols / heads;
-    let mut out = vec![0f32; w.len()];
+    let mut out = vec![T::default(); w.len()];
     for h in 0..heads {
         for i in 0..d / 2 {
             for s in 0..2 {
@@ -84,6 +84,27 @@ fn move_rope_rows(w: &[f32], heads: usize, cols: usize, to_pairs: bool) -> Vec<f
         }
     }
     out
+}
+
+/// A compressed-tensors `pack-quantized` matrix (`{base}.weight_packed`, `.weight_scale`,
+/// `.weight_shape`: symmetric int4 codes in groups with f16 scales) as Q4_0 blocks, exactly; its query
+/// and key rows moved to llama.cpp's order.
+fn pack_quantized(src: &dyn TensorSource, base: &str, out: usize, inp: usize, rope_heads: usize) -> Result<Weight> {
+    let bad = |msg: String| ModelError::Input(format!("{}: {base}: {msg}", src.path().display()));
+    let t = pare_formats::pack_quantized::read_int4(src, base).map_err(bad)?;
+    if (t.n, t.k) != (out, inp) {
+        return Err(bad(format!("int4 weights of {}×{}, expected {out}×{inp}", t.n, t.k)));
+    }
+    if !t.group.is_multiple_of(32) {
+        return Err(bad(format!("groups of {}: pare runs int4 groups that are multiples of 32", t.group)));
+    }
+    let mut bytes = pare_formats::pack_quantized::int4_to_q4_0(&t.codes, &t.scales, out, inp, t.group);
+    if rope_heads > 0 {
+        bytes = move_rope_rows(&bytes, rope_heads, inp / 32 * 18, true);
+    }
+    let data =
+        pare_formats::source::MappedBytes::owned(&bytes).map_err(|e| bad(format!("cannot hold its blocks: {e}")))?;
+    Weight::blocks(BlockType::Q4_0, data, out, inp).map_err(bad)
 }
 
 /// Shape and constants of a Llama model, from the GGUF metadata.
@@ -280,6 +301,13 @@ impl Llama {
         };
         // `rope_heads`: the query/key heads whose rows a Hugging Face layout stores in halves.
         let matrix = |name: &str, out: usize, inp: usize, rope_heads: usize| -> Result<Weight> {
+            if layout == Layout::HuggingFace
+                && src.stored(name).is_none()
+                && let Some(base) =
+                    name.strip_suffix(".weight").filter(|b| src.stored(&format!("{b}.weight_packed")).is_some())
+            {
+                return pack_quantized(src, base, out, inp, rope_heads);
+            }
             let stored = src.stored(name).ok_or_else(|| {
                 ModelError::Format(pare_formats::FormatError::MissingTensor {
                     path: path.clone(),
