@@ -171,7 +171,7 @@ fn write_hf_llama(
         tensors.push(float("lm_head.weight", &shape, &w));
     }
     let num = |k: &str| f.meta(k).and_then(MetaValue::as_u64);
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": c.hidden,
@@ -193,7 +193,6 @@ fn write_hf_llama(
         "eos_token_id": num("tokenizer.ggml.eos_token_id"),
         "pare": {"decompressed_from": gguf.file_name().map(|n| n.to_string_lossy().into_owned())},
     });
-    let mut config = config;
     if let Some(group) = int4 {
         config["pare"] =
             serde_json::json!({"quantized_from": gguf.file_name().map(|n| n.to_string_lossy().into_owned())});

@@ -570,6 +570,16 @@ pub enum Q8Kind {
     Super256,
 }
 
+impl Q8Kind {
+    /// Values per activation scale: 32, or 256.
+    pub const fn block(self) -> usize {
+        match self {
+            Q8Kind::Blocks32 => QK,
+            Q8Kind::Super256 => QK_K,
+        }
+    }
+}
+
 impl BlockType {
     /// The activation rounding that pairs with this weight type.
     pub const fn q8_kind(self) -> Q8Kind {
@@ -628,10 +638,7 @@ impl Q8Rows {
     /// Quantizes `m` rows of `k` values (row stride `lda`) with the rounding `kind`; `k` must be a
     /// multiple of its block (32 or 256).
     pub fn quantize_as(&mut self, kind: Q8Kind, x: &[f32], lda: usize, m: usize, k: usize) {
-        let block = match kind {
-            Q8Kind::Blocks32 => QK,
-            Q8Kind::Super256 => QK_K,
-        };
+        let block = kind.block();
         assert!(k.is_multiple_of(block), "Q8 activations: {k} values per row is not a multiple of {block}");
         assert!(m == 0 || x.len() >= (m - 1) * lda + k, "Q8 activations: input too short");
         let nb = k / QK;

@@ -433,10 +433,7 @@ impl<'a> Input<'a> {
 
     /// The rows rounded to 8 bits as `kind` says, computed on first use.
     fn q8(&self, kind: Q8Kind) -> std::cell::Ref<'_, Q8Rows> {
-        let at = match kind {
-            Q8Kind::Blocks32 => 0,
-            Q8Kind::Super256 => 1,
-        };
+        let at = usize::from(kind == Q8Kind::Super256);
         if !self.cache.borrow().q8_fresh[at] {
             let mut c = self.cache.borrow_mut();
             c.q8[at].quantize_as(kind, self.x, self.cols, self.rows, self.cols);
