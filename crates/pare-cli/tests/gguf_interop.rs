@@ -213,7 +213,7 @@ fn pare_and_llamacpp(python: &str, dir: &Path, path: &Path, tokens: usize, act: 
     let name = path.file_name().unwrap().to_string_lossy().to_string();
     // The top-1 token after every prompt position, pare's block path (what `pare generate` runs).
     let mut model = Llama::load_with(&file, false).unwrap();
-    model.set_block_activations(act);
+    model.set_block_activations(act).unwrap();
     let vocab = model.config.vocab;
     let (mut positions, mut same_top, mut same_greedy, mut generated) = (0, 0, 0, 0);
     for ((text, ids), theirs) in prompts.iter().zip(peer["prompts"].as_array().unwrap()) {

@@ -17,13 +17,30 @@ pub struct MappedBytes {
     map: Arc<Mmap>,
     start: usize,
     len: usize,
+    /// Whether the map reads a file (else it is an anonymous copy).
+    file: bool,
 }
 
 impl MappedBytes {
     /// `len` bytes from `start` of `map` (which must hold them).
     pub(crate) fn new(map: Arc<Mmap>, start: usize, len: usize) -> Self {
         assert!(start + len <= map.len(), "MappedBytes past the end of the map");
-        MappedBytes { map, start, len }
+        MappedBytes { map, start, len, file: true }
+    }
+
+    /// Tells the kernel that this process no longer needs the resident pages lying wholly inside
+    /// these bytes (for bytes copied elsewhere, e.g. laid out anew at load, so that they are not
+    /// held twice). The bytes stay readable: a file map reads them again from the file if touched.
+    /// No effect on an anonymous copy, whose pages are the only copy.
+    pub fn release(&self) {
+        const PAGE: usize = 4096;
+        let (lo, hi) = (self.start.next_multiple_of(PAGE), (self.start + self.len) / PAGE * PAGE);
+        if self.file && lo < hi {
+            // SAFETY: the map is a read-only file map (never written through), so dropping its
+            // pages only makes the next read fault them in again from the file. A failure (a page
+            // size other than 4 KiB) leaves the pages resident, which is harmless.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) };
+        }
     }
 }
 
@@ -32,7 +49,7 @@ impl MappedBytes {
     pub fn owned(bytes: &[u8]) -> std::io::Result<Self> {
         let mut m = memmap2::MmapMut::map_anon(bytes.len().max(1))?;
         m[..bytes.len()].copy_from_slice(bytes);
-        Ok(MappedBytes { map: Arc::new(m.make_read_only()?), start: 0, len: bytes.len() })
+        Ok(MappedBytes { map: Arc::new(m.make_read_only()?), start: 0, len: bytes.len(), file: false })
     }
 }
 

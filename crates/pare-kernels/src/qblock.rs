@@ -244,12 +244,15 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 
 /// `n` rows of `k` weights (`k` a multiple of the type's block), each row `k / weights` consecutive
 /// blocks: a GGUF tensor of shape `[k, n]` as stored.
+///
+/// Or, built with [`BlockRows::interleaved`], the same rows in the layout of [`interleave8`].
 #[derive(Clone, Copy, Debug)]
 pub struct BlockRows<'a> {
     ty: BlockType,
     data: &'a [u8],
     n: usize,
     k: usize,
+    x8: bool,
 }
 
 impl<'a> BlockRows<'a> {
@@ -263,7 +266,25 @@ impl<'a> BlockRows<'a> {
         if data.len() != want {
             return Err(format!("{} {n}×{k}: {} bytes, expected {want}", ty.name(), data.len()));
         }
-        Ok(BlockRows { ty, data, n, k })
+        Ok(BlockRows { ty, data, n, k, x8: false })
+    }
+
+    /// Checks that `data` holds `n` rows of `k` weights of type `ty` interleaved by [`interleave8`].
+    pub fn interleaved(ty: BlockType, data: &'a [u8], n: usize, k: usize) -> Result<Self, String> {
+        if !ty.interleaves() || !n.is_multiple_of(X8) {
+            return Err(format!("{} {n}×{k}: no layout interleaved by {X8} rows", ty.name()));
+        }
+        Ok(BlockRows { x8: true, ..BlockRows::new(ty, data, n, k)? })
+    }
+
+    /// Whether the rows are interleaved by [`X8`] ([`interleave8`]).
+    pub fn is_interleaved(&self) -> bool {
+        self.x8
+    }
+
+    /// The stored bytes, in whichever layout.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
     }
 
     /// The block type.
@@ -286,16 +307,144 @@ impl<'a> BlockRows<'a> {
         self.k / self.ty.weights() * self.ty.block_bytes()
     }
 
-    /// The stored bytes of row `j`.
+    /// The stored bytes of row `j` (rows stored one after another only: see [`BlockRows::rows_in`]).
     pub fn row(&self, j: usize) -> &'a [u8] {
+        assert!(!self.x8, "row {j} of rows interleaved by {X8}: read it with rows_in");
         let rb = self.row_bytes();
         &self.data[j * rb..(j + 1) * rb]
     }
 
-    /// The stored bytes of rows `rows`.
-    pub fn rows(&self, rows: Range<usize>) -> &'a [u8] {
+    /// The bytes of rows `rows` one after another in the type's own layout: the stored bytes, or
+    /// for interleaved rows (`rows` then starting and ending on a group of [`X8`]) their copy in
+    /// `scratch`.
+    pub fn rows_in<'s>(&self, rows: Range<usize>, scratch: &'s mut Vec<u8>) -> &'s [u8]
+    where
+        'a: 's,
+    {
         let rb = self.row_bytes();
-        &self.data[rows.start * rb..rows.end * rb]
+        if !self.x8 {
+            return &self.data[rows.start * rb..rows.end * rb];
+        }
+        assert!(rows.start.is_multiple_of(X8) && rows.end.is_multiple_of(X8), "rows {rows:?} split a group of {X8}");
+        scratch.resize(rows.len() * rb, 0);
+        deinterleave8(self.ty, &self.data[rows.start * rb..rows.end * rb], self.k, scratch);
+        scratch
+    }
+}
+
+/// Rows per group of [`interleave8`].
+pub const X8: usize = 8;
+
+impl BlockType {
+    /// Whether [`interleave8`] has a layout for the type (the 32-weight types).
+    pub const fn interleaves(self) -> bool {
+        self.weights() == QK
+    }
+}
+
+/// Where the parts of a 32-weight block lie: in the block as stored, and in a group block of
+/// [`interleave8`].
+#[derive(Clone, Copy)]
+struct Parts {
+    /// Whether the block has an f16 minimum after its scale.
+    min: bool,
+    /// Offset of the 32 fifth bits (Q5_0, Q5_1) in the stored block.
+    qh: Option<usize>,
+    /// Offset and length of the quant bytes in the stored block.
+    qs: usize,
+    qs_len: usize,
+}
+
+impl Parts {
+    const fn of(ty: BlockType) -> Parts {
+        match ty {
+            BlockType::Q4_1 => Parts { min: true, qh: None, qs: 4, qs_len: 16 },
+            BlockType::Q5_0 => Parts { min: false, qh: Some(2), qs: 6, qs_len: 16 },
+            BlockType::Q5_1 => Parts { min: true, qh: Some(4), qs: 8, qs_len: 16 },
+            BlockType::Q8_0 => Parts { min: false, qh: None, qs: 2, qs_len: 32 },
+            _ => Parts { min: false, qh: None, qs: 2, qs_len: 16 },
+        }
+    }
+
+    /// Offsets in a group block: eight scales at 0, eight minima, fifth bits, quants.
+    const fn x8(self) -> (usize, usize, usize) {
+        let mins = 16;
+        let qh = mins + if self.min { 16 } else { 0 };
+        (mins, qh, qh + if self.qh.is_some() { 32 } else { 0 })
+    }
+}
+
+/// Byte offsets in a group block of [`interleave8`] of type `ty`: `(minima, fifth bits, quants)`.
+pub const fn x8_offsets(ty: BlockType) -> (usize, usize, usize) {
+    Parts::of(ty).x8()
+}
+
+/// Rows of a 32-weight type regrouped for matrix-vector products: every eight rows (a group), block
+/// by block, become one group block of `8 × block_bytes` bytes, so that one 256-bit load holds four
+/// consecutive quant bytes of each of the eight rows and one 128-bit load their eight scales.
+///
+/// A group block ([`x8_offsets`]): the eight f16 scales (row `r` at byte `2r`); for Q4_1 and Q5_1
+/// the eight f16 minima likewise; for Q5_0 and Q5_1, 32 bytes of fifth bits, byte `8c + r` holding
+/// bits `4c .. 4c + 4` of row `r`'s `qh` in its low nibble and bits `16 + 4c .. 20 + 4c` in its
+/// high nibble (`c < 4`); then the quant bytes, byte `32c + 4r + t` being byte `4c + t` of row
+/// `r`'s quants (`t < 4`; `c < 4`, or `c < 8` for Q8_0). The size is unchanged. Errors when the
+/// type has no such layout or `n` is not a multiple of eight.
+pub fn interleave8(ty: BlockType, src: &[u8], n: usize, k: usize) -> Result<Vec<u8>, String> {
+    let w = BlockRows::interleaved(ty, src, n, k)?;
+    let (bb, nb, p) = (ty.block_bytes(), k / QK, Parts::of(ty));
+    let (xm, xh, xq) = p.x8();
+    let mut out = vec![0u8; src.len()];
+    for g in 0..n / X8 {
+        for b in 0..nb {
+            let dst = &mut out[(g * nb + b) * X8 * bb..][..X8 * bb];
+            for r in 0..X8 {
+                let blk = &w.data[((g * X8 + r) * nb + b) * bb..][..bb];
+                dst[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
+                if p.min {
+                    dst[xm + 2 * r..xm + 2 * r + 2].copy_from_slice(&blk[2..4]);
+                }
+                if let Some(h) = p.qh {
+                    let qh = u32::from_le_bytes([blk[h], blk[h + 1], blk[h + 2], blk[h + 3]]);
+                    for c in 0..4 {
+                        dst[xh + 8 * c + r] = ((qh >> (4 * c)) & 0xf | ((qh >> (16 + 4 * c)) & 0xf) << 4) as u8;
+                    }
+                }
+                for c in 0..p.qs_len / 4 {
+                    dst[xq + 32 * c + 4 * r..][..4].copy_from_slice(&blk[p.qs + 4 * c..][..4]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The inverse of [`interleave8`] for whole groups: `src` holds `out.len()` bytes of groups of rows
+/// of `k` weights, written to `out` one row after another.
+pub fn deinterleave8(ty: BlockType, src: &[u8], k: usize, out: &mut [u8]) {
+    let (bb, nb, p) = (ty.block_bytes(), k / QK, Parts::of(ty));
+    assert!(ty.interleaves() && src.len() == out.len() && src.len().is_multiple_of(X8 * bb * nb.max(1)));
+    let (xm, xh, xq) = p.x8();
+    for g in 0..src.len() / (X8 * bb * nb.max(1)) {
+        for b in 0..nb {
+            let grp = &src[(g * nb + b) * X8 * bb..][..X8 * bb];
+            for r in 0..X8 {
+                let blk = &mut out[((g * X8 + r) * nb + b) * bb..][..bb];
+                blk[..2].copy_from_slice(&grp[2 * r..2 * r + 2]);
+                if p.min {
+                    blk[2..4].copy_from_slice(&grp[xm + 2 * r..xm + 2 * r + 2]);
+                }
+                if let Some(h) = p.qh {
+                    let qh = (0..4).fold(0u32, |q, c| {
+                        let v = grp[xh + 8 * c + r] as u32;
+                        q | (v & 0xf) << (4 * c) | (v >> 4) << (16 + 4 * c)
+                    });
+                    blk[h..h + 4].copy_from_slice(&qh.to_le_bytes());
+                }
+                for c in 0..p.qs_len / 4 {
+                    blk[p.qs + 4 * c..][..4].copy_from_slice(&grp[xq + 32 * c + 4 * r..][..4]);
+                }
+            }
+        }
     }
 }
 
@@ -390,11 +539,13 @@ pub(crate) fn whole_blocks(ty: BlockType, src: &[u8], out: &[f32]) -> bool {
 struct PanelScratch {
     rows: Vec<f32>,
     panel: AlignedVec<f32>,
+    /// Interleaved rows put back one after another.
+    bytes: Vec<u8>,
 }
 
 thread_local! {
     static PANEL: RefCell<PanelScratch> =
-        RefCell::new(PanelScratch { rows: Vec::new(), panel: AlignedVec::zeroed(0) });
+        RefCell::new(PanelScratch { rows: Vec::new(), panel: AlignedVec::zeroed(0), bytes: Vec::new() });
 }
 
 /// `C = act(alpha · A·Wᵀ + bias) + residual` for a block-quantized `W` (`n × k`) and row-major f32
@@ -406,7 +557,8 @@ pub fn gemm_blocks_f32(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &mut [
         return;
     }
     let table = dispatch::table();
-    if m <= GEMV_MAX_TOKENS {
+    // Interleaved rows (laid out for the Q8 kernels) go through the panels at any size.
+    if m <= GEMV_MAX_TOKENS && !w.is_interleaved() {
         let args = BlockGemvArgs { a, lda, m, w: *w, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
         let kernel = table.gemv_blocks;
         // Pairs of rows per task unit: the kernels interleave two rows.
@@ -429,7 +581,9 @@ pub fn gemm_blocks_f32(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &mut [
             }
             for p in panels {
                 // SAFETY: shapes checked above; panel p's columns of C are this thread's only.
-                unsafe { panel_product(table, a, lda, m, w, p * NR, &mut s.rows, &mut s.panel, cp, ldc, epi) };
+                unsafe {
+                    panel_product(table, a, lda, m, w, p * NR, &mut s.rows, &mut s.panel, &mut s.bytes, cp, ldc, epi)
+                };
             }
         })
     });
@@ -454,7 +608,7 @@ pub fn gemm_blocks_f32_with(
         return;
     }
     let (n, k) = (w.n(), w.k());
-    if !panels {
+    if !panels && !w.is_interleaved() {
         let args = BlockGemvArgs { a, lda, m, w: *w, c: SendPtr(c.as_mut_ptr()), ldc, epi: *epi };
         // SAFETY: shapes checked; one caller covers all rows.
         unsafe { (table.gemv_blocks)(&args, 0..n) };
@@ -462,15 +616,17 @@ pub fn gemm_blocks_f32_with(
     }
     let mut rows = vec![0f32; NR * k];
     let mut panel = AlignedVec::<f32>::zeroed(NR * k);
+    let mut bytes = Vec::new();
     let cp = SendPtr(c.as_mut_ptr());
     for j0 in (0..n).step_by(NR) {
         // SAFETY: shapes checked; one caller covers every panel.
-        unsafe { panel_product(table, a, lda, m, w, j0, &mut rows, &mut panel, cp, ldc, epi) };
+        unsafe { panel_product(table, a, lda, m, w, j0, &mut rows, &mut panel, &mut bytes, cp, ldc, epi) };
     }
 }
 
 /// Columns `j0 .. j0 + 32` of `C`: rows `j0 ..` of `W` dequantized into `rows` (32 × k), transposed
-/// into one packed panel, then the f32 GEMM kernel of `table` over all `m` rows of `A`.
+/// into one packed panel, then the f32 GEMM kernel of `table` over all `m` rows of `A`. Interleaved
+/// rows are first put back one after another in `bytes`.
 ///
 /// # Safety
 /// The shapes passed [`check`]; `rows` holds 32 × k floats and `panel` 32 × k; no other thread
@@ -485,6 +641,7 @@ unsafe fn panel_product(
     j0: usize,
     rows: &mut [f32],
     panel: &mut AlignedVec<f32>,
+    bytes: &mut Vec<u8>,
     c: SendPtr<f32>,
     ldc: usize,
     epi: &Epilogue,
@@ -492,7 +649,7 @@ unsafe fn panel_product(
     let k = w.k();
     let width = NR.min(w.n() - j0);
     // SAFETY: the row bytes of `width` rows are exactly `width · k / 32` blocks.
-    unsafe { (table.dequant_blocks)(w.ty(), w.rows(j0..j0 + width), &mut rows[..width * k]) };
+    unsafe { (table.dequant_blocks)(w.ty(), w.rows_in(j0..j0 + width, bytes), &mut rows[..width * k]) };
     rows[width * k..NR * k].fill(0.0);
     // SAFETY: `panel` holds k × 32 floats, written by this call only.
     unsafe { (table.transpose_f32)(rows, k, NR, k, panel.as_mut_slice().as_mut_ptr(), NR) };
@@ -518,7 +675,7 @@ pub fn gemm_blocks_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<(BlockRo
     for (w, c, ldc, epi) in &jobs {
         check(a, lda, m, w, c, *ldc, epi);
     }
-    if m > GEMV_MAX_TOKENS {
+    if m > GEMV_MAX_TOKENS || jobs.iter().any(|j| j.0.is_interleaved()) {
         for (w, c, ldc, epi) in jobs {
             gemm_blocks_f32(a, lda, m, &w, c, ldc, &epi);
         }
@@ -534,25 +691,25 @@ pub fn gemm_blocks_f32_group(a: &[f32], lda: usize, m: usize, jobs: Vec<(BlockRo
     let kernel = dispatch::table().gemv_blocks;
     let ns: Vec<usize> = args.iter().map(|g| g.w.n()).collect();
     // SAFETY: shapes checked; the shares are disjoint row ranges of each output.
-    for_each_row_share(&ns, |j, rows| unsafe { kernel(&args[j], rows) });
+    for_each_row_share(&ns, 2, |j, rows| unsafe { kernel(&args[j], rows) });
 }
 
-/// Shares the rows of several outputs (`ns[j]` rows each), taken in pairs and concatenated, among
-/// the threads of the current pool: `f(j, rows)` for each output `j` and range of its rows that a
-/// thread's share covers. The ranges of one output never overlap.
-fn for_each_row_share(ns: &[usize], f: impl Fn(usize, Range<usize>) + Sync) {
+/// Shares the rows of several outputs (`ns[j]` rows each), taken in units of `unit` rows and
+/// concatenated, among the threads of the current pool: `f(j, rows)` for each output `j` and range
+/// of its rows that a thread's share covers. The ranges of one output never overlap.
+fn for_each_row_share(ns: &[usize], unit: usize, f: impl Fn(usize, Range<usize>) + Sync) {
     let mut starts = Vec::with_capacity(ns.len() + 1);
     let mut total = 0;
     for n in ns {
         starts.push(total);
-        total += n.div_ceil(2);
+        total += n.div_ceil(unit);
     }
     starts.push(total);
-    par::for_each_chunk(total, |pairs| {
+    par::for_each_chunk(total, |units| {
         for (j, &n) in ns.iter().enumerate() {
-            let (lo, hi) = (pairs.start.max(starts[j]), pairs.end.min(starts[j + 1]));
+            let (lo, hi) = (units.start.max(starts[j]), units.end.min(starts[j + 1]));
             if lo < hi {
-                f(j, (lo - starts[j]) * 2..((hi - starts[j]) * 2).min(n));
+                f(j, (lo - starts[j]) * unit..((hi - starts[j]) * unit).min(n));
             }
         }
     });
@@ -759,8 +916,10 @@ pub fn gemm_blocks_q8_group(jobs: Vec<(&Q8Rows, BlockRows, &mut [f32], usize, Ep
         .collect();
     let kernel = dispatch::table().gemv_blocks_q8;
     let ns: Vec<usize> = args.iter().map(|g| g.w.n()).collect();
+    // Whole groups of rows when any weight is interleaved (its rows then are a multiple of X8).
+    let unit = if args.iter().any(|g| g.w.is_interleaved()) { X8 } else { 2 };
     // SAFETY: shapes checked; the shares are disjoint row ranges of each output.
-    for_each_row_share(&ns, |j, rows| unsafe { kernel(&args[j], rows) });
+    for_each_row_share(&ns, unit, |j, rows| unsafe { kernel(&args[j], rows) });
 }
 
 /// [`gemm_blocks_q8`] on the calling thread with the kernels of `table` (tests and benchmarks).

@@ -399,3 +399,74 @@ fn q8_product_stays_close_to_the_float_product() {
         assert!(worst <= 0.02 * rms, "{}: worst |Δ| {worst} against rms {rms}", ty.name());
     }
 }
+
+#[test]
+fn interleaved_rows_give_the_products_of_the_rows_they_came_from() {
+    let mut seed = 900;
+    for ty in BlockType::ALL.into_iter().filter(|t| t.interleaves()) {
+        for &(m, n, k, sat) in &[
+            (1usize, 8usize, 32usize, false),
+            (3, 24, 576, false),
+            (4, 64, 1536, false),
+            (2, 16, 4096, true),
+            (17, 8, 64, false),
+            (70, 48, 576, false),
+        ] {
+            seed += 1;
+            let data = blocks(ty, n, k, seed, sat);
+            let x8 = qblock::interleave8(ty, &data, n, k).unwrap();
+            assert_eq!(x8.len(), data.len());
+            let mut back = vec![0u8; data.len()];
+            qblock::deinterleave8(ty, &x8, k, &mut back);
+            assert!(back == data, "{} {n}×{k}: the round trip changed bytes", ty.name());
+            let (w, wi) = (BlockRows::new(ty, &data, n, k).unwrap(), BlockRows::interleaved(ty, &x8, n, k).unwrap());
+            let a = fill(m * k, seed + 1);
+            let mut x = qblock::Q8Rows::default();
+            x.quantize_as(ty.q8_kind(), &a, k, m, k);
+            if sat {
+                x.q.iter_mut().enumerate().for_each(|(i, q)| *q = if i % 3 == 0 { -127 } else { 127 });
+                for (b, s) in x.bsums.iter_mut().enumerate() {
+                    *s = x.q[b * 16..(b + 1) * 16].iter().map(|&q| q as i16).sum();
+                }
+                for (b, s) in x.s.iter_mut().enumerate() {
+                    *s = x.d[b] * x.q[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum::<i32>() as f32;
+                }
+            }
+            let bias = fill(n, seed + 2);
+            let epi = Epilogue::bias(&bias);
+            // Against the scalar reference on the rows as stored (the same activation sums, where the
+            // naive product would take exact ones), within the rounding of a reordered sum.
+            let (_, bound) = q8_naive(ty, &x, &data, n, k);
+            let mut want = vec![f32::NAN; m * n];
+            qblock::gemm_blocks_q8_with(&Table::reference(), &x, &w, &mut want, n, &epi);
+            let mut threaded = vec![f32::NAN; m * n];
+            qblock::gemm_blocks_q8(&x, &wi, &mut threaded, n, &epi);
+            for t in tiers() {
+                let mut got = vec![f32::NAN; m * n];
+                qblock::gemm_blocks_q8_with(&t, &x, &wi, &mut got, n, &epi);
+                for (idx, g) in got.iter().chain(&threaded).enumerate() {
+                    let idx = idx % (m * n);
+                    let wv = want[idx] as f64;
+                    let tol = dot_tolerance(k, bound[idx] as f32) as f64 * 4.0 + 1e-6 * wv.abs() + 1e-6;
+                    assert!(
+                        (*g as f64 - wv).abs() <= tol,
+                        "{} interleaved {} m={m} n={n} k={k} at {idx}: {g} vs {wv} (tol {tol})",
+                        t.gemv_blocks_q8_name,
+                        ty.name()
+                    );
+                }
+                // f32 activations: through the panels, equal to the panels over the rows as stored.
+                let (mut f, mut fi) = (vec![0f32; m * n], vec![1f32; m * n]);
+                gemm_blocks_f32_with(&t, &a, k, m, &w, &mut f, n, &epi, true);
+                gemm_blocks_f32_with(&t, &a, k, m, &wi, &mut fi, n, &epi, false);
+                assert_eq!(f, fi, "{} interleaved {} with f32 activations", t.gemv_blocks_name, ty.name());
+            }
+        }
+    }
+    for (ty, n) in [(BlockType::Q4_K, 8), (BlockType::Q6_K, 8), (BlockType::Q4_0, 12)] {
+        let k = ty.weights();
+        let data = blocks(ty, n, k, 1, false);
+        let err = qblock::interleave8(ty, &data, n, k).unwrap_err();
+        assert!(err.contains("no layout interleaved by 8 rows"), "{err}");
+    }
+}

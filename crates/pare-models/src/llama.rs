@@ -383,7 +383,9 @@ impl Llama {
             None => Linear { weight: embed.clone(), bias: vec![0.0; c.vocab] },
         };
         let out_norm = tensor(&layout.name(None, "output_norm"), 1, h)?;
-        Ok(Llama { config: c, layout, tied, embed, blocks, out_norm, output })
+        let mut model = Llama { config: c, layout, tied, embed, blocks, out_norm, output };
+        model.lay_out_blocks()?;
+        Ok(model)
     }
 
     /// The token embedding table (`vocab × hidden`).
@@ -437,8 +439,9 @@ impl Llama {
     }
 
     /// Sets what every block-quantized matrix is multiplied with (loading takes `PARE_BLOCK_ACT`'s
-    /// choice, or the default).
-    pub fn set_block_activations(&mut self, act: BlockActivations) {
+    /// choice, or the default), and lays out their rows for it; an error when a new layout cannot
+    /// be held.
+    pub fn set_block_activations(&mut self, act: BlockActivations) -> Result<()> {
         for b in &mut self.blocks {
             for lin in [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down] {
                 lin.weight.set_block_activations(act);
@@ -446,6 +449,28 @@ impl Llama {
         }
         self.embed.set_block_activations(act);
         self.output.weight.set_block_activations(act);
+        self.lay_out_blocks()
+    }
+
+    /// [`Weight::lay_out_blocks`] for every matrix; a tied output projection shares the embedding
+    /// table's new layout.
+    fn lay_out_blocks(&mut self) -> Result<()> {
+        let mut ws: Vec<&mut Weight> = vec![&mut self.embed];
+        for b in &mut self.blocks {
+            ws.extend(
+                [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down].map(|l| &mut l.weight),
+            );
+        }
+        if !self.tied {
+            ws.push(&mut self.output.weight);
+        }
+        for w in ws {
+            w.lay_out_blocks().map_err(ModelError::Input)?;
+        }
+        if self.tied {
+            self.output.weight = self.embed.clone();
+        }
+        Ok(())
     }
 
     /// Bytes held by the weights (a tied output counted once).
@@ -460,10 +485,7 @@ impl Llama {
     fn embed_row(&self, id: usize, out: &mut [f32]) {
         let h = self.config.hidden;
         match &self.embed {
-            Weight::Blocks { ty, data, .. } => {
-                let rb = h / ty.weights() * ty.block_bytes();
-                pare_kernels::qblock::dequantize_blocks(*ty, &data[id * rb..(id + 1) * rb], out);
-            }
+            w @ Weight::Blocks { .. } => w.dequantize_row(id, &mut out[..h]),
             Weight::DenseF32(p) => {
                 for (kk, o) in out.iter_mut().enumerate() {
                     *o = p.get(kk, id);

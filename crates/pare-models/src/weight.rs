@@ -6,7 +6,7 @@ use pare_formats::gguf::MappedBytes;
 use pare_formats::sparse::{Matrix, SparseRows};
 use pare_kernels::gemm_f32::{gemm_f32_group, gemm_f32_with};
 use pare_kernels::gemm_i8::{gemm_u8s8_group, gemm_u8s8_with};
-use pare_kernels::qblock::{Q8Kind, Q8Rows, gemm_blocks_q8, gemm_blocks_q8_group};
+use pare_kernels::qblock::{self, Q8Kind, Q8Rows, gemm_blocks_q8, gemm_blocks_q8_group};
 use pare_kernels::quant::quantize_rows_with;
 use pare_kernels::spmm::{spmm_f32_group, spmm_f32_with};
 use pare_kernels::spmm_i8::spmm_u8s8_with;
@@ -179,12 +179,12 @@ pub enum Weight {
         /// When pruned, why it runs dense.
         why: Option<Crossover>,
     },
-    /// Blocks in llama.cpp's layouts, read in place from the mapped file, multiplied with
-    /// activations as `act` says.
+    /// Blocks in llama.cpp's layouts, read in place from the mapped file (or laid out anew at load:
+    /// see [`Weight::lay_out_blocks`]), multiplied with activations as `act` says.
     Blocks {
         /// Block type.
         ty: BlockType,
-        /// `n` rows of `k / 32` blocks, as stored.
+        /// `n` rows of `k / 32` blocks, as stored, or interleaved by eight rows when `x8`.
         data: MappedBytes,
         /// Output features.
         n: usize,
@@ -192,6 +192,8 @@ pub enum Weight {
         k: usize,
         /// What the blocks are multiplied with.
         act: BlockActivations,
+        /// Rows interleaved by eight ([`pare_kernels::qblock::interleave8`]).
+        x8: bool,
     },
 }
 
@@ -282,7 +284,31 @@ impl Weight {
     /// `n` rows of `k` weights of `ty`.
     pub fn blocks(ty: BlockType, data: MappedBytes, n: usize, k: usize) -> Result<Self, String> {
         BlockRows::new(ty, &data, n, k)?;
-        Ok(Weight::Blocks { ty, data, n, k, act: BlockActivations::active() })
+        Ok(Weight::Blocks { ty, data, n, k, act: BlockActivations::active(), x8: false })
+    }
+
+    /// Lays out a block weight's rows for the kernels that will multiply it: interleaved by eight
+    /// ([`pare_kernels::qblock::interleave8`], for the 8-bit row kernels of decode) when its
+    /// activations are rounded to 8 bits and its type and rows allow it, one after another otherwise.
+    /// A new layout is an anonymous copy; the file pages it was made from are released. Rows stay
+    /// readable one by one ([`Weight::dequantize_row`]). Other weights are left as they are.
+    pub fn lay_out_blocks(&mut self) -> Result<(), String> {
+        let Weight::Blocks { ty, data, n, k, act, x8 } = self else { return Ok(()) };
+        let want = *act != BlockActivations::F32 && ty.interleaves() && n.is_multiple_of(qblock::X8);
+        if want == *x8 {
+            return Ok(());
+        }
+        let bytes = if want {
+            qblock::interleave8(*ty, data, *n, *k)?
+        } else {
+            let mut v = vec![0u8; data.len()];
+            qblock::deinterleave8(*ty, data, *k, &mut v);
+            v
+        };
+        let copy = MappedBytes::owned(&bytes).map_err(|e| format!("cannot hold its blocks: {e}"))?;
+        data.release();
+        (*data, *x8) = (copy, want);
+        Ok(())
     }
 
     /// Sets what a [`Weight::Blocks`] is multiplied with (other variants are left as they are).
@@ -292,11 +318,26 @@ impl Weight {
         }
     }
 
+    /// Row `j` of a [`Weight::Blocks`] dequantized into `out` (`k` values), whatever its layout
+    /// (panics on other variants).
+    pub fn dequantize_row(&self, j: usize, out: &mut [f32]) {
+        let w = self.block_rows();
+        let g0 = if w.is_interleaved() { j - j % qblock::X8 } else { j };
+        let group = if w.is_interleaved() { qblock::X8 } else { 1 };
+        let mut scratch = Vec::new();
+        let rows = w.rows_in(g0..g0 + group, &mut scratch);
+        let rb = w.row_bytes();
+        pare_kernels::qblock::dequantize_blocks(w.ty(), &rows[(j - g0) * rb..(j - g0 + 1) * rb], out);
+    }
+
     /// The rows of a [`Weight::Blocks`] as the kernels read them (panics on other variants).
     fn block_rows(&self) -> BlockRows<'_> {
         match self {
-            Weight::Blocks { ty, data, n, k, .. } => {
+            Weight::Blocks { ty, data, n, k, x8: false, .. } => {
                 BlockRows::new(*ty, data, *n, *k).expect("checked at construction")
+            }
+            Weight::Blocks { ty, data, n, k, x8: true, .. } => {
+                BlockRows::interleaved(*ty, data, *n, *k).expect("checked when laid out")
             }
             _ => unreachable!("block_rows of a weight that is not block-quantized"),
         }
@@ -347,13 +388,14 @@ impl Weight {
         };
         match self {
             Weight::DenseF32(_) => "f32 dense".into(),
-            Weight::Blocks { ty, act, .. } => {
+            Weight::Blocks { ty, act, x8, .. } => {
                 let x = match act {
                     BlockActivations::Q8Decode => "8-bit (decode) or f32",
                     BlockActivations::Q8 => "8-bit",
                     BlockActivations::F32 => "f32",
                 };
-                format!("{} blocks × {x} activations ({} bits/weight)", ty.name(), ty.bits_per_weight())
+                let rows = if *x8 { ", rows interleaved by 8" } else { "" };
+                format!("{} blocks × {x} activations ({} bits/weight{rows})", ty.name(), ty.bits_per_weight())
             }
             Weight::SparseF32 { why, .. } => format!("f32 sparse ({})", times(why)),
             Weight::PrunedDenseF32 { why, .. } => format!("f32 dense, pruned ({})", times(why)),
@@ -392,9 +434,10 @@ impl Weight {
             Weight::SparseF32 { csr, .. } => csr.to_dense(),
             Weight::SparseI8 { csr, .. } => csr.dequantize(),
             Weight::Int8 { packed, .. } => packed.dequantize(),
-            Weight::Blocks { ty, data, n, k, .. } => {
+            Weight::Blocks { ty, n, k, .. } => {
                 let mut w = vec![0f32; n * k];
-                pare_kernels::qblock::dequantize_blocks(*ty, data, &mut w);
+                let mut rows = Vec::new();
+                pare_kernels::qblock::dequantize_blocks(*ty, self.block_rows().rows_in(0..*n, &mut rows), &mut w);
                 w
             }
         }

@@ -72,18 +72,33 @@ fn check(file: &GgufFile, model: &Llama, label: &str) {
     // Decoding with the KV cache: prefill all but the last token, then one step, equals one full pass.
     let ids: Vec<u32> =
         r["records"][0]["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    // Block matrices: with f32 activations throughout, and with 8-bit activations throughout (each
-    // token's activations are rounded on their own, so prefill and decode round them alike).
+    // Block matrices: with f32 activations throughout, and with 8-bit activations throughout. Each
+    // token's activations are rounded on their own, but attention sums in another order when it
+    // reads the cache, and a difference of one unit in the last place can move a value across a
+    // rounding boundary of the next layer's 8-bit activations; one such step changes logits by up
+    // to about 0.5 (measured on 12 made-up sequences: 3 moved, mean |Δ| ≤ 0.11, whichever row
+    // layout). So the 8-bit check bounds the mean and keeps the top token.
     for act in [BlockActivations::F32, BlockActivations::Q8] {
         let mut model = model.clone();
-        model.set_block_activations(act);
+        model.set_block_activations(act).unwrap();
         let full = model.logits(&ids).unwrap();
         let mut cache = KvCache::default();
         model.forward(&ids[..ids.len() - 1], &mut cache, false).unwrap();
         let step = model.forward(&ids[ids.len() - 1..], &mut cache, false).unwrap();
         let last = &full[(ids.len() - 1) * vocab..];
         let diff = step.iter().zip(last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff <= 1e-3, "{}: cached decoding differs from the full pass by {diff}", act.name());
+        let mean = step.iter().zip(last).map(|(a, b)| (a - b).abs()).sum::<f32>() / vocab as f32;
+        let top = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+        if act == BlockActivations::F32 {
+            assert!(diff <= 1e-3, "{}: cached decoding differs from the full pass by {diff}", act.name());
+        } else {
+            assert!(
+                mean <= 0.15 && diff <= 1.0,
+                "{}: cached decoding differs from the full pass by {diff} (mean {mean})",
+                act.name()
+            );
+            assert_eq!(top(&step), top(last), "{}: cached decoding changes the top token", act.name());
+        }
         assert_eq!(cache.len, ids.len());
     }
     // Perplexity: the fixture's protocol.

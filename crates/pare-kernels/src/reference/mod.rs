@@ -352,8 +352,14 @@ pub(crate) unsafe fn gemv_blocks_kernel(args: &crate::qblock::BlockGemvArgs<'_>,
 pub(crate) unsafe fn gemv_blocks_q8_kernel(args: &crate::qblock::BlockQ8Args<'_>, rows: Range<usize>) {
     use crate::qblock::{BlockType, QK, f16_to_f32};
     let (ty, bb) = (args.w.ty(), args.w.ty().block_bytes());
+    let (rb, mut group) = (args.w.row_bytes(), Vec::new());
     for j in rows {
-        let wrow = args.w.row(j);
+        let wrow = if args.w.is_interleaved() {
+            let g0 = j - j % crate::qblock::X8;
+            &args.w.rows_in(g0..g0 + crate::qblock::X8, &mut group)[(j - g0) * rb..][..rb]
+        } else {
+            args.w.row(j)
+        };
         for i in 0..args.x.rows {
             let (xq, xd, xs) = args.x.row(i);
             let mut acc = 0f32;

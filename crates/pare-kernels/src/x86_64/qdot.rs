@@ -26,6 +26,10 @@ macro_rules! q8_kernels {
                 assert!(rows.end <= args.w.n());
                 // SAFETY: the caller's contract; the CPU has this module's features.
                 unsafe {
+                    if args.w.is_interleaved() {
+                        // Rows interleaved by eight: the AVX2 kernel (every tier here has AVX2).
+                        return super::super::qdot_avx2::gemv_blocks_q8(args, rows);
+                    }
                     match args.w.ty() {
                         BlockType::Q4_0 => typed::<0>(args, rows),
                         BlockType::Q4_1 => typed::<1>(args, rows),

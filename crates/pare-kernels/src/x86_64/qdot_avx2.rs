@@ -253,6 +253,10 @@ const TOKEN_TILE: usize = 16;
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_blocks_q8(args: &BlockQ8Args<'_>, rows: Range<usize>) {
     assert!(rows.end <= args.w.n());
+    if args.w.is_interleaved() {
+        // SAFETY: the caller's contract.
+        return unsafe { gemv_x8(args, rows) };
+    }
     let ty = args.w.ty();
     let (k, bytes) = (args.w.k(), ty.block_bytes());
     for t0 in (0..args.x.rows).step_by(TOKEN_TILE) {
@@ -278,6 +282,142 @@ pub(crate) unsafe fn gemv_blocks_q8(args: &BlockQ8Args<'_>, rows: Range<usize>) 
                 };
                 // SAFETY: element (i, j) of C is this call's (rows are disjoint between callers).
                 unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(s, i, j) };
+            }
+        }
+    }
+}
+
+/// One group block of eight interleaved rows dotted with one token's block of 32 quants `x` (sum
+/// `isum`, scale `dx`, scaled sum `sx`): lane `r` of the result gains row `r`'s `d_w · dx · dot`,
+/// lane `r` of `mins` its `m_w · sx` (Q4_1, Q5_1). `TY` as [`block32`].
+///
+/// The 4- and 5-bit quants enter `vpmaddubsw` unsigned (at most 15, resp. 31), so the pair sums of a
+/// whole block (4-bit: 8 · 2 · 15 · 127), resp. of its low and of its high halves (5-bit:
+/// 4 · 2 · 31 · 127), stay below 2¹⁵ and add in i16; the offset of Q4_0 (8) and Q5_0 (16) comes off
+/// as `offset · Σ x`. The fifth bits of chunk `c` are one byte per row, spread to the four bytes of
+/// the row's lane and tested bit by bit. Q8_0's signed quants move their sign onto the activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn x8_block<const TY: u8>(
+    p: *const u8,
+    x: *const i8,
+    isum: i32,
+    dx: f32,
+    sx: f32,
+    acc: __m256,
+    mins: &mut __m256,
+) -> __m256 {
+    const TYPES: [BlockType; 5] = [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0, BlockType::Q5_0, BlockType::Q5_1];
+    let (xm, xh, xq) = crate::qblock::x8_offsets(TYPES[TY as usize]);
+    // SAFETY: the caller's group block holds the type's 8 · block_bytes bytes at p, the token 32
+    // quants at x.
+    unsafe {
+        let quad = |o: usize| _mm256_set1_epi32((x.add(o) as *const i32).read_unaligned());
+        let dot = if TY == 2 {
+            let mut dot = _mm256_setzero_si256();
+            for c in 0..8 {
+                dot = _mm256_add_epi32(
+                    dot,
+                    dot_ss(_mm256_loadu_si256(p.add(xq + 32 * c) as *const __m256i), quad(4 * c)),
+                );
+            }
+            dot
+        } else {
+            let m = _mm256_set1_epi8(0x0f);
+            let five = TY == 3 || TY == 4;
+            let spread =
+                _mm256_set_epi64x(0x0707070706060606, 0x0505050504040404, 0x0303030302020202, 0x0101010100000000);
+            let (lo_sel, hi_sel) = (_mm256_set1_epi32(0x08040201), _mm256_set1_epi32(0x80402010u32 as i32));
+            let b16 = _mm256_set1_epi8(16);
+            let (mut sl, mut sh) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for c in 0..4 {
+                let v = _mm256_loadu_si256(p.add(xq + 32 * c) as *const __m256i);
+                let (mut lo, mut hi) = (_mm256_and_si256(v, m), _mm256_and_si256(_mm256_srli_epi16::<4>(v), m));
+                if five {
+                    let h = _mm256_set1_epi64x((p.add(xh + 8 * c) as *const i64).read_unaligned());
+                    let h = _mm256_shuffle_epi8(h, spread);
+                    lo = _mm256_or_si256(
+                        lo,
+                        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, lo_sel), lo_sel), b16),
+                    );
+                    hi = _mm256_or_si256(
+                        hi,
+                        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, hi_sel), hi_sel), b16),
+                    );
+                }
+                sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(lo, quad(4 * c)));
+                sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(hi, quad(16 + 4 * c)));
+            }
+            let one = _mm256_set1_epi16(1);
+            let dot = if five {
+                _mm256_add_epi32(_mm256_madd_epi16(sl, one), _mm256_madd_epi16(sh, one))
+            } else {
+                _mm256_madd_epi16(_mm256_add_epi16(sl, sh), one)
+            };
+            match TY {
+                0 => _mm256_sub_epi32(dot, _mm256_set1_epi32(8 * isum)),
+                3 => _mm256_sub_epi32(dot, _mm256_set1_epi32(16 * isum)),
+                _ => dot,
+            }
+        };
+        if TY == 1 || TY == 4 {
+            let mw = _mm256_cvtph_ps(_mm_loadu_si128(p.add(xm) as *const __m128i));
+            *mins = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), *mins);
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(d, _mm256_set1_ps(dx)), acc)
+    }
+}
+
+/// Rows interleaved by eight ([`crate::qblock::interleave8`]) × Q8 activations: for each group of
+/// eight rows, its group blocks (a few KB, kept in L1) are dotted with every token, the eight rows'
+/// sums in the eight lanes of one accumulator.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemv_x8(args: &BlockQ8Args<'_>, rows: Range<usize>) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match args.w.ty() {
+            BlockType::Q4_0 => gemv_x8_typed::<0>(args, rows),
+            BlockType::Q4_1 => gemv_x8_typed::<1>(args, rows),
+            BlockType::Q8_0 => gemv_x8_typed::<2>(args, rows),
+            BlockType::Q5_0 => gemv_x8_typed::<3>(args, rows),
+            BlockType::Q5_1 => gemv_x8_typed::<4>(args, rows),
+            ty => unreachable!("{} rows are never interleaved", ty.name()),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemv_x8_typed<const TY: u8>(args: &BlockQ8Args<'_>, rows: Range<usize>) {
+    use crate::qblock::X8;
+    assert!(rows.start.is_multiple_of(X8) && rows.end.is_multiple_of(X8), "rows {rows:?} split a group of {X8}");
+    let (nb, gb) = (args.w.k() / QK, X8 * args.w.ty().block_bytes());
+    let data = args.w.data();
+    for g in rows.start / X8..rows.end / X8 {
+        let wg = data[g * nb * gb..(g + 1) * nb * gb].as_ptr();
+        for i in 0..args.x.rows {
+            let (xq, xd, xs) = args.x.row(i);
+            let bs = args.x.row_bsums(i);
+            let x = xq.as_ptr();
+            // One accumulator, blocks in order: the sums llama.cpp's kernels on rows interleaved by
+            // eight form, so the products agree with its own to the last bit where the types meet.
+            let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            // SAFETY: block b of the group lies at wg + b · gb (checked shape); the token holds
+            // nb blocks of 32 quants, nb scales and scaled sums, and 2 · nb sums per 16.
+            unsafe {
+                for b in 0..nb {
+                    let isum = *bs.get_unchecked(2 * b) as i32 + *bs.get_unchecked(2 * b + 1) as i32;
+                    let (dx, sx) = (*xd.get_unchecked(b), *xs.get_unchecked(b));
+                    acc = x8_block::<TY>(wg.add(b * gb), x.add(b * QK), isum, dx, sx, acc, &mut mins);
+                }
+            }
+            let mut s = [0f32; X8];
+            // SAFETY: s holds eight floats.
+            unsafe { _mm256_storeu_ps(s.as_mut_ptr(), _mm256_add_ps(acc, mins)) };
+            for (r, v) in s.into_iter().enumerate() {
+                let j = g * X8 + r;
+                // SAFETY: element (i, j) of C is this call's (rows are disjoint between callers).
+                unsafe { *args.c.get().add(i * args.ldc + j) = args.epi.apply(v, i, j) };
             }
         }
     }
