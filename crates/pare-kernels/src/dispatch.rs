@@ -45,6 +45,7 @@ pub struct Table {
     pub(crate) dequant_blocks: crate::qblock::DequantBlocksKernel,
     /// Name of the block dequantizer.
     pub dequant_blocks_name: &'static str,
+    pub(crate) dequant_x8: crate::qblock::DequantX8Kernel,
     pub(crate) gemv_blocks: crate::qblock::GemvBlocksKernel,
     /// Name of the block-weight row kernel.
     pub gemv_blocks_name: &'static str,
@@ -95,6 +96,7 @@ impl Table {
             axpy_f64: reference::axpy_f64,
             dequant_blocks: reference::dequant_blocks_kernel,
             dequant_blocks_name: "dequant_qblocks_ref_scalar",
+            dequant_x8: reference::dequant_x8_kernel,
             gemv_blocks: reference::gemv_blocks_kernel,
             gemv_blocks_name: "gemv_qblocks_f32_ref_scalar",
             gemv_blocks_q8: reference::gemv_blocks_q8_kernel,

@@ -455,6 +455,16 @@ pub fn deinterleave8(ty: BlockType, src: &[u8], k: usize, out: &mut [u8]) {
 /// `out.len() / ty.weights() · ty.block_bytes()` and `out.len()` a multiple of `ty.weights()`.
 pub(crate) type DequantBlocksKernel = unsafe fn(ty: BlockType, src: &[u8], out: &mut [f32]);
 
+/// Dequantizes one group of eight rows interleaved by [`interleave8`] (`k` weights each, `group`
+/// holding their `8 · k / 32` group blocks) straight into the transposed form the f32 GEMM packs:
+/// `out[kk · ld + r] = w[r][kk]` for `r < 8`, `kk < k`.
+///
+/// # Safety
+/// The CPU has the features of the tier that provided the kernel; `ty` interleaves, `group` holds
+/// exactly the group's bytes, and `out` points at `(k − 1) · ld + 8` writable floats (`ld ≥ 8`)
+/// that no other thread accesses meanwhile.
+pub(crate) type DequantX8Kernel = unsafe fn(ty: BlockType, group: &[u8], k: usize, out: *mut f32, ld: usize);
+
 /// One block-weight product as the per-ISA row kernels see it: `c[i][j] = epi(Σ_k a[i][k] · w[j][k])`
 /// for `i < m`. `c` is raw because threads write disjoint columns of it concurrently.
 #[derive(Clone, Copy)]
@@ -539,13 +549,11 @@ pub(crate) fn whole_blocks(ty: BlockType, src: &[u8], out: &[f32]) -> bool {
 struct PanelScratch {
     rows: Vec<f32>,
     panel: AlignedVec<f32>,
-    /// Interleaved rows put back one after another.
-    bytes: Vec<u8>,
 }
 
 thread_local! {
     static PANEL: RefCell<PanelScratch> =
-        RefCell::new(PanelScratch { rows: Vec::new(), panel: AlignedVec::zeroed(0), bytes: Vec::new() });
+        RefCell::new(PanelScratch { rows: Vec::new(), panel: AlignedVec::zeroed(0) });
 }
 
 /// `C = act(alpha · A·Wᵀ + bias) + residual` for a block-quantized `W` (`n × k`) and row-major f32
@@ -581,9 +589,7 @@ pub fn gemm_blocks_f32(a: &[f32], lda: usize, m: usize, w: &BlockRows, c: &mut [
             }
             for p in panels {
                 // SAFETY: shapes checked above; panel p's columns of C are this thread's only.
-                unsafe {
-                    panel_product(table, a, lda, m, w, p * NR, &mut s.rows, &mut s.panel, &mut s.bytes, cp, ldc, epi)
-                };
+                unsafe { panel_product(table, a, lda, m, w, p * NR, &mut s.rows, &mut s.panel, cp, ldc, epi) };
             }
         })
     });
@@ -616,17 +622,16 @@ pub fn gemm_blocks_f32_with(
     }
     let mut rows = vec![0f32; NR * k];
     let mut panel = AlignedVec::<f32>::zeroed(NR * k);
-    let mut bytes = Vec::new();
     let cp = SendPtr(c.as_mut_ptr());
     for j0 in (0..n).step_by(NR) {
         // SAFETY: shapes checked; one caller covers every panel.
-        unsafe { panel_product(table, a, lda, m, w, j0, &mut rows, &mut panel, &mut bytes, cp, ldc, epi) };
+        unsafe { panel_product(table, a, lda, m, w, j0, &mut rows, &mut panel, cp, ldc, epi) };
     }
 }
 
 /// Columns `j0 .. j0 + 32` of `C`: rows `j0 ..` of `W` dequantized into `rows` (32 × k), transposed
 /// into one packed panel, then the f32 GEMM kernel of `table` over all `m` rows of `A`. Interleaved
-/// rows are first put back one after another in `bytes`.
+/// rows are dequantized group by group straight into the panel.
 ///
 /// # Safety
 /// The shapes passed [`check`]; `rows` holds 32 × k floats and `panel` 32 × k; no other thread
@@ -641,24 +646,47 @@ unsafe fn panel_product(
     j0: usize,
     rows: &mut [f32],
     panel: &mut AlignedVec<f32>,
-    bytes: &mut Vec<u8>,
     c: SendPtr<f32>,
     ldc: usize,
     epi: &Epilogue,
 ) {
     let k = w.k();
     let width = NR.min(w.n() - j0);
-    // SAFETY: the row bytes of `width` rows are exactly `width · k / 32` blocks.
-    unsafe { (table.dequant_blocks)(w.ty(), w.rows_in(j0..j0 + width, bytes), &mut rows[..width * k]) };
-    rows[width * k..NR * k].fill(0.0);
-    // SAFETY: `panel` holds k × 32 floats, written by this call only.
-    unsafe { (table.transpose_f32)(rows, k, NR, k, panel.as_mut_slice().as_mut_ptr(), NR) };
+    let rb = w.row_bytes();
+    let data = &w.data()[j0 * rb..(j0 + width) * rb];
+    if w.is_interleaved() {
+        // Groups of eight rows straight into the panel's columns (width is a multiple of eight).
+        for (g, group) in data.chunks_exact(rb * X8).enumerate() {
+            // SAFETY: the panel holds k × 32 floats, columns 8g .. 8g + 8 < 32 of it.
+            unsafe { (table.dequant_x8)(w.ty(), group, k, panel.as_mut_slice().as_mut_ptr().add(g * X8), NR) };
+        }
+        if width < NR {
+            for row in panel.as_mut_slice().chunks_exact_mut(NR) {
+                row[width..].fill(0.0);
+            }
+        }
+    } else {
+        // SAFETY: the row bytes of `width` rows are exactly `width · k / 32` blocks.
+        unsafe { (table.dequant_blocks)(w.ty(), data, &mut rows[..width * k]) };
+        rows[width * k..NR * k].fill(0.0);
+        // SAFETY: `panel` holds k × 32 floats, written by this call only.
+        unsafe { (table.transpose_f32)(rows, k, NR, k, panel.as_mut_slice().as_mut_ptr(), NR) };
+    }
     let b = BView::packed(panel, k, width);
     // SAFETY: column j0 < n lies inside C (checked shapes).
     let cj = SendPtr(unsafe { c.get().add(j0) });
     let args = GemmF32Args { a, lda, b, c: cj, ldc, epi: epi.columns(j0) };
     // SAFETY: one panel of width ≤ 32 over rows 0..m, shapes checked by the caller.
     unsafe { (table.gemm_f32)(&args, 0..1, 0..m) };
+}
+
+/// One group of eight interleaved rows ([`interleave8`], `k` weights each) dequantized transposed
+/// with the kernels of `table`: `out[kk · 8 + r] = w[r][kk]` (tests and benchmarks).
+pub fn dequantize_group_with(table: &dispatch::Table, ty: BlockType, group: &[u8], k: usize, out: &mut [f32]) {
+    assert!(ty.interleaves() && k.is_multiple_of(QK) && group.len() == X8 * k / QK * ty.block_bytes());
+    assert_eq!(out.len(), X8 * k, "dequantize_group: output size");
+    // SAFETY: sizes checked; tables are only built for tiers this CPU has.
+    unsafe { (table.dequant_x8)(ty, group, k, out.as_mut_ptr(), X8) }
 }
 
 /// [`dequantize_blocks`] with the kernels of `table` (tests and benchmarks).

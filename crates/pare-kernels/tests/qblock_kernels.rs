@@ -419,6 +419,25 @@ fn interleaved_rows_give_the_products_of_the_rows_they_came_from() {
             let mut back = vec![0u8; data.len()];
             qblock::deinterleave8(ty, &x8, k, &mut back);
             assert!(back == data, "{} {n}×{k}: the round trip changed bytes", ty.name());
+            // Groups dequantized straight into the transposed form: the stored rows' values, bit for bit.
+            let mut rows = vec![0f32; n * k];
+            qblock::dequantize_blocks_with(&Table::reference(), ty, &data, &mut rows);
+            let gb = x8.len() / (n / 8);
+            for t in tiers() {
+                for (g, group) in x8.chunks_exact(gb).enumerate() {
+                    let mut out = vec![f32::NAN; 8 * k];
+                    qblock::dequantize_group_with(&t, ty, group, k, &mut out);
+                    for (i, v) in out.iter().enumerate() {
+                        let want = rows[(g * 8 + i % 8) * k + i / 8];
+                        assert!(
+                            v.to_bits() == want.to_bits(),
+                            "{} {} group {g} at {i}: {v} vs {want}",
+                            t.isa.name(),
+                            ty.name()
+                        );
+                    }
+                }
+            }
             let (w, wi) = (BlockRows::new(ty, &data, n, k).unwrap(), BlockRows::interleaved(ty, &x8, n, k).unwrap());
             let a = fill(m * k, seed + 1);
             let mut x = qblock::Q8Rows::default();

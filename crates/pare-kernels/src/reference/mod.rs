@@ -324,6 +324,26 @@ pub(crate) unsafe fn dequant_blocks_kernel(ty: crate::qblock::BlockType, src: &[
     }
 }
 
+/// Reference dequantization of a group of eight interleaved rows: put back one after another,
+/// dequantized row by row, and written transposed.
+///
+/// # Safety
+/// As [`crate::qblock::DequantX8Kernel`].
+pub(crate) unsafe fn dequant_x8_kernel(ty: crate::qblock::BlockType, group: &[u8], k: usize, out: *mut f32, ld: usize) {
+    use crate::qblock::X8;
+    let mut rows = vec![0u8; group.len()];
+    crate::qblock::deinterleave8(ty, group, k, &mut rows);
+    let mut w = vec![0f32; X8 * k];
+    // SAFETY: `rows` holds the group's 8 · k / 32 whole blocks.
+    unsafe { dequant_blocks_kernel(ty, &rows, &mut w) };
+    for r in 0..X8 {
+        for kk in 0..k {
+            // SAFETY: element (kk, r) of the caller's `out`.
+            unsafe { *out.add(kk * ld + r) = w[r * k + kk] };
+        }
+    }
+}
+
 /// Reference block product: each stored row dequantized, then dotted with every token in f32.
 ///
 /// # Safety

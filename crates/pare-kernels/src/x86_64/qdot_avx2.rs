@@ -422,3 +422,86 @@ unsafe fn gemv_x8_typed<const TY: u8>(args: &BlockQ8Args<'_>, rows: Range<usize>
         }
     }
 }
+
+/// Dequantizes a group of eight interleaved rows straight into the transposed panel form
+/// ([`crate::qblock::DequantX8Kernel`]): lane `r` of a 32-bit word of a chunk holds four
+/// consecutive quants of row `r`, so each byte position (and nibble) of the eight words is one
+/// input index across the eight rows, i.e. eight consecutive floats of the panel. The values are
+/// those of the reference (`d · (q − offset)`, `d · q + m`), bit for bit.
+///
+/// # Safety
+/// As [`crate::qblock::DequantX8Kernel`]; installed only on CPUs with AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dequant_x8(ty: BlockType, group: &[u8], k: usize, out: *mut f32, ld: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match ty {
+            BlockType::Q4_0 => dequant_x8_typed::<0>(group, k, out, ld),
+            BlockType::Q4_1 => dequant_x8_typed::<1>(group, k, out, ld),
+            BlockType::Q8_0 => dequant_x8_typed::<2>(group, k, out, ld),
+            BlockType::Q5_0 => dequant_x8_typed::<3>(group, k, out, ld),
+            BlockType::Q5_1 => dequant_x8_typed::<4>(group, k, out, ld),
+            ty => unreachable!("{} rows are never interleaved", ty.name()),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dequant_x8_typed<const TY: u8>(group: &[u8], k: usize, out: *mut f32, ld: usize) {
+    const TYPES: [BlockType; 5] = [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0, BlockType::Q5_0, BlockType::Q5_1];
+    let ty = TYPES[TY as usize];
+    let (xm, xh, xq) = crate::qblock::x8_offsets(ty);
+    let (gb, nb) = (crate::qblock::X8 * ty.block_bytes(), k / QK);
+    assert_eq!(group.len(), nb * gb, "dequant_x8: group bytes");
+    let shift = |n: i32| _mm_cvtsi32_si128(n);
+    // SAFETY: block b's group block lies at b · gb of `group` (checked length); the caller's `out`
+    // holds (k − 1) · ld + 8 floats.
+    unsafe {
+        for b in 0..nb {
+            let p = group.as_ptr().add(b * gb);
+            let o = out.add(b * QK * ld);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+            let m = _mm256_cvtph_ps(_mm_loadu_si128(p.add(xm) as *const __m128i));
+            let value = |q: __m256i| {
+                let q = match TY {
+                    0 => _mm256_sub_epi32(q, _mm256_set1_epi32(8)),
+                    3 => _mm256_sub_epi32(q, _mm256_set1_epi32(16)),
+                    _ => q,
+                };
+                let v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q));
+                if TY == 1 || TY == 4 { _mm256_add_ps(v, m) } else { v }
+            };
+            if TY == 2 {
+                for c in 0..8 {
+                    let v = _mm256_loadu_si256(p.add(xq + 32 * c) as *const __m256i);
+                    for t in 0..4 {
+                        let q = _mm256_sra_epi32(_mm256_sll_epi32(v, shift(24 - 8 * t)), shift(24));
+                        _mm256_storeu_ps(o.add((4 * c + t as usize) * ld), value(q));
+                    }
+                }
+                continue;
+            }
+            let nib = _mm256_set1_epi32(0x0f);
+            for c in 0..4 {
+                let v = _mm256_loadu_si256(p.add(xq + 32 * c) as *const __m256i);
+                let h = if TY == 3 || TY == 4 {
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(xh + 8 * c) as *const __m128i))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for t in 0..4 {
+                    let mut lo = _mm256_and_si256(_mm256_srl_epi32(v, shift(8 * t)), nib);
+                    let mut hi = _mm256_and_si256(_mm256_srl_epi32(v, shift(8 * t + 4)), nib);
+                    if TY == 3 || TY == 4 {
+                        // Bit t of the row's byte is the fifth bit of weight 4c + t, bit 4 + t of 16 + 4c + t.
+                        let b16 = _mm256_set1_epi32(16);
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_sll_epi32(h, shift(4 - t)), b16));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srl_epi32(h, shift(t)), b16));
+                    }
+                    _mm256_storeu_ps(o.add((4 * c + t as usize) * ld), value(lo));
+                    _mm256_storeu_ps(o.add((16 + 4 * c + t as usize) * ld), value(hi));
+                }
+            }
+        }
+    }
+}
