@@ -76,10 +76,18 @@ fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
             }
         }
         let list = kinds.iter().map(|(k, c)| format!("{c} as {k}")).collect::<Vec<_>>().join(", ");
-        println!(
-            "runs as    {list}; decode {}, prefill {} on dequantized panels",
-            table.gemv_blocks_name, table.gemm_f32_name
-        );
+        use pare_models::weight::BlockActivations;
+        let kernels = match BlockActivations::active() {
+            BlockActivations::F32 => {
+                format!("decode {}, prefill {} on dequantized panels", table.gemv_blocks_name, table.gemm_f32_name)
+            }
+            BlockActivations::Q8Decode => format!(
+                "decode {} (8-bit activations), prefill {} on dequantized panels",
+                table.gemv_blocks_q8_name, table.gemm_f32_name
+            ),
+            BlockActivations::Q8 => format!("decode and prefill {} (8-bit activations)", table.gemv_blocks_q8_name),
+        };
+        println!("runs as    {list}; {kernels}");
     }
     Ok(())
 }
