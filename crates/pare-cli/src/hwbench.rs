@@ -9,7 +9,7 @@ use pare_kernels::dispatch::{self, Table};
 use pare_kernels::gemm_f32::gemm_f32_with;
 use pare_kernels::gemm_i8::gemm_u8s8_with;
 use pare_kernels::peak::{PeakKind, PeakLoop};
-use pare_kernels::qblock::gemm_blocks_f32_with;
+use pare_kernels::qblock::{Q8Rows, gemm_blocks_f32_with, gemm_blocks_q8_with, interleave8};
 use pare_kernels::quant::{ActQuant, quantize_rows_with};
 use pare_kernels::{BlockRows, BlockType, Epilogue, I8Out, Isa, PackedF32, PackedI8, QuantRows, Split};
 use serde_json::json;
@@ -211,6 +211,9 @@ struct BlockRow {
     ty: BlockType,
     /// "L2" (the matrix stays in cache) or "memory" (streamed).
     place: &'static str,
+    /// "f32", or "8-bit" (activations rounded as the type's Q8 kind, rows interleaved by eight: what
+    /// decode runs).
+    activations: &'static str,
     kernel: &'static str,
     /// Weights per nanosecond (2 flops each), median over rounds.
     weights_per_ns: f64,
@@ -222,22 +225,53 @@ struct BlockRow {
 }
 
 /// The decode (one token) row kernels of every tier on SmolLM2's shapes: a 1536 × 576 matrix that
-/// stays in L2, and 64 MB of rows streamed from memory.
+/// stays in L2, and 64 MB of rows streamed from memory; with f32 activations on the rows as stored,
+/// and with 8-bit activations on rows interleaved by eight (each kernel once, at the lowest tier
+/// that has it).
 fn measure_blocks(tables: &[Table]) -> Vec<BlockRow> {
     let mut rows = Vec::new();
     for ty in [BlockType::Q4_1, BlockType::Q8_0] {
-        for (n, k, place) in [(1536usize, 576usize, "L2"), ((64 << 20) / (576 / 32 * ty.block_bytes()), 576, "memory")]
+        for (n, k, place) in
+            [(1536usize, 576usize, "L2"), ((64 << 20) / (576 / 32 * ty.block_bytes()) / 8 * 8, 576, "memory")]
         {
             let data: Vec<u8> = (0..n * k / 32 * ty.block_bytes()).map(|i| ((i * 7919) % 251) as u8 & 0x3b).collect();
             let w = BlockRows::new(ty, &data, n, k).expect("sizes");
+            let x8 = interleave8(ty, &data, n, k).expect("a 32-weight type, rows a multiple of 8");
+            let wi = BlockRows::interleaved(ty, &x8, n, k).expect("sizes");
             let x: Vec<f32> = (0..k).map(|i| ((i * 37) % 100) as f32 / 50.0 - 1.0).collect();
+            let mut q = Q8Rows::default();
+            q.quantize_as(ty.q8_kind(), &x, k, 1, k);
+            let mut seen: Vec<&str> = Vec::new();
             for t in tables {
-                let mut y = vec![0f32; n];
                 let weights = (n * k) as f64;
+                let peak = PeakLoop::of(PeakKind::F32Fma, t.isa);
+                if !seen.contains(&t.gemv_blocks_q8_x8_name) {
+                    seen.push(t.gemv_blocks_q8_x8_name);
+                    let mut y = vec![0f32; n];
+                    let mut jobs = vec![Job::kernel(2.0 * weights, || {
+                        gemm_blocks_q8_with(t, &q, &wi, &mut y, n, &Epilogue::default())
+                    })];
+                    if let Some(l) = peak {
+                        jobs.push(Job::peak(l, 1));
+                    }
+                    let r = interleave(&mut jobs);
+                    let gflops = median(r[0].clone());
+                    rows.push(BlockRow {
+                        isa: t.isa,
+                        ty,
+                        place,
+                        activations: "8-bit",
+                        kernel: t.gemv_blocks_q8_x8_name,
+                        weights_per_ns: gflops / 2.0,
+                        gbs: gflops / 2.0 * ty.bits_per_weight() / 8.0,
+                        fraction: peak.map(|_| median_ratio(&r[0], &r[1])),
+                        best: peak.map(|_| best_ratio(&r[0], &r[1])),
+                    });
+                }
+                let mut y = vec![0f32; n];
                 let mut jobs = vec![Job::kernel(2.0 * weights, || {
                     gemm_blocks_f32_with(t, &x, k, 1, &w, &mut y, n, &Epilogue::default(), false)
                 })];
-                let peak = PeakLoop::of(PeakKind::F32Fma, t.isa);
                 if let Some(l) = peak {
                     jobs.push(Job::peak(l, 1));
                 }
@@ -247,6 +281,7 @@ fn measure_blocks(tables: &[Table]) -> Vec<BlockRow> {
                     isa: t.isa,
                     ty,
                     place,
+                    activations: "f32",
                     kernel: t.gemv_blocks_name,
                     weights_per_ns: gflops / 2.0,
                     gbs: gflops / 2.0 * ty.bits_per_weight() / 8.0,
@@ -321,7 +356,7 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
                 "f32": fig(&r.f32), "int8": fig(&r.int8), "int8_over_f32": r.ratio,
             })).collect::<Vec<_>>(),
             "block_decode": blocks.iter().map(|b| json!({
-                "isa": b.isa.name(), "type": b.ty.name(), "matrix": b.place, "kernel": b.kernel,
+                "isa": b.isa.name(), "type": b.ty.name(), "matrix": b.place, "activations": b.activations, "kernel": b.kernel,
                 "weights_per_ns": b.weights_per_ns, "weight_gb_per_s": b.gbs,
                 "fraction_of_f32_peak": b.fraction, "best_fraction_of_f32_peak": b.best,
             })).collect::<Vec<_>>(),
@@ -384,8 +419,8 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
     println!();
     println!("decode on block weights (one token, one thread; 2 flops per weight against the tier's f32 FMA peak):");
     println!(
-        "{:<8} {:<5} {:<7} {:<28} {:>10} {:>10} {:>9}",
-        "tier", "type", "matrix", "kernel", "weights/ns", "GB/s read", "%peak"
+        "{:<8} {:<5} {:<7} {:<11} {:<28} {:>10} {:>10} {:>9}",
+        "tier", "type", "matrix", "activations", "kernel", "weights/ns", "GB/s read", "%peak"
     );
     for b in &blocks {
         let pct = match (b.fraction, b.best) {
@@ -393,10 +428,11 @@ pub fn run(a: &HwbenchArgs) -> Result<()> {
             _ => "—".into(),
         };
         println!(
-            "{:<8} {:<5} {:<7} {:<28} {:>10.2} {:>10.1} {:>9}",
+            "{:<8} {:<5} {:<7} {:<11} {:<28} {:>10.2} {:>10.1} {:>9}",
             b.isa.name(),
             b.ty.name(),
             b.place,
+            b.activations,
             b.kernel,
             b.weights_per_ns,
             b.gbs,

@@ -52,6 +52,8 @@ pub struct Table {
     pub(crate) gemv_blocks_q8: crate::qblock::GemvBlocksQ8Kernel,
     /// Name of the block-weight × Q8-activation kernel.
     pub gemv_blocks_q8_name: &'static str,
+    /// Name of the kernel it runs on rows interleaved by eight ([`crate::qblock::interleave8`]).
+    pub gemv_blocks_q8_x8_name: &'static str,
     pub(crate) attend_row: crate::attention::AttendRowKernel,
 }
 
@@ -101,6 +103,7 @@ impl Table {
             gemv_blocks_name: "gemv_qblocks_f32_ref_scalar",
             gemv_blocks_q8: reference::gemv_blocks_q8_kernel,
             gemv_blocks_q8_name: "gemv_qblocks_q8_ref_scalar",
+            gemv_blocks_q8_x8_name: "gemv_qblocks_q8_8rows_ref_scalar",
             attend_row: reference::attend_row,
         }
     }

@@ -53,6 +53,7 @@ pub(crate) fn install(t: &mut Table, cap: Isa) {
         t.gemv_blocks_name = "gemv_qblocks_f32_2x2_avx2";
         t.gemv_blocks_q8 = qdot_avx2::gemv_blocks_q8;
         t.dequant_x8 = qdot_avx2::dequant_x8;
+        t.gemv_blocks_q8_x8_name = "gemv_qblocks_q8_8rows_avx2";
         t.attend_row = avx2::attend_row;
         t.gemv_blocks_q8_name = "gemv_qblocks_q8_avx2";
     }
