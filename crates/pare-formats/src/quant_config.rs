@@ -81,8 +81,9 @@ pub struct QuantizationConfig {
     /// Groups by name (empty when only sparsity is described).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config_groups: BTreeMap<String, QuantScheme>,
-    /// Modules left unquantized even when a group targets them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Modules left unquantized even when a group targets them; always written (an empty list
+    /// too), since loaders such as transformers' iterate it unconditionally.
+    #[serde(default)]
     pub ignore: Vec<String>,
     /// Sparsity of the stored weights, when pruned (compressed-tensors `sparsity_config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
