@@ -314,6 +314,10 @@ pub fn write(
     if !dropped.is_empty() {
         log(&format!("dropped tensors no sentence embedding uses: {}", dropped.join(", ")));
     }
+    if plan.sparsity.is_some() {
+        log("sparse layouts load in pare and compressed-tensors 0.9; transformers 5 with compressed-tensors 0.20 \
+             does not decompress them (it would leave those weights uninitialised)");
+    }
     let config = config_json(src, model, plan, &dropped)?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let out_dir = write_model_dir(&src.dir.root, out, &config, &tensors, metadata)?;
@@ -348,8 +352,17 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
         targets: Some(vec!["Linear".into()]),
         ignore: Some(Vec::new()),
     });
+    // Modules left in float, and dropped modules a loader would otherwise build quantized (BERT's
+    // pooler is a Linear the `Linear` target covers).
+    let module_of = |name: &str| name.rsplit_once('.').map_or(name.to_string(), |(m, _)| m.to_string());
     let mut qc = match plan.quant.as_ref() {
         Some(q) => {
+            let mut ignore = q.keep_float.clone();
+            for m in dropped.iter().map(|d| module_of(d)) {
+                if !ignore.contains(&m) {
+                    ignore.push(m);
+                }
+            }
             let static_acts = q.activations == ActivationMode::Static;
             let mut groups = BTreeMap::new();
             groups.insert(
@@ -364,6 +377,7 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
                         if static_acts { Some("minmax") } else { None },
                     )),
                     output_activations: None,
+                    format: Some("int-quantized".into()),
                 },
             );
             if q.embeddings {
@@ -374,6 +388,7 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
                         weights: Some(QuantArgs::int8(true, "channel", false, Some("minmax"))),
                         input_activations: None,
                         output_activations: None,
+                        format: Some("int-quantized".into()),
                     },
                 );
             }
@@ -382,7 +397,7 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
                 format: "int-quantized".into(),
                 quantization_status: "compressed".into(),
                 config_groups: groups,
-                ignore: q.keep_float.clone(),
+                ignore,
                 sparsity_config: None,
             })
         }
@@ -395,10 +410,17 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
         }
     }
     if let Some(qc) = qc {
-        obj.insert(
-            "quantization_config".into(),
-            serde_json::to_value(&qc).map_err(|e| CompressError::Invalid(e.to_string()))?,
-        );
+        let mut block = serde_json::to_value(&qc).map_err(|e| CompressError::Invalid(e.to_string()))?;
+        if qc.is_quantized() {
+            // transformers iterates `ignore` whatever it holds.
+            if block.get("ignore").is_none() {
+                block["ignore"] = serde_json::json!([]);
+            }
+            // transformers then widens the int8 weights once at load (what it would do at the first
+            // call anyway on CPU), which sentence-transformers needs: it calls `forward` directly.
+            block["dequantize"] = true.into();
+        }
+        obj.insert("quantization_config".into(), block);
     }
     let ext = PareExtension {
         activation_outliers: plan.quant.as_ref().map(|q| q.outliers.clone()).unwrap_or_default(),

@@ -65,6 +65,10 @@ pub struct QuantScheme {
     /// Output activation quantization.
     #[serde(default)]
     pub output_activations: Option<QuantArgs>,
+    /// On-disk format of this group's weights (`int-quantized`), when it must be named: loaders
+    /// otherwise infer one per module, e.g. a packed layout for embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// The `quantization_config` block.
@@ -81,9 +85,11 @@ pub struct QuantizationConfig {
     /// Groups by name (empty when only sparsity is described).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config_groups: BTreeMap<String, QuantScheme>,
-    /// Modules left unquantized even when a group targets them; always written (an empty list
-    /// too), since loaders such as transformers' iterate it unconditionally.
-    #[serde(default)]
+    /// Modules left unquantized even when a group targets them. Written when not empty; writers of
+    /// quantized models add an empty list themselves (transformers iterates it unconditionally,
+    /// while compressed-tensors reads a block that has one but no groups as a broken quantization
+    /// block).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<String>,
     /// Sparsity of the stored weights, when pruned (compressed-tensors `sparsity_config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
