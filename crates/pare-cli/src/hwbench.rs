@@ -245,12 +245,9 @@ fn measure_blocks(tables: &[Table]) -> Vec<BlockRow> {
             for t in tables {
                 let weights = (n * k) as f64;
                 let peak = PeakLoop::of(PeakKind::F32Fma, t.isa);
-                if !seen.contains(&t.gemv_blocks_q8_x8_name) {
-                    seen.push(t.gemv_blocks_q8_x8_name);
-                    let mut y = vec![0f32; n];
-                    let mut jobs = vec![Job::kernel(2.0 * weights, || {
-                        gemm_blocks_q8_with(t, &q, &wi, &mut y, n, &Epilogue::default())
-                    })];
+                // One kernel beside the tier's f32 peak loop, interleaved round by round.
+                let mut measure = |activations: &'static str, kernel: &'static str, run: &mut dyn FnMut()| {
+                    let mut jobs = vec![Job::kernel(2.0 * weights, run)];
                     if let Some(l) = peak {
                         jobs.push(Job::peak(l, 1));
                     }
@@ -260,33 +257,23 @@ fn measure_blocks(tables: &[Table]) -> Vec<BlockRow> {
                         isa: t.isa,
                         ty,
                         place,
-                        activations: "8-bit",
-                        kernel: t.gemv_blocks_q8_x8_name,
+                        activations,
+                        kernel,
                         weights_per_ns: gflops / 2.0,
                         gbs: gflops / 2.0 * ty.bits_per_weight() / 8.0,
                         fraction: peak.map(|_| median_ratio(&r[0], &r[1])),
                         best: peak.map(|_| best_ratio(&r[0], &r[1])),
                     });
-                }
+                };
                 let mut y = vec![0f32; n];
-                let mut jobs = vec![Job::kernel(2.0 * weights, || {
-                    gemm_blocks_f32_with(t, &x, k, 1, &w, &mut y, n, &Epilogue::default(), false)
-                })];
-                if let Some(l) = peak {
-                    jobs.push(Job::peak(l, 1));
+                if !seen.contains(&t.gemv_blocks_q8_x8_name) {
+                    seen.push(t.gemv_blocks_q8_x8_name);
+                    measure("8-bit", t.gemv_blocks_q8_x8_name, &mut || {
+                        gemm_blocks_q8_with(t, &q, &wi, &mut y, n, &Epilogue::default())
+                    });
                 }
-                let r = interleave(&mut jobs);
-                let gflops = median(r[0].clone());
-                rows.push(BlockRow {
-                    isa: t.isa,
-                    ty,
-                    place,
-                    activations: "f32",
-                    kernel: t.gemv_blocks_name,
-                    weights_per_ns: gflops / 2.0,
-                    gbs: gflops / 2.0 * ty.bits_per_weight() / 8.0,
-                    fraction: peak.map(|_| median_ratio(&r[0], &r[1])),
-                    best: peak.map(|_| best_ratio(&r[0], &r[1])),
+                measure("f32", t.gemv_blocks_name, &mut || {
+                    gemm_blocks_f32_with(t, &x, k, 1, &w, &mut y, n, &Epilogue::default(), false)
                 });
             }
         }

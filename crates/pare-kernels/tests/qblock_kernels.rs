@@ -326,6 +326,18 @@ fn q8_k_activations_follow_the_signed_extremum_of_each_super_block() {
     assert!((xs[0] - xd[0] * -100.0).abs() < 1e-6);
 }
 
+/// Full-range activation quants (against saturated weights: the i16 pair sums at their largest),
+/// with their sums per 16 and scaled sums per 32 recomputed.
+fn saturate(x: &mut qblock::Q8Rows) {
+    x.q.iter_mut().enumerate().for_each(|(i, q)| *q = if i % 3 == 0 { -127 } else { 127 });
+    for (b, s) in x.bsums.iter_mut().enumerate() {
+        *s = x.q[b * 16..(b + 1) * 16].iter().map(|&q| q as i16).sum();
+    }
+    for (b, s) in x.s.iter_mut().enumerate() {
+        *s = x.d[b] * x.q[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum::<i32>() as f32;
+    }
+}
+
 #[test]
 fn every_tier_matches_the_q8_reference() {
     for t in tiers() {
@@ -347,14 +359,7 @@ fn every_tier_matches_the_q8_reference() {
                 let mut x = qblock::Q8Rows::default();
                 x.quantize_as(ty.q8_kind(), &a, k, m, k);
                 if sat {
-                    // Full-range activations against saturated weights: the i16 pair sums at their largest.
-                    x.q.iter_mut().enumerate().for_each(|(i, q)| *q = if i % 3 == 0 { -127 } else { 127 });
-                    for (b, s) in x.bsums.iter_mut().enumerate() {
-                        *s = x.q[b * 16..(b + 1) * 16].iter().map(|&q| q as i16).sum();
-                    }
-                    for (b, s) in x.s.iter_mut().enumerate() {
-                        *s = x.d[b] * x.q[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum::<i32>() as f32;
-                    }
+                    saturate(&mut x);
                 }
                 let data = blocks(ty, n, k, seed + 1, sat);
                 let w = BlockRows::new(ty, &data, n, k).unwrap();
@@ -443,13 +448,7 @@ fn interleaved_rows_give_the_products_of_the_rows_they_came_from() {
             let mut x = qblock::Q8Rows::default();
             x.quantize_as(ty.q8_kind(), &a, k, m, k);
             if sat {
-                x.q.iter_mut().enumerate().for_each(|(i, q)| *q = if i % 3 == 0 { -127 } else { 127 });
-                for (b, s) in x.bsums.iter_mut().enumerate() {
-                    *s = x.q[b * 16..(b + 1) * 16].iter().map(|&q| q as i16).sum();
-                }
-                for (b, s) in x.s.iter_mut().enumerate() {
-                    *s = x.d[b] * x.q[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum::<i32>() as f32;
-                }
+                saturate(&mut x);
             }
             let bias = fill(n, seed + 2);
             let epi = Epilogue::bias(&bias);
