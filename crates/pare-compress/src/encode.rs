@@ -282,7 +282,6 @@ pub fn write(
             src.file.infos().iter().find_map(|i| i.name.strip_suffix(suffix.as_str()).map(str::to_string))
         })
         .unwrap_or_default();
-    let module_of = |name: &str| name.rsplit_once('.').map_or(name.to_string(), |(m, _)| m.to_string());
     let modules: HashSet<String> = model
         .linears()
         .into_iter()
@@ -332,6 +331,11 @@ pub fn write(
     Ok(Summary { out_dir, tensors: lines, file_bytes_before: before, file_bytes_after: after })
 }
 
+/// The module a tensor name belongs to (`pooler.dense.weight` → `pooler.dense`).
+fn module_of(name: &str) -> String {
+    name.rsplit_once('.').map_or(name.to_string(), |(m, _)| m.to_string())
+}
+
 /// config.json of the result: the source's, with the compression blocks replaced.
 fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[String]) -> Result<serde_json::Value> {
     let mut config = src.config.clone();
@@ -354,7 +358,6 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
     });
     // Modules left in float, and dropped modules a loader would otherwise build quantized (BERT's
     // pooler is a Linear the `Linear` target covers).
-    let module_of = |name: &str| name.rsplit_once('.').map_or(name.to_string(), |(m, _)| m.to_string());
     let mut qc = match plan.quant.as_ref() {
         Some(q) => {
             let mut ignore = q.keep_float.clone();

@@ -442,30 +442,30 @@ impl Llama {
     /// choice, or the default), and lays out their rows for it; an error when a new layout cannot
     /// be held.
     pub fn set_block_activations(&mut self, act: BlockActivations) -> Result<()> {
-        for b in &mut self.blocks {
-            for lin in [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down] {
-                lin.weight.set_block_activations(act);
-            }
+        for lin in self.block_linears_mut() {
+            lin.weight.set_block_activations(act);
         }
         self.embed.set_block_activations(act);
         self.output.weight.set_block_activations(act);
         self.lay_out_blocks()
     }
 
+    /// The seven Linears of every block.
+    fn block_linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.blocks
+            .iter_mut()
+            .flat_map(|b| [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down])
+    }
+
     /// [`Weight::lay_out_blocks`] for every matrix; a tied output projection shares the embedding
     /// table's new layout.
     fn lay_out_blocks(&mut self) -> Result<()> {
-        let mut ws: Vec<&mut Weight> = vec![&mut self.embed];
-        for b in &mut self.blocks {
-            ws.extend(
-                [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down].map(|l| &mut l.weight),
-            );
+        self.embed.lay_out_blocks().map_err(ModelError::Input)?;
+        for lin in self.block_linears_mut() {
+            lin.weight.lay_out_blocks().map_err(ModelError::Input)?;
         }
         if !self.tied {
-            ws.push(&mut self.output.weight);
-        }
-        for w in ws {
-            w.lay_out_blocks().map_err(ModelError::Input)?;
+            self.output.weight.lay_out_blocks().map_err(ModelError::Input)?;
         }
         if self.tied {
             self.output.weight = self.embed.clone();
