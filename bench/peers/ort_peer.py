@@ -9,6 +9,7 @@ to the sentence-transformers max_seq_length).
 
   ort_peer.py MODEL_DIR --variant fp32|int8 [--seq 128] [--threads 2] [--runs 20] [--warmup 3]
               [--big-batch 8 --big-runs 3] [--texts TEXTS.json] --work DIR
+  ort_peer.py MODEL_DIR --onnx FILE ...   # time a given graph instead (pare export's model.onnx)
 
 Prints one JSON object: engine, variant, file_bytes (the ONNX file run), latency_ms and throughput_ms
 (every timed run), and with --texts, embeddings (one list per text). Needs numpy, onnx, onnxruntime,
@@ -97,20 +98,22 @@ def encoder_graph(model_dir):
     return model
 
 
-def feeds(rows):
+def feeds(rows, names):
     ids = np.asarray(rows, np.int64)
     pos = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy()
-    return {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "position_ids": pos,
-            "attention_mask": np.ones_like(ids)}
+    all_inputs = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "position_ids": pos,
+                  "attention_mask": np.ones_like(ids)}
+    return {k: v for k, v in all_inputs.items() if k in names}
 
 
 def timed(session, inputs, warmup, runs):
+    first = [session.get_outputs()[0].name]
     for _ in range(warmup):
-        session.run(None, inputs)
+        session.run(first, inputs)
     out = []
     for _ in range(runs):
         t = time.perf_counter()
-        session.run(None, inputs)
+        session.run(first, inputs)
         out.append((time.perf_counter() - t) * 1e3)
     return out
 
@@ -118,7 +121,8 @@ def timed(session, inputs, warmup, runs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir")
-    ap.add_argument("--variant", choices=["fp32", "int8"], required=True)
+    ap.add_argument("--variant", choices=["fp32", "int8"])
+    ap.add_argument("--onnx", help="an ONNX file with inputs input_ids, attention_mask, token_type_ids")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
@@ -131,9 +135,12 @@ def main():
     import onnxruntime
 
     os.makedirs(a.work, exist_ok=True)
-    path = os.path.join(a.work, "encoder.fp32.onnx")
-    onnx.save(encoder_graph(a.model_dir), path)
-    if a.variant == "int8":
+    if a.onnx:
+        path = a.onnx
+    else:
+        path = os.path.join(a.work, "encoder.fp32.onnx")
+        onnx.save(encoder_graph(a.model_dir), path)
+    if a.variant == "int8" and not a.onnx:
         from onnxruntime.quantization import QuantType, quantize_dynamic
         qpath = os.path.join(a.work, "encoder.int8.onnx")
         quantize_dynamic(path, qpath, weight_type=QuantType.QInt8, per_channel=True)
@@ -141,6 +148,8 @@ def main():
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = a.threads, 1
     session = onnxruntime.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    output = session.get_outputs()[0].name
 
     tok = Tokenizer.from_file(os.path.join(a.model_dir, "tokenizer.json"))
     tok.no_padding()
@@ -148,10 +157,10 @@ def main():
     ids = tok.encode(TEXT * 64).ids[: a.seq]
     result = {
         "engine": "onnxruntime " + onnxruntime.__version__,
-        "variant": a.variant,
+        "variant": a.variant or "onnx",
         "file_bytes": os.path.getsize(path),
-        "latency_ms": timed(session, feeds([ids]), a.warmup, a.runs),
-        "throughput_ms": timed(session, feeds([ids] * a.big_batch), 1, a.big_runs),
+        "latency_ms": timed(session, feeds([ids], names), a.warmup, a.runs),
+        "throughput_ms": timed(session, feeds([ids] * a.big_batch, names), 1, a.big_runs),
     }
     if a.texts:
         st = os.path.join(a.model_dir, "sentence_bert_config.json")
@@ -160,7 +169,7 @@ def main():
         emb = []
         for text in json.load(open(a.texts)):
             row = tok.encode(text).ids
-            states = session.run(None, feeds([row]))[0][0]
+            states = session.run([output], feeds([row], names))[0][0]
             e = states.mean(0)
             emb.append((e / np.linalg.norm(e)).tolist())
         result["embeddings"] = emb

@@ -6,6 +6,7 @@ mod common;
 mod decoder;
 mod decompress;
 mod embed;
+mod export;
 mod hwbench;
 mod inspect;
 mod prune;
@@ -108,6 +109,23 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Write a BERT model as ONNX (float, or int8 as integer products), with its tokenizer files.
+    Export {
+        /// Model directory or zoo name.
+        model: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "onnx")]
+        format: export::ExportFormat,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace the output directory if it exists and is not empty.
+        #[arg(long)]
+        force: bool,
+        /// Write int8 weights as the float values they stand for.
+        #[arg(long)]
+        dequantize: bool,
+    },
 }
 
 /// Parses the command line; usage errors become one line on stderr and exit code 2.
@@ -156,6 +174,9 @@ fn main() -> ExitCode {
         Command::Prune(args) => prune::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Decompress { model, output, force } => decompress::run(&model, &output, force),
+        Command::Export { model, format, output, force, dequantize } => {
+            export::run(&model, format, &output, force, dequantize)
+        }
         Command::Generate { model, prompt, tokens, threads } => {
             decoder::generate(&model, &prompt, tokens, threads.into())
         }

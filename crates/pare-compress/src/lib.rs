@@ -12,6 +12,7 @@ pub mod gptq;
 pub mod int4;
 pub mod linalg;
 pub mod mixed;
+pub mod onnx;
 pub mod output;
 pub mod prune;
 pub mod quantize;

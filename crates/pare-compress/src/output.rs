@@ -49,7 +49,7 @@ pub fn write_model_dir(
 /// Copies the files of `src` (recursively) into `dst`, except config.json and model.safetensors at the
 /// top, the directories in `skip` (the output being written, when it lies inside the source) and nested
 /// model directories (any directory with its own model.safetensors).
-fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: &[PathBuf]) -> Result<()> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: &[PathBuf]) -> Result<()> {
     let dir = src.join(rel);
     let entries = std::fs::read_dir(&dir).map_err(|e| pare_formats::FormatError::io(&dir, e))?;
     for e in entries {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod gguf;
 pub mod gguf_write;
+pub mod onnx;
 pub mod pack_quantized;
 pub mod quant_config;
 pub mod sentence;

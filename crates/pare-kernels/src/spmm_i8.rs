@@ -91,6 +91,11 @@ impl CsrI8 {
         &self.outlier_idx
     }
 
+    /// Scale of each row.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
     /// Row `j`: column indices and values.
     pub fn row(&self, j: usize) -> (&[u16], &[i8]) {
         let (a, b) = (self.row_ptr[j] as usize, self.row_ptr[j + 1] as usize);

@@ -15,4 +15,4 @@ pub use arch::{Architecture, Batch, LinearHook, Task, UnitKind, Units};
 pub use bert::{Bert, Workspace};
 pub use error::{ModelError, Result};
 pub use sentence::SentenceEncoder;
-pub use weight::{Embedding, Input, Linear, QuantCache, Weight};
+pub use weight::{Embedding, Input, Int8Parts, Linear, QuantCache, Weight};

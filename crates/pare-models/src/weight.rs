@@ -427,6 +427,25 @@ impl Weight {
         }
     }
 
+    /// The integer form of an int8 weight as it runs (`None` for other formats).
+    pub fn int8_parts(&self) -> Option<Int8Parts> {
+        match self {
+            Weight::Int8 { packed, act, .. } => Some(Int8Parts {
+                q: packed.to_rows(),
+                scales: packed.scales().to_vec(),
+                act: *act,
+                outliers: packed.outliers().to_vec(),
+            }),
+            Weight::SparseI8 { csr, act, .. } => Some(Int8Parts {
+                q: csr.to_rows(),
+                scales: csr.scales().to_vec(),
+                act: *act,
+                outliers: csr.outliers().to_vec(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Back to row-major f32 `W[out][in]` (dequantised / densified where applicable).
     pub fn to_dense(&self) -> Vec<f32> {
         match self {
@@ -442,6 +461,20 @@ impl Weight {
             }
         }
     }
+}
+
+/// An int8 weight in plain arrays: `W[j][c] ≈ q[j·k + c] · scales[j]`; the input channels in
+/// `outliers` enter in float (their activations are not quantized), the rest as `act` says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int8Parts {
+    /// Codes, row-major `[out][in]`, in [−127, 127].
+    pub q: Vec<i8>,
+    /// Scale of each output row.
+    pub scales: Vec<f32>,
+    /// How the input activations are quantized.
+    pub act: ActQuant,
+    /// Input channels kept in float, ascending.
+    pub outliers: Vec<u32>,
 }
 
 /// The input of one or more Linear layers: f32 rows, plus their quantized form computed on first use

@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
+/// ONNX Runtime rows of `--peers`: its float graph, its own int8 quantization, pare's int8 export.
+const PEER_VARIANTS: [&str; 3] = ["fp32", "int8", "pare-int8"];
+
 /// Options of `pare report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -45,7 +48,8 @@ pub struct ReportArgs {
     /// A reduced sweep with few runs (for tests).
     #[arg(long)]
     pub quick: bool,
-    /// Add ONNX Runtime float32 and int8 rows (needs Python with onnxruntime and onnx).
+    /// Add ONNX Runtime rows: its float32 graph, its own int8 quantization, and pare's int8 variant
+    /// exported as ONNX (needs Python with onnxruntime and onnx).
     #[arg(long)]
     pub peers: bool,
     /// Calibration samples of the calibrated pruning methods (default 512; 128 with --quick).
@@ -228,8 +232,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let total = specs.iter().map(|s| plan::build_cost(s, samples)).sum::<f64>()
         + specs.len() as f64 * load_cost
         + rounds as f64 * round_cost
-        + if peers_ok { 2.0 * peer_cost } else { 0.0 };
-    let steps = 2 * specs.len() + rounds + if peers_ok { 2 } else { 0 } - 1;
+        + if peers_ok { PEER_VARIANTS.len() as f64 * peer_cost } else { 0.0 };
+    let steps = 2 * specs.len() + rounds + if peers_ok { PEER_VARIANTS.len() } else { 0 } - 1;
     let mut progress = Progress::new(steps, total);
 
     // Build, two at a time: the compressors' single-threaded stretches (factorisations, mask
@@ -268,14 +272,29 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         }
         progress.end(round_cost);
         if peers_ok && r + 1 == rounds.div_ceil(2) {
-            for variant in ["fp32", "int8"] {
-                progress.begin(&format!("ONNX Runtime {variant}"));
+            // ONNX Runtime on its own float graph, on its own int8 quantization of it, and on pare's
+            // int8 variant exported as ONNX: the last two compare the quantizations on one engine.
+            let pare_int8 = specs.iter().position(|s| s.id == "int8").map(|i| &dirs[i]);
+            for variant in PEER_VARIANTS {
                 let work = a.out.join("peers").join(variant);
+                let graph = match (variant, pare_int8) {
+                    ("pare-int8", Some(dir)) => {
+                        let dir = pare_formats::ModelDir::open(dir)?;
+                        let opts = pare_compress::onnx::OnnxOptions::default();
+                        let out = work.join("onnx");
+                        let s = pare_compress::onnx::export_dir(&dir, &out, true, opts, &mut |_| {})?;
+                        Some(s.out_dir.join("model.onnx"))
+                    }
+                    ("pare-int8", None) => continue,
+                    _ => None,
+                };
+                progress.begin(&format!("ONNX Runtime {variant}"));
                 peer_runs.push((
                     variant,
                     peers::run(
                         &src.root,
                         variant,
+                        graph.as_deref(),
                         &work,
                         &peer_texts,
                         seq,
@@ -342,16 +361,26 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         let (fidelity, tasks) = quality(peer_emb, peer_words);
         variants.push(Variant {
             id: format!("onnxruntime-{variant}"),
-            label: format!("ONNX Runtime {variant}"),
+            label: match *variant {
+                "pare-int8" => "ONNX Runtime, pare's int8".into(),
+                v => format!("ONNX Runtime {v}"),
+            },
             kind: Kind::Peer,
             method: format!("onnxruntime-{variant}"),
             sparsity: None,
             engine: p.engine.clone(),
-            recipe: format!(
-                "bench/peers/ort_peer.py {} --variant {variant} (ONNX graph from the same safetensors{})",
-                a.model,
-                if *variant == "int8" { "; onnxruntime.quantization.quantize_dynamic, per-channel QInt8" } else { "" }
-            ),
+            recipe: match *variant {
+                "pare-int8" => format!(
+                    "pare export (the int8 variant of {}) --format onnx; bench/peers/ort_peer.py --onnx model.onnx \
+                     (MatMulInteger, pare's per-token activation ranges)",
+                    a.model
+                ),
+                v => format!(
+                    "bench/peers/ort_peer.py {} --variant {v} (ONNX graph from the same safetensors{})",
+                    a.model,
+                    if v == "int8" { "; onnxruntime.quantization.quantize_dynamic, per-channel QInt8" } else { "" }
+                ),
+            },
             path: None,
             file_bytes: p.file_bytes,
             parameters: loaded[0].parameters,

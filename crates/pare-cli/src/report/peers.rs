@@ -40,11 +40,13 @@ pub struct PeerRun {
     pub embeddings: Vec<Vec<f32>>,
 }
 
-/// Runs ONNX Runtime (`variant` fp32 or int8) on the model in `model_dir`, embedding `texts`.
+/// Runs ONNX Runtime (`variant` fp32 or int8 of its own graph, or the graph `onnx`) on the model in
+/// `model_dir`, embedding `texts`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     model_dir: &Path,
     variant: &str,
+    onnx: Option<&Path>,
     work: &Path,
     texts: &[String],
     seq: usize,
@@ -57,10 +59,14 @@ pub fn run(
     std::fs::write(&script, SCRIPT).with_context(|| format!("cannot write {}", script.display()))?;
     let texts_file = work.join("texts.json");
     std::fs::write(&texts_file, serde_json::to_vec(texts)?)?;
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(model_dir)
-        .args(["--variant", variant, "--seq", &seq.to_string(), "--threads", &threads.to_string()])
+    let mut cmd = Command::new(python());
+    cmd.arg(&script).arg(model_dir);
+    match onnx {
+        Some(file) => cmd.arg("--onnx").arg(file),
+        None => cmd.args(["--variant", variant]),
+    };
+    let out = cmd
+        .args(["--seq", &seq.to_string(), "--threads", &threads.to_string()])
         .args(["--runs", &runs.to_string(), "--big-batch", &big.0.to_string(), "--big-runs", &big.1.to_string()])
         .arg("--texts")
         .arg(&texts_file)
