@@ -184,16 +184,15 @@ fn msg_field(out: &mut Vec<u8>, field: u32, encode: impl FnOnce(&mut Vec<u8>)) {
     bytes_field(out, field, &inner);
 }
 
-fn packed_ints(out: &mut Vec<u8>, field: u32, v: &[i64]) {
-    let mut inner = Vec::new();
+/// Repeated integers, one key each (onnx.proto is proto2, where repeated scalars are not packed).
+fn repeated_ints(out: &mut Vec<u8>, field: u32, v: &[i64]) {
     for &x in v {
-        varint(&mut inner, x as u64);
+        int_field(out, field, x);
     }
-    bytes_field(out, field, &inner);
 }
 
 fn encode_tensor(out: &mut Vec<u8>, t: &Tensor) {
-    packed_ints(out, 1, &t.dims);
+    repeated_ints(out, 1, &t.dims);
     int_field(out, 2, t.dtype as i64);
     str_field(out, 8, &t.name);
     bytes_field(out, 9, &t.raw);
@@ -217,7 +216,7 @@ fn encode_attr(out: &mut Vec<u8>, name: &str, a: &Attr) {
             int_field(out, 20, 4);
         }
         Attr::Ints(v) => {
-            packed_ints(out, 8, v);
+            repeated_ints(out, 8, v);
             int_field(out, 20, 7);
         }
     }
@@ -433,10 +432,10 @@ mod tests {
     #[test]
     fn a_tensor_encodes_as_onnx_proto_does() {
         // The bytes `onnx.numpy_helper.from_array(np.array([1, 2], np.int64), "c").SerializeToString()`
-        // gives, with raw_data.
+        // gives (onnx 1.23).
         let mut out = Vec::new();
         encode_tensor(&mut out, &Tensor::i64("c", &[2], &[1, 2]));
-        let mut want = vec![0x0a, 0x01, 0x02, 0x10, 0x07, 0x42, 0x01, b'c', 0x4a, 0x10];
+        let mut want = vec![0x08, 0x02, 0x10, 0x07, 0x42, 0x01, b'c', 0x4a, 0x10];
         want.extend_from_slice(&1i64.to_le_bytes());
         want.extend_from_slice(&2i64.to_le_bytes());
         assert_eq!(out, want);
