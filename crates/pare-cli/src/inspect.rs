@@ -4,6 +4,7 @@ use crate::common;
 use anyhow::Result;
 use pare_formats::TensorFile;
 use pare_formats::gguf::GgufFile;
+use pare_formats::quant_config::CompressionConfig;
 use serde_json::json;
 use std::path::Path;
 
@@ -92,6 +93,49 @@ fn inspect_gguf(path: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// How config.json says the weights are stored: a line for people and an object for `--json`
+/// (`quantization`: the compressed-tensors format or null; `activations`: `dynamic`, `static` or null;
+/// `sparsity`: null, or `format`, `structure` and `global_sparsity` of its `sparsity_config`).
+fn storage(c: &CompressionConfig) -> (String, serde_json::Value) {
+    let q = c.quantization.as_ref();
+    let quant = q.filter(|q| q.is_quantized());
+    let acts = quant
+        .and_then(|q| q.config_groups.values().find_map(|g| g.input_activations.as_ref()))
+        .map(|a| if a.is_dynamic() { "dynamic" } else { "static" });
+    let sparsity = q.and_then(|q| q.sparsity_config.as_ref());
+    let mut parts = Vec::new();
+    match quant {
+        Some(q) => parts.push(format!(
+            "int8 (compressed-tensors {}{})",
+            if q.format.is_empty() { "?" } else { &q.format },
+            acts.map_or(String::new(), |a| format!(", {a} activations"))
+        )),
+        None => parts.push("float".to_string()),
+    }
+    if let Some(s) = sparsity {
+        let how = if s.format == "dense" {
+            "stored dense (sparsity_config format \"dense\", which current transformers loads)".to_string()
+        } else {
+            format!(
+                "stored packed as {} (read by pare and compressed-tensors ≤ 0.14, not by current transformers)",
+                s.format
+            )
+        };
+        parts.push(format!("pruned {}, {:.1}% zeros, {how}", s.sparsity_structure, 100.0 * s.global_sparsity));
+    }
+    if !c.pare.layers.is_empty() {
+        parts.push("structured-pruned layers".to_string());
+    }
+    let v = json!({
+        "quantization": quant.map(|q| q.format.clone()),
+        "activations": acts,
+        "sparsity": sparsity.map(|s| json!({
+            "format": s.format, "structure": s.sparsity_structure, "global_sparsity": s.global_sparsity,
+        })),
+    });
+    (parts.join(" · "), v)
+}
+
 /// Runs `pare inspect`.
 pub fn run(model: &str, as_json: bool) -> Result<()> {
     let path = pare_formats::zoo::resolve(model, &mut |m| eprintln!("{m}"))?;
@@ -111,6 +155,7 @@ pub fn run(model: &str, as_json: bool) -> Result<()> {
         .map(|(name, l)| (name, l.in_features(), l.out_features(), l.weight.format(), l.weight.bytes()))
         .collect();
     let cfg = &enc.model.config;
+    let (stored, stored_json) = storage(&CompressionConfig::from_config_file(&dir.file("config.json"))?);
     if as_json {
         let v = json!({
             "schema_version": 1,
@@ -124,6 +169,7 @@ pub fn run(model: &str, as_json: bool) -> Result<()> {
             },
             "tensors": infos.iter().map(|t| json!({"name": t.name, "shape": t.shape, "dtype": t.dtype, "bytes": t.bytes})).collect::<Vec<_>>(),
             "totals": {"tensors": infos.len(), "parameters": params, "bytes": bytes},
+            "storage": stored_json,
             "layers": layers.iter().map(|(n, i, o, f, b)| json!({"name": n, "in_features": i, "out_features": o, "format": f, "bytes": b})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -139,6 +185,7 @@ pub fn run(model: &str, as_json: bool) -> Result<()> {
         cfg.vocab_size,
         enc.max_len
     );
+    println!("storage    {stored}");
     println!();
     let w = infos.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
     println!("{:<w$}  {:>14}  {:>5}  {:>12}", "tensor", "shape", "dtype", "bytes");

@@ -59,6 +59,11 @@ pub struct PruneArgs {
     /// f16 (the default) or f32. GGUF has no sparse layout, so the zeros are stored densely.
     #[arg(long, value_name = "TYPE")]
     pub quantize: Option<String>,
+    /// Encoders: store the pruned weights dense, zeros included (`sparsity_config` format `dense`), so
+    /// that current transformers and compressed-tensors load them; the file does not shrink. Without
+    /// it they are stored packed in a bitmask layout, which only pare and compressed-tensors ≤ 0.14 read.
+    #[arg(long)]
+    pub portable: bool,
     /// Output directory (encoders) or GGUF file (decoders).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -76,6 +81,9 @@ pub fn run(a: &PruneArgs) -> Result<()> {
     let decoder = crate::decoder::is_decoder(&path);
     let opts = options(a, decoder)?;
     if decoder {
+        if a.portable {
+            bail!("--portable applies to encoder directories; a GGUF stores pruned matrices dense already");
+        }
         return run_decoder(a, &path, &opts);
     }
     if a.quantize.is_some() {
@@ -107,6 +115,7 @@ fn options(a: &PruneArgs, decoder: bool) -> Result<PruneOptions> {
             None => None,
         },
         samples: a.samples.unwrap_or(if decoder { DECODER_SAMPLES } else { pare_compress::prune::DEFAULT_SAMPLES }),
+        portable: a.portable,
         force: a.force,
     };
     pare_compress::prune::validate(&opts)?;

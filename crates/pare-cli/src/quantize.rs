@@ -134,6 +134,11 @@ pub struct QuantizeArgs {
     /// Decoders, `--scheme int4`: inputs per scale (a multiple of 32 dividing every matrix's inputs).
     #[arg(long, value_name = "N")]
     pub group: Option<usize>,
+    /// int8 of a pruned encoder: store its weights dense, zeros included (`sparsity_config` format
+    /// `dense`), so that current transformers and compressed-tensors load them; without it they keep a
+    /// bitmask layout, which only pare and compressed-tensors ≤ 0.14 read.
+    #[arg(long)]
+    pub portable: bool,
     /// Output directory (encoders, and decoders' int4) or GGUF file (decoders).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -146,6 +151,9 @@ pub struct QuantizeArgs {
 pub fn run(a: &QuantizeArgs) -> Result<()> {
     if a.group.is_some() && a.scheme != Scheme::Int4 {
         bail!("--group sets the groups of --scheme int4");
+    }
+    if a.portable && a.scheme != Scheme::Int8 {
+        bail!("--portable applies to --scheme int8 of a pruned encoder; the other schemes store every matrix dense");
     }
     if a.scheme == Scheme::Int4 {
         return run_int4(a);
@@ -190,6 +198,7 @@ pub fn run(a: &QuantizeArgs) -> Result<()> {
         calibration,
         keep_float: a.keep_float.clone(),
         outliers: a.outliers.into(),
+        portable: a.portable,
         force: a.force,
     };
     let summary = pare_compress::quantize(&dir, &a.output, &opts, &mut |m| eprintln!("{m}"))?;

@@ -1,6 +1,7 @@
 //! `pare prune` on generated models: the requested sparsity and N:M pattern hold exactly, packed
-//! storage round-trips, sparse and dense kernels agree, structured models equal their dense twins with
-//! the same heads and neurons zeroed, pruning composes with int8, and bad input is refused.
+//! storage round-trips, the portable (dense) storage runs as the packed one, sparse and dense kernels
+//! agree, structured models equal their dense twins with the same heads and neurons zeroed, pruning
+//! composes with int8, and bad input is refused.
 
 mod common;
 
@@ -359,6 +360,139 @@ fn structured_model_equals_dense_model_with_the_same_units_zeroed() {
         let cos: f64 = x.iter().zip(y).map(|(p, q)| p * q).sum();
         assert!(cos > 0.99, "int8 of structured: cosine {cos}");
     }
+}
+
+/// The lines of a command's stderr that warn about a bitmask layout.
+fn bitmask_warnings(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.starts_with("warning:")).map(str::to_string).collect()
+}
+
+/// Tensor names of a model directory.
+fn tensor_names(dir: &Path) -> Vec<String> {
+    TensorFile::open(dir.join("model.safetensors")).unwrap().infos().iter().map(|i| i.name.clone()).collect()
+}
+
+fn inspect_json(dir: &Path, env: &[(&str, &str)]) -> serde_json::Value {
+    serde_json::from_slice(&ok(pare_env(&["inspect", s(dir), "--json"], env)).stdout).unwrap()
+}
+
+/// How each Linear runs, by name, as `pare inspect --json` says.
+fn runs_as(dir: &Path, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let v = inspect_json(dir, env);
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap().to_string(), l["format"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn portable_storage_is_dense_and_runs_as_the_packed_one() {
+    let d = model();
+    let p = d.path();
+    let inp = p.join("in.txt");
+    let dense = p.join("dense");
+    let dense_size = size(&dense);
+    for (what, args, layout) in [
+        ("mag", &["--method", "magnitude", "--sparsity", "0.8"][..], "sparse-bitmask"),
+        ("nm", &["--method", "nm", "--nm", "2:4", "--samples", "64"][..], "sparse-24-bitmask"),
+    ] {
+        // Packed: the warning, once, naming the layout and the flag.
+        let packed = p.join(format!("{what}-packed"));
+        let mut a = vec!["prune", s(&dense)];
+        a.extend_from_slice(args);
+        let o = ok(pare(&[&a[..], &["-o", s(&packed)]].concat()));
+        let w = bitmask_warnings(&o);
+        assert_eq!(w.len(), 1, "{what}: {w:?}");
+        assert!(w[0].contains(layout) && w[0].contains("--portable") && w[0].contains("random weights"), "{w:?}");
+        // Portable: no warning, dense tensors, the same sparsity description.
+        let portable = p.join(format!("{what}-portable"));
+        let o = ok(pare(&[&a[..], &["--portable", "-o", s(&portable)]].concat()));
+        assert!(bitmask_warnings(&o).is_empty(), "{what}: {:?}", bitmask_warnings(&o));
+        let names = tensor_names(&portable);
+        for suffix in [".bitmask", ".compressed", ".shape", ".row_offsets"] {
+            assert!(!names.iter().any(|n| n.ends_with(suffix)), "{what}: a {suffix} tensor in {names:?}");
+        }
+        for l in 0..SPEC.layers {
+            for m in LINEARS {
+                assert!(names.contains(&format!("encoder.layer.{l}.{m}.weight")), "{what}: {l}.{m}");
+            }
+        }
+        // The zeros are stored: no saving on disk (the header differs a little).
+        assert!(size(&portable) > size(&packed) && size(&portable) * 100 >= dense_size * 99, "{what}: size");
+        let (cp, cd) = (config(&packed), config(&portable));
+        let (sp, sd) = (&cp["quantization_config"]["sparsity_config"], &cd["quantization_config"]["sparsity_config"]);
+        assert_eq!(sp["format"], layout);
+        assert_eq!(sd["format"], "dense");
+        for k in ["sparsity_structure", "global_sparsity", "targets"] {
+            assert_eq!(sd[k], sp[k], "{what}: {k}");
+        }
+        assert_eq!(cd["pare_compression"]["method"], cp["pare_compression"]["method"]);
+        // The same weights, run the same way, to the same embeddings.
+        assert_eq!(linear_weights(&portable), linear_weights(&packed), "{what}: weights");
+        assert_eq!(runs_as(&portable, &[]), runs_as(&packed, &[]), "{what}: kernel choices");
+        let always = [("PARE_SPARSE", "always")];
+        assert!(runs_as(&portable, &always).iter().all(|(_, f)| f.starts_with("f32 sparse")), "{what}: sparse");
+        for env in [&[][..], &always[..]] {
+            let (a, b) = (embeddings(&portable, &inp, env), embeddings(&packed, &inp, env));
+            assert!(max_diff(&a, &b) <= 1e-6, "{what} {env:?}: {}", max_diff(&a, &b));
+        }
+        assert_eq!(inspect_json(&portable, &[])["storage"]["sparsity"]["format"], "dense");
+        assert_eq!(inspect_json(&packed, &[])["storage"]["sparsity"]["format"], layout);
+        ok(pare(&["bench", s(&portable), "--runs", "2", "--warmup", "0", "--seq", "8"]));
+        // int8 of either, portable: dense int8 with scales, the same integer model; without the flag
+        // the packed layout and its warning.
+        let q_packed = p.join(format!("{what}-q8-packed"));
+        let o = ok(pare(&["quantize", s(&portable), "--scheme", "int8", "-o", s(&q_packed)]));
+        assert_eq!(bitmask_warnings(&o).len(), 1, "{what}: int8 without --portable");
+        assert_eq!(config(&q_packed)["quantization_config"]["sparsity_config"]["format"], layout);
+        let e_packed = embeddings(&q_packed, &inp, &[]);
+        for from in [&packed, &portable] {
+            let q = p.join(format!("{what}-q8-portable-from-{}", from.file_name().unwrap().to_str().unwrap()));
+            let o = ok(pare(&["quantize", s(from), "--scheme", "int8", "--portable", "-o", s(&q)]));
+            assert!(bitmask_warnings(&o).is_empty(), "{what}: {:?}", bitmask_warnings(&o));
+            let qc = config(&q);
+            assert_eq!(qc["quantization_config"]["format"], "int-quantized");
+            assert_eq!(qc["quantization_config"]["sparsity_config"]["format"], "dense");
+            assert_eq!(qc["quantization_config"]["sparsity_config"]["sparsity_structure"], sp["sparsity_structure"]);
+            let f = TensorFile::open(q.join("model.safetensors")).unwrap();
+            let name = "encoder.layer.0.attention.self.query";
+            assert_eq!(f.shape(&format!("{name}.weight")).unwrap(), (vec![SPEC.hidden, SPEC.hidden], "I8".into()));
+            assert!(f.contains(&format!("{name}.weight_scale")) && !f.contains(&format!("{name}.bitmask")));
+            assert_eq!(max_diff(&embeddings(&q, &inp, &[]), &e_packed), 0.0, "{what}: int8 portable vs packed");
+        }
+    }
+    // Nothing pruned, nothing to warn about; --portable is refused where it means nothing.
+    let q = p.join("q8");
+    let o = ok(pare(&["quantize", s(&p.join("dense")), "--scheme", "int8", "--portable", "-o", s(&q)]));
+    assert!(bitmask_warnings(&o).is_empty() && config(&q)["quantization_config"].get("sparsity_config").is_none());
+    common::one_line(
+        pare(&["quantize", s(&p.join("dense")), "--scheme", "q4_0", "--portable", "-o", s(&p.join("x.gguf"))]),
+        "--portable applies to --scheme int8",
+    );
+}
+
+#[test]
+fn dropped_modules_stay_ignored_when_a_pruned_model_is_quantized() {
+    // A checkpoint with BERT's pooler, which sentence embeddings never run: pruning drops it, and the
+    // int8 model made from the pruned one still lists it in `ignore`, so that a loader does not build
+    // it quantized and leave it uninitialised.
+    let d = model();
+    let dense = d.path().join("dense");
+    let h = SPEC.hidden;
+    let mut tensors: Vec<TensorData> =
+        tiny_tensors(&SPEC).into_iter().map(|(n, (shape, v))| TensorData::f32(n, &shape, &v)).collect();
+    tensors.push(TensorData::f32("pooler.dense.weight", &[h, h], &vec![0.5; h * h]));
+    tensors.push(TensorData::f32("pooler.dense.bias", &[h], &vec![0.0; h]));
+    write_safetensors(&dense.join("model.safetensors"), &tensors, None).unwrap();
+    let pruned = prune(d.path(), "mag", &["--method", "magnitude", "--portable"]);
+    let q = d.path().join("mag-q8");
+    ok(pare(&["quantize", s(&pruned), "--scheme", "int8", "--portable", "-o", s(&q)]));
+    let cfg = config(&q);
+    assert_eq!(cfg["quantization_config"]["ignore"], serde_json::json!(["pooler.dense"]));
+    assert_eq!(cfg["pare_compression"]["dropped_unused"], config(&pruned)["pare_compression"]["dropped_unused"]);
+    assert!(tensor_names(&q).iter().all(|n| !n.starts_with("pooler.")));
 }
 
 /// Asserts failure with exactly one stderr line that contains `needle`, and no output directory.

@@ -1,13 +1,14 @@
 //! Writing a model as a plan says: Linear weights int8 or float, dense or in a compressed-tensors sparse
-//! layout; embedding tables int8 or float; per-layer sizes after structured pruning; and the config
-//! blocks that describe it all. Every compression ends here.
+//! layout (or pruned but stored dense, the portable form); embedding tables int8 or float; per-layer
+//! sizes after structured pruning; and the config blocks that describe it all. Every compression ends
+//! here.
 
 use crate::error::{CompressError, Result};
 use crate::output::{check_destination, write_model_dir};
 use crate::source::Source;
 use pare_formats::quant_config::{
-    LayerShape, PARE_EXTENSION_KEY, PareExtension, QUANT_METHOD, QuantArgs, QuantScheme, QuantizationConfig,
-    SparsityConfig,
+    InputRange, LayerShape, PARE_EXTENSION_KEY, PareExtension, QUANT_METHOD, QuantArgs, QuantScheme,
+    QuantizationConfig, SparsityConfig,
 };
 use pare_formats::sparse::{Matrix, bitmask_encode, bitmask24_encode};
 use pare_formats::writer::TensorData;
@@ -33,8 +34,14 @@ pub struct QuantPlan {
     pub symmetric: bool,
     /// Outlier input channels kept in f32, per Linear.
     pub outliers: BTreeMap<String, Vec<u32>>,
-    /// Static activation (scale, u8 zero point) per Linear.
+    /// Static activation (scale, u8 zero point) per Linear that pare runs: over the channels it
+    /// quantizes (the outlier channels, kept in f32, left out). Recorded in the `pare_compression`
+    /// block.
     pub static_ranges: BTreeMap<String, (f32, i32)>,
+    /// Static activation (scale, u8 zero point) per Linear over every input channel, written as
+    /// compressed-tensors' `input_scale` / `input_zero_point` for readers that quantize every channel
+    /// (a Linear missing here gets its `static_ranges` entry).
+    pub full_ranges: BTreeMap<String, (f32, i32)>,
     /// Linears kept in float.
     pub keep_float: Vec<String>,
     /// Quantize the embedding tables too.
@@ -57,6 +64,14 @@ pub enum SparseLayout {
 }
 
 impl SparseLayout {
+    /// compressed-tensors' name of the layout that stores it packed.
+    pub fn packed_format(self) -> &'static str {
+        match self {
+            SparseLayout::NM(2, 4) => "sparse-24-bitmask",
+            _ => "sparse-bitmask",
+        }
+    }
+
     /// compressed-tensors `sparsity_structure`.
     pub fn structure(self) -> String {
         match self {
@@ -91,8 +106,11 @@ pub struct Structure {
 pub struct Plan {
     /// int8 storage, if any.
     pub quant: Option<QuantPlan>,
-    /// Sparse storage of the Linear weights, if pruned.
+    /// Sparsity pattern of the Linear weights, if pruned.
     pub sparsity: Option<SparseLayout>,
+    /// Store pruned Linear weights dense (zeros written out) with `sparsity_config.format: "dense"`,
+    /// which every compressed-tensors reader loads, instead of packed in a bitmask layout.
+    pub portable: bool,
     /// Per-layer sizes (structured pruning).
     pub structure: Option<Structure>,
     /// Fields added to the `pare_compression` block (method, sparsity, calibration, ...).
@@ -173,24 +191,26 @@ fn linear_tensors(
     } else {
         (Matrix::F32(w.to_vec()), Vec::new(), "F32")
     };
-    let (mut tensors, how) = match plan.sparsity {
-        None => (
+    // The pattern the config claims holds, however the weights are stored.
+    let kept24 = (plan.sparsity == Some(SparseLayout::NM(2, 4)) && inp.is_multiple_of(4)).then(|| nm_kept(w, 2, 4));
+    if let Some(kept) = &kept24
+        && let Some(g) =
+            w.chunks(4).zip(kept.chunks(4)).position(|(v, k)| v.iter().zip(k).any(|(v, k)| *v != 0.0 && !k))
+    {
+        return Err(CompressError::Invalid(format!("{name}: group {g} has more than 2 nonzeros in 4")));
+    }
+    let (mut tensors, how) = match (plan.sparsity.filter(|_| !plan.portable), &kept24) {
+        (None, _) => (
             vec![match &matrix {
                 Matrix::I8(q) => TensorData::i8(format!("{name}.weight"), &[out, inp], q),
                 Matrix::F32(v) => TensorData::f32(format!("{name}.weight"), &[out, inp], v),
             }],
             format!("{stored} dense"),
         ),
-        Some(SparseLayout::NM(2, 4)) if inp.is_multiple_of(4) => {
-            let kept = nm_kept(w, 2, 4);
-            if let Some(g) =
-                w.chunks(4).zip(kept.chunks(4)).position(|(v, k)| v.iter().zip(k).any(|(v, k)| *v != 0.0 && !k))
-            {
-                return Err(CompressError::Invalid(format!("{name}: group {g} has more than 2 nonzeros in 4")));
-            }
-            (bitmask24_encode(name, &matrix, &kept, out, inp), format!("{stored} sparse-24-bitmask"))
+        (Some(_), Some(kept)) => {
+            (bitmask24_encode(name, &matrix, kept, out, inp), format!("{stored} sparse-24-bitmask"))
         }
-        Some(_) => (bitmask_encode(name, &matrix, out, inp), format!("{stored} sparse-bitmask")),
+        (Some(_), None) => (bitmask_encode(name, &matrix, out, inp), format!("{stored} sparse-bitmask")),
     };
     tensors.append(&mut extra);
     Ok((tensors, how))
@@ -242,7 +262,7 @@ pub fn write(
         let quantized = quant.is_some_and(|q| !q.keep_float.contains(&name));
         let (mut t, stored) = linear_tensors(&name, &w, out_f, in_f, plan, quantized)?;
         if let (Some(q), true) = (quant, quantized)
-            && let Some(&(scale, zero)) = q.static_ranges.get(&name)
+            && let Some(&(scale, zero)) = q.full_ranges.get(&name).or(q.static_ranges.get(&name))
         {
             t.push(TensorData::f32(format!("{name}.input_scale"), &[1], &[scale]));
             if !q.symmetric {
@@ -313,9 +333,19 @@ pub fn write(
     if !dropped.is_empty() {
         log(&format!("dropped tensors no sentence embedding uses: {}", dropped.join(", ")));
     }
-    if plan.sparsity.is_some() {
-        log("sparse layouts load in pare and compressed-tensors 0.9; transformers 5 with compressed-tensors 0.20 \
-             does not decompress them (it would leave those weights uninitialised)");
+    // A source pare wrote has dropped them already: its record carries over, so that they stay in
+    // the quantization block's `ignore`.
+    let recorded: Vec<&str> = src
+        .config
+        .get(PARE_EXTENSION_KEY)
+        .and_then(|b| b.get("dropped_unused"))
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    for name in recorded {
+        if !written.contains(name) && !dropped.iter().any(|d| d == name) {
+            dropped.push(name.to_string());
+        }
     }
     let config = config_json(src, model, plan, &dropped)?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -328,7 +358,20 @@ pub fn write(
         after as f64 / 1e6,
         after as f64 / before.max(1) as f64
     ));
+    if let Some(layout) = plan.sparsity.filter(|_| !plan.portable) {
+        log(&bitmask_warning(layout));
+    }
     Ok(Summary { out_dir, tensors: lines, file_bytes_before: before, file_bytes_after: after })
+}
+
+/// The warning for an output stored in a bitmask layout: who reads it, and what happens elsewhere.
+pub fn bitmask_warning(layout: SparseLayout) -> String {
+    format!(
+        "warning: the pruned Linears are stored in the {} layout, which pare and compressed-tensors ≤ 0.14 \
+         read; transformers 5 with compressed-tensors ≥ 0.15 loads this model without an error but with \
+         random weights in their place (--portable stores them dense, which loads there)",
+        layout.packed_format()
+    )
 }
 
 /// The module a tensor name belongs to (`pooler.dense.weight` → `pooler.dense`).
@@ -347,10 +390,7 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
     let total: usize = linears.iter().map(|(_, l)| l.out_features() * l.in_features()).sum();
     let zeros: usize = linears.iter().map(|(_, l)| l.weight.to_dense().iter().filter(|v| **v == 0.0).count()).sum();
     let sparsity = plan.sparsity.map(|layout| SparsityConfig {
-        format: match layout {
-            SparseLayout::NM(2, 4) => "sparse-24-bitmask".into(),
-            _ => "sparse-bitmask".into(),
-        },
+        format: if plan.portable { "dense".into() } else { layout.packed_format().into() },
         global_sparsity: zeros as f64 / total.max(1) as f64,
         sparsity_structure: layout.structure(),
         targets: Some(vec!["Linear".into()]),
@@ -427,6 +467,21 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
     }
     let ext = PareExtension {
         activation_outliers: plan.quant.as_ref().map(|q| q.outliers.clone()).unwrap_or_default(),
+        activation_ranges: plan
+            .quant
+            .as_ref()
+            .filter(|q| q.activations == ActivationMode::Static)
+            .map(|q| {
+                q.static_ranges
+                    .iter()
+                    .filter(|(n, _)| !q.keep_float.contains(n))
+                    .map(|(n, &(scale, zero))| {
+                        let zero_point = if q.symmetric { 0 } else { zero - 128 };
+                        (n.clone(), InputRange { input_scale: scale, input_zero_point: zero_point })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         layers: plan.structure.as_ref().map(|st| st.layers.clone()).unwrap_or_default(),
     };
     let mut block = serde_json::to_value(&ext).map_err(|e| CompressError::Invalid(e.to_string()))?;

@@ -3,13 +3,16 @@
 //! (dynamic) or with one calibrated range per Linear input (static). The result is written in the
 //! compressed-tensors `int-quantized` layout: `W.weight` (I8), `W.weight_scale` ([out, 1]), and for
 //! static inputs `W.input_scale` ([1]) and `W.input_zero_point` ([1], I8). A pruned source stays
-//! sparse (its int8 weights stored in the same sparse layout).
+//! sparse (its int8 weights stored in the same sparse layout, or dense when `portable`).
 //!
 //! A few input channels of each Linear carry activations far larger than the rest (BERT's LayerNorm
 //! outputs and GELU outputs have such channels); left in, they set every token's quantization range.
 //! pare picks, per Linear, the `outliers` channels with the largest calibrated magnitude and keeps them
 //! in f32 at run time (LLM.int8() decomposition, with a fixed calibrated set). The stored int8 weights
-//! are unchanged; the channel lists go to config.json's `pare_compression` block.
+//! are unchanged; the channel lists go to config.json's `pare_compression` block. With static
+//! activations the range pare runs, over the other channels, goes there too, while `W.input_scale`
+//! and `W.input_zero_point` span every channel: a reader that quantizes the outlier channels with the
+//! rest would otherwise clip them.
 
 use crate::calibration;
 use crate::encode::{self, Plan, QuantPlan, SparseLayout, Structure, Summary};
@@ -37,6 +40,9 @@ pub struct QuantizeOptions {
     pub keep_float: Vec<String>,
     /// Input channels per Linear kept in f32 at run time (0: none).
     pub outliers: usize,
+    /// A pruned source's weights stored dense (`sparsity_config.format: "dense"`), which every
+    /// compressed-tensors reader loads, instead of in its bitmask layout.
+    pub portable: bool,
     /// Replace a non-empty output directory.
     pub force: bool,
 }
@@ -49,6 +55,7 @@ impl Default for QuantizeOptions {
             calibration: None,
             keep_float: Vec::new(),
             outliers: DEFAULT_OUTLIERS,
+            portable: false,
             force: false,
         }
     }
@@ -204,7 +211,7 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
         HashMap::new()
     };
     let keep_float: Vec<String> = opts.keep_float.iter().filter(|k| *k != "embeddings").cloned().collect();
-    let (mut outliers, mut static_ranges) = (BTreeMap::new(), BTreeMap::new());
+    let (mut outliers, mut static_ranges, mut full_ranges) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for name in linears.iter().filter(|n| !keep_float.contains(n)) {
         let Some(r) = ranges.get(name) else {
             if needs_calibration {
@@ -216,10 +223,12 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
         };
         let o = r.outliers(opts.outliers);
         if static_acts {
-            let (lo, hi) = r.range_without(&o);
             let mode =
                 if opts.symmetric_activations { ActQuant::DynamicSymmetric } else { ActQuant::DynamicAsymmetric };
+            let (lo, hi) = r.range_without(&o);
             static_ranges.insert(name.clone(), row_params(lo, hi, mode));
+            let (lo, hi) = r.range_without(&[]);
+            full_ranges.insert(name.clone(), row_params(lo, hi, mode));
         }
         if !o.is_empty() {
             outliers.insert(name.clone(), o);
@@ -230,6 +239,7 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
         symmetric: opts.symmetric_activations,
         outliers,
         static_ranges,
+        full_ranges,
         keep_float,
         embeddings: !opts.keep_float.iter().any(|k| k == "embeddings"),
         describe: describe(opts.activations, opts.symmetric_activations),
@@ -238,13 +248,23 @@ pub fn plan(src: &Source, opts: &QuantizeOptions, log: &mut dyn FnMut(&str)) -> 
     })
 }
 
-/// The sparsity and structure a source already has, to keep when it is re-encoded.
+/// The sparsity and structure a source already has, to keep when it is re-encoded. A pruned source
+/// stored dense (`"format": "dense"`, pare's portable form) keeps its pattern too; how the result
+/// stores it is the caller's choice ([`Plan::portable`]).
 pub fn inherited(src: &Source) -> Result<Plan> {
     let sparsity = match src.sparsity() {
-        Some(s) if s.format != "dense" => Some(SparseLayout::parse(&s.sparsity_structure).ok_or_else(|| {
-            CompressError::Invalid(format!("sparsity_structure {:?} is not understood", s.sparsity_structure))
-        })?),
-        _ => None,
+        Some(s) => match SparseLayout::parse(&s.sparsity_structure) {
+            Some(layout) => Some(layout),
+            // A dense model another tool describes in its own terms: nothing to keep.
+            None if s.format == "dense" => None,
+            None => {
+                return Err(CompressError::Invalid(format!(
+                    "sparsity_structure {:?} is not understood",
+                    s.sparsity_structure
+                )));
+            }
+        },
+        None => None,
     };
     let layers = &src.compression.pare.layers;
     let structure = (!layers.is_empty()).then(|| {
@@ -276,7 +296,7 @@ pub fn inherited(src: &Source) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan { quant: None, sparsity, structure, info })
+    Ok(Plan { quant: None, sparsity, portable: false, structure, info })
 }
 
 /// Quantizes the model in `src` to int8 and writes it to `out`. `log` receives one line per tensor
@@ -292,5 +312,125 @@ pub fn quantize(src: &ModelDir, out: &Path, opts: &QuantizeOptions, log: &mut dy
     }
     let mut plan = inherited(&source)?;
     plan.quant = Some(self::plan(&source, opts, log)?);
+    plan.portable = opts.portable;
     encode::write(&source, &source.enc.model, &plan, out, opts.force, log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pare_formats::TensorFile;
+    use pare_formats::quant_config::{CompressionConfig, PARE_EXTENSION_KEY};
+    use pare_formats::writer::{TensorData, write_safetensors};
+    use pare_models::testing::{TinySpec, write_tiny_bert};
+    use pare_models::{SentenceEncoder, Weight};
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn embed(dir: &Path, texts: &[String]) -> Vec<Vec<f32>> {
+        SentenceEncoder::load(&ModelDir::open(dir).unwrap()).unwrap().embed(texts).unwrap()
+    }
+
+    #[test]
+    fn static_ranges_cover_every_channel_for_other_readers_while_pare_runs_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("dense");
+        write_tiny_bert(&src, &TinySpec::default()).unwrap();
+        let samples: Vec<String> =
+            ["the model is small", "fast and small!", "a small model, and a fast one?", "the end"]
+                .map(String::from)
+                .to_vec();
+        let source = Source::load(&ModelDir::open(&src).unwrap()).unwrap();
+        let tokenize = |s: &str| -> Result<Vec<u32>> { Ok(source.enc.tokenize(s)?) };
+        let ranges = calibrate(&source.enc.model, &tokenize, &samples, &mut |_| {}).unwrap();
+        for symmetric in [false, true] {
+            let out = dir.path().join(format!("static-{symmetric}"));
+            let opts = QuantizeOptions {
+                activations: ActivationMode::Static,
+                symmetric_activations: symmetric,
+                calibration: Some(("test".into(), samples.clone())),
+                ..QuantizeOptions::default()
+            };
+            quantize(&ModelDir::open(&src).unwrap(), &out, &opts, &mut |_| {}).unwrap();
+            let file = TensorFile::open(out.join("model.safetensors")).unwrap();
+            let cc = CompressionConfig::from_config_file(&out.join("config.json")).unwrap();
+            let written = SentenceEncoder::load(&ModelDir::open(&out).unwrap()).unwrap();
+            let mode = if symmetric { ActQuant::DynamicSymmetric } else { ActQuant::DynamicAsymmetric };
+            let mut clipped_by_pare = 0;
+            let mut old_layout = Vec::new();
+            for (name, lin) in written.model.linears() {
+                let r = &ranges[&name];
+                // compressed-tensors' range: [−128 − zp, 127 − zp] steps, over every channel's
+                // calibrated minimum and maximum (within half a step: the zero point is an integer).
+                let scale = file.f32(&format!("{name}.input_scale"), &[1]).unwrap()[0];
+                let zp = if symmetric {
+                    0
+                } else {
+                    i32::from(file.i8(&format!("{name}.input_zero_point"), &[1]).unwrap()[0])
+                };
+                let (lo, hi) = (-(128 + zp) as f32 * scale, (127 - zp) as f32 * scale);
+                let slack = scale * 0.501;
+                for c in 0..r.lo.len() {
+                    assert!(
+                        lo <= r.lo[c] + slack && hi >= r.hi[c] - slack,
+                        "{name} channel {c}: [{lo}, {hi}] vs [{}, {}]",
+                        r.lo[c],
+                        r.hi[c]
+                    );
+                }
+                // pare's range: without its outlier channels, recorded in its block and run.
+                let outliers = &cc.pare.activation_outliers[&name];
+                let (own_scale, own_zero) = {
+                    let (l, h) = r.range_without(outliers);
+                    row_params(l, h, mode)
+                };
+                let rec = cc.pare.activation_ranges[&name];
+                assert_eq!(rec.input_scale, own_scale, "{name}");
+                assert_eq!(rec.input_zero_point, if symmetric { 0 } else { own_zero - 128 }, "{name}");
+                let Weight::Int8 { act, .. } = &lin.weight else { panic!("{name}: not int8") };
+                assert_eq!(*act, ActQuant::Static { scale: own_scale, zero: own_zero }, "{name}");
+                if own_scale < scale {
+                    clipped_by_pare += 1;
+                }
+                // The layout written before pare recorded its own ranges: its ranges in the tensors.
+                old_layout.push(TensorData::f32(format!("{name}.input_scale"), &[1], &[own_scale]));
+                if !symmetric {
+                    old_layout.push(TensorData::i8(
+                        format!("{name}.input_zero_point"),
+                        &[1],
+                        &[(own_zero - 128) as i8],
+                    ));
+                }
+            }
+            assert!(clipped_by_pare > 0, "the outlier channels widen no range: the test proves nothing");
+            // That older layout loads as before and gives the same embeddings, bit for bit.
+            let old = dir.path().join(format!("old-{symmetric}"));
+            copy_dir(&out, &old);
+            let mut config: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+            config[PARE_EXTENSION_KEY].as_object_mut().unwrap().remove("activation_ranges");
+            std::fs::write(old.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+            let replaced: Vec<String> = old_layout.iter().map(|t| t.name.clone()).collect();
+            for info in file.infos().iter().filter(|i| !replaced.contains(&i.name)) {
+                old_layout.push(TensorData {
+                    name: info.name.clone(),
+                    dtype: file.dtype(&info.name).unwrap(),
+                    shape: info.shape.clone(),
+                    bytes: file.bytes(&info.name).unwrap().to_vec(),
+                });
+            }
+            write_safetensors(&old.join("model.safetensors"), &old_layout, None).unwrap();
+            assert_eq!(embed(&old, &samples), embed(&out, &samples), "symmetric {symmetric}");
+        }
+    }
 }

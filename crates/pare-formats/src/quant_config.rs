@@ -203,9 +203,26 @@ pub struct PareExtension {
     /// quantized with the rest of the activation row.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub activation_outliers: BTreeMap<String, Vec<u32>>,
+    /// The static input range pare runs each Linear with (by checkpoint name): calibrated over the
+    /// channels not in `activation_outliers`, which pare keeps in f32. The Linear's `input_scale` and
+    /// `input_zero_point` tensors cover every channel, for readers that quantize them all; a file
+    /// without this block (written before it existed) holds pare's ranges in those tensors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub activation_ranges: BTreeMap<String, InputRange>,
     /// Per-layer sizes after structured pruning (empty: every layer as config.json says).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerShape>,
+}
+
+/// A static input range in compressed-tensors' convention: `x ≈ (q − input_zero_point) · input_scale`
+/// with `q` in [−128, 127] (pare's u8 zero point is `input_zero_point + 128`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputRange {
+    /// Step between quantized values (positive).
+    pub input_scale: f32,
+    /// The quantized value of 0 (0 for symmetric activations).
+    #[serde(default)]
+    pub input_zero_point: i32,
 }
 
 /// The size of one encoder layer after structured pruning.

@@ -141,14 +141,29 @@ impl Checkpoint<'_> {
             (true, Some("token"), false) => ActQuant::DynamicAsymmetric,
             (true, Some("token"), true) => ActQuant::DynamicSymmetric,
             (false, Some("tensor"), sym) => {
-                let scale = self.f32(&format!("{name}.input_scale"), &[1])?[0];
-                let zp = if sym {
-                    0
-                } else {
-                    self.file.i8(&self.name(&format!("{name}.input_zero_point")), &[1])?[0] as i32
+                // pare's own range (over the channels it quantizes) when the file records one, else
+                // the compressed-tensors tensors.
+                let (scale, zp, at) = match self.compression.pare.activation_ranges.get(name) {
+                    Some(r) => (
+                        r.input_scale,
+                        if sym { 0 } else { r.input_zero_point },
+                        format!("{}.activation_ranges[{name:?}]", pare_formats::quant_config::PARE_EXTENSION_KEY),
+                    ),
+                    None => {
+                        let scale = self.f32(&format!("{name}.input_scale"), &[1])?[0];
+                        let zp = if sym {
+                            0
+                        } else {
+                            self.file.i8(&self.name(&format!("{name}.input_zero_point")), &[1])?[0] as i32
+                        };
+                        (scale, zp, name.to_string())
+                    }
                 };
-                if scale.is_nan() || scale <= 0.0 {
-                    return Err(self.error(format!("{name}.input_scale must be positive, is {scale}")));
+                if !(scale.is_finite() && scale > 0.0) {
+                    return Err(self.error(format!("{at}.input_scale must be positive, is {scale}")));
+                }
+                if !(-128..=127).contains(&zp) {
+                    return Err(self.error(format!("{at}.input_zero_point {zp} is outside [−128, 127]")));
                 }
                 ActQuant::Static { scale, zero: zp + 128 }
             }

@@ -10,8 +10,9 @@
 //!   reconstruction;
 //! - `structured`: whole FFN neurons and attention heads (see [`structured`]).
 //!
-//! The result is written sparse (compressed-tensors bitmask layouts) or, for `structured`, with smaller
-//! dense matrices; an int8 source stays int8.
+//! The result is written sparse (compressed-tensors bitmask layouts; or, `portable`, dense with the
+//! zeros stored, which every compressed-tensors reader loads) or, for `structured`, with smaller dense
+//! matrices; an int8 source stays int8.
 
 pub mod obs;
 pub mod structured;
@@ -79,6 +80,9 @@ pub struct PruneOptions {
     pub calibration: Option<(String, Vec<String>)>,
     /// Calibration samples used: the first this many.
     pub samples: usize,
+    /// Store the pruned weights dense (`sparsity_config.format: "dense"`), which every
+    /// compressed-tensors reader loads, instead of in a bitmask layout.
+    pub portable: bool,
     /// Replace a non-empty output directory.
     pub force: bool,
 }
@@ -92,6 +96,7 @@ impl Default for PruneOptions {
             scope: Scope::Layer,
             calibration: None,
             samples: DEFAULT_SAMPLES,
+            portable: false,
             force: false,
         }
     }
@@ -341,11 +346,25 @@ fn inherited_quant(src: &Source) -> Option<QuantPlan> {
     let q = src.compression.quantization.as_ref().filter(|q| q.is_quantized())?;
     let ia = q.config_groups.values().find(|g| g.targets.iter().any(|t| t == "Linear"))?.input_activations.clone()?;
     let activations = if ia.is_dynamic() { ActivationMode::Dynamic } else { ActivationMode::Static };
-    let mut static_ranges = BTreeMap::new();
+    // pare's ranges as it runs them, and the ranges over every channel as the file stores them for
+    // other readers (the same, in a file written before pare recorded its own).
+    let (mut static_ranges, mut full_ranges) = (BTreeMap::new(), BTreeMap::new());
     if activations == ActivationMode::Static {
         for (name, lin) in src.enc.model.linears() {
-            if let Weight::Int8 { act: pare_kernels::ActQuant::Static { scale, zero }, .. } = lin.weight {
-                static_ranges.insert(name, (scale, zero));
+            let (Weight::Int8 { act: pare_kernels::ActQuant::Static { scale, zero }, .. }
+            | Weight::SparseI8 { act: pare_kernels::ActQuant::Static { scale, zero }, .. }) = lin.weight
+            else {
+                continue;
+            };
+            static_ranges.insert(name.clone(), (scale, zero));
+            let stored = src.file.f32(&format!("{name}.input_scale"), &[1]).ok().map(|s| s[0]);
+            if let Some(s) = stored.filter(|s| s.is_finite() && *s > 0.0) {
+                let z = if ia.symmetric {
+                    0
+                } else {
+                    src.file.i8(&format!("{name}.input_zero_point"), &[1]).map_or(zero - 128, |z| i32::from(z[0]))
+                };
+                full_ranges.insert(name, (s, z + 128));
             }
         }
     }
@@ -355,6 +374,7 @@ fn inherited_quant(src: &Source) -> Option<QuantPlan> {
         symmetric: ia.symmetric,
         outliers: src.compression.pare.activation_outliers.clone(),
         static_ranges,
+        full_ranges,
         keep_float: q.ignore.clone(),
         embeddings: q.config_groups.values().any(|g| g.targets.iter().any(|t| t == "Embedding")),
         describe: ext.and_then(|e| e.get("activations")).and_then(|v| v.as_str()).unwrap_or("int8").to_string(),
@@ -444,6 +464,7 @@ pub fn prune(src: &ModelDir, out: &Path, opts: &PruneOptions, log: &mut dyn FnMu
     let pruned = prune_model(&mut model, &tokenize, opts, log)?;
     let mut plan = inherited(&source)?;
     plan.quant = inherited_quant(&source);
+    plan.portable = opts.portable;
     plan.info.extend(pruned.info);
     if pruned.sparsity.is_some() {
         plan.sparsity = pruned.sparsity;
