@@ -59,6 +59,10 @@ struct Export {
     int8: usize,
     float: usize,
     outliers: usize,
+    /// Dynamically quantized inputs already in the graph, by (input, mode and outliers): the
+    /// u8 values, scale and zero point, shared by the layers that read the same input (query, key
+    /// and value), as pare quantizes such an input once.
+    quantized: std::collections::HashMap<(String, String), (String, String, String)>,
 }
 
 fn dyn_dims(rest: &[i64]) -> Vec<Dim> {
@@ -150,16 +154,6 @@ impl Export {
         let qt: Vec<u8> = transpose(&p.q, n, k).iter().map(|&v| (v as i16 + 128) as u8).collect();
         let w = self.g.constant(Tensor::u8(&format!("{name}.weight_t_u8"), &[k, n], &qt));
         let wscale = self.g.constant(Tensor::f32(&format!("{name}.weight_scale"), &[n], &p.scales));
-        // Outlier channels: zeroed before quantization (they quantize to the zero point and add
-        // nothing), multiplied in float on their own.
-        let xm = if p.outliers.is_empty() {
-            x.to_string()
-        } else {
-            let mut keep = vec![1f32; k];
-            p.outliers.iter().for_each(|&c| keep[c as usize] = 0.0);
-            let keep = self.g.constant(Tensor::f32(&format!("{name}.quantized_channels"), &[k], &keep));
-            self.op("Mul", &[x, &keep])
-        };
         let y = match p.act {
             ActQuant::Static { scale, zero } => {
                 // Standard QDQ: the calibrated per-tensor range on the activations, the per-row
@@ -167,6 +161,7 @@ impl Export {
                 // integer product (ONNX Runtime: MatMulIntegerToFloat).
                 let s = self.g.constant(Tensor::f32(&format!("{name}.input_scale"), &[], &[scale]));
                 let z = self.g.constant(Tensor::u8(&format!("{name}.input_zero_point"), &[], &[zero as u8]));
+                let xm = self.without_float_channels(x, &p.outliers, k);
                 let xq = self.op("QuantizeLinear", &[&xm, &s, &z]);
                 let xd = self.op("DequantizeLinear", &[&xq, &s, &z]);
                 let wz = self.g.constant_once(Tensor::u8("c.weight_zero_points", &[n], &vec![128u8; n]));
@@ -174,14 +169,7 @@ impl Export {
                 self.op("MatMul", &[&xd, &wd])
             }
             mode => {
-                let (scale, zero) = self.token_ranges(&xm, mode, name);
-                let inv = self.op("Reciprocal", &[&scale]);
-                let v = self.op("Mul", &[&xm, &inv]);
-                let v = self.op("Round", &[&v]);
-                let v = self.op("Add", &[&v, &zero]);
-                let (lo, hi) = (self.g.scalar("c.zero", 0.0), self.g.scalar("c.u8_max", 255.0));
-                let v = self.op("Clip", &[&v, &lo, &hi]);
-                let xq = self.cast(&v, DataType::U8);
+                let (xq, scale, zero) = self.quantize_tokens(x, mode, &p.outliers, k, name);
                 let wzero = self.g.constant_once(Tensor::u8("c.weight_zero_point", &[], &[128]));
                 let acc = self.op("MatMulInteger", &[&xq, &w, "", &wzero]);
                 let acc = self.cast(&acc, DataType::F32);
@@ -209,6 +197,46 @@ impl Export {
         let xo = self.op_with("Gather", &[x, &idx], vec![("axis", Attr::Int(-1))]);
         let yo = self.op("MatMul", &[&xo, &wo]);
         self.op("Add", &[&y, &yo])
+    }
+
+    /// `x` with the channels `outliers` (of `k`) zeroed: they quantize to the zero point and add
+    /// nothing to the integer product; they enter through a float product of their own.
+    fn without_float_channels(&mut self, x: &str, outliers: &[u32], k: usize) -> String {
+        if outliers.is_empty() {
+            return x.to_string();
+        }
+        let mut keep = vec![1f32; k];
+        outliers.iter().for_each(|&c| keep[c as usize] = 0.0);
+        let keep = self.g.constant_once(Tensor::f32("c.quantized_channels", &[k], &keep));
+        self.op("Mul", &[x, &keep])
+    }
+
+    /// `x` (of `k` channels, `outliers` kept in float) quantized per token: u8 values, scale and zero
+    /// point; built once per input, mode and float channels.
+    fn quantize_tokens(
+        &mut self,
+        x: &str,
+        mode: ActQuant,
+        outliers: &[u32],
+        k: usize,
+        name: &str,
+    ) -> (String, String, String) {
+        let key = (x.to_string(), format!("{mode:?} {outliers:?}"));
+        if let Some(q) = self.quantized.get(&key) {
+            return q.clone();
+        }
+        let xm = self.without_float_channels(x, outliers, k);
+        let (scale, zero) = self.token_ranges(&xm, mode, name);
+        let inv = self.op("Reciprocal", &[&scale]);
+        let v = self.op("Mul", &[&xm, &inv]);
+        let v = self.op("Round", &[&v]);
+        let v = self.op("Add", &[&v, &zero]);
+        let (lo, hi) = (self.g.scalar("c.zero", 0.0), self.g.scalar("c.u8_max", 255.0));
+        let v = self.op("Clip", &[&v, &lo, &hi]);
+        let xq = self.cast(&v, DataType::U8);
+        let q = (xq, scale, zero);
+        self.quantized.insert(key, q.clone());
+        q
     }
 
     /// Per-token scale and zero point (both `[.., 1]`, float) of `x` under `mode`, as
@@ -272,7 +300,14 @@ pub fn export_bert(model: &Bert, sentence: Option<&SentenceConfig>, opts: OnnxOp
         ));
     }
     let h = model.hidden();
-    let mut e = Export { g: GraphBuilder::new("pare_bert"), opts, int8: 0, float: 0, outliers: 0 };
+    let mut e = Export {
+        g: GraphBuilder::new("pare_bert"),
+        opts,
+        int8: 0,
+        float: 0,
+        outliers: 0,
+        quantized: Default::default(),
+    };
     let ids = e.g.input("input_ids", DataType::I64, dyn_dims(&[]));
     let mask = e.g.input("attention_mask", DataType::I64, dyn_dims(&[]));
     let types = e.g.input("token_type_ids", DataType::I64, dyn_dims(&[]));
