@@ -172,13 +172,14 @@ impl Export {
                 let (xq, scale, zero) = self.quantize_tokens(x, mode, &p.outliers, k, name);
                 let wzero = self.g.constant_once(Tensor::u8("c.weight_zero_point", &[], &[128]));
                 let acc = self.op("MatMulInteger", &[&xq, &w, "", &wzero]);
-                let acc = self.cast(&acc, DataType::F32);
-                // Σ_c (xq − z)·q = acc − z·Σ_c q.
-                let sums: Vec<f32> =
-                    p.q.chunks_exact(k.max(1)).map(|r| r.iter().map(|&v| v as i32).sum::<i32>() as f32).collect();
-                let sums = self.g.constant(Tensor::f32(&format!("{name}.weight_row_sums"), &[n], &sums));
-                let offset = self.op("Mul", &[&zero, &sums]);
+                // Σ_c (xq − z)·q = acc − z·Σ_c q, in int32 as pare sums: the two terms reach 2²⁵
+                // and more, past float32's exact integers.
+                let sums: Vec<i32> = p.q.chunks_exact(k.max(1)).map(|r| r.iter().map(|&v| v as i32).sum()).collect();
+                let sums = self.g.constant(Tensor::i32(&format!("{name}.weight_row_sums"), &[n], &sums));
+                let zero_i = self.cast(&zero, DataType::I32);
+                let offset = self.op("Mul", &[&zero_i, &sums]);
                 let acc = self.op("Sub", &[&acc, &offset]);
+                let acc = self.cast(&acc, DataType::F32);
                 let acc = self.op("Mul", &[&acc, &scale]);
                 self.op("Mul", &[&acc, &wscale])
             }

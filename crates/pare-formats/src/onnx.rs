@@ -63,6 +63,11 @@ impl Tensor {
         Self::checked(name, DataType::U8, dims, v.len(), v.to_vec())
     }
 
+    /// int32 values of shape `dims`.
+    pub fn i32(name: &str, dims: &[usize], v: &[i32]) -> Self {
+        Self::checked(name, DataType::I32, dims, v.len(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+
     /// int64 values of shape `dims`.
     pub fn i64(name: &str, dims: &[usize], v: &[i64]) -> Self {
         Self::checked(name, DataType::I64, dims, v.len(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
