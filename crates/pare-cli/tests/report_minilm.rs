@@ -1,6 +1,8 @@
-//! `pare report --quick` on all-minilm-l6-v2: figures agree with `pare bench`, `pare embed` and the
-//! files on disk, and report.html renders in headless Chromium with its plots drawn. Needs the model, the
-//! gensim test data and Debian's chromium (scripts/test provides all three): ignored by default.
+//! `pare report --quick --peers` on all-minilm-l6-v2: figures agree with `pare bench`, `pare embed` and
+//! the files on disk, the ONNX Runtime rows (its float graph, its own int8, pare's exported int8) are
+//! there, and report.html renders in headless Chromium with its plots drawn. Needs the model, the gensim
+//! test data, Debian's chromium and the Python environment of scripts/python-env (scripts/test provides
+//! them all): ignored by default.
 
 mod common;
 
@@ -11,13 +13,33 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn pare(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_pare")).args(args).env_remove("PARE_ISA").output().expect("run pare");
+    pare_with(args, &[])
+}
+
+fn pare_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_pare"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("PARE_ISA")
+        .output()
+        .expect("run pare");
     assert!(o.status.success(), "pare {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
 
 fn embed(model: &str, input: &Path) -> Vec<Vec<f32>> {
     parse_embeddings_f32(&pare(&["embed", model, "--input", s(input)]).stdout)
+}
+
+/// The Python of the interoperability tests: `PARE_PYTHON` when set, else scripts/python-env's.
+fn python() -> String {
+    if let Ok(p) = std::env::var("PARE_PYTHON") {
+        return p;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let env = Command::new(root.join("scripts/python-env")).output().expect("run scripts/python-env");
+    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
+    String::from_utf8_lossy(&env.stdout).lines().last().expect("python path").trim().to_string()
 }
 
 /// Pixels of `png` within a small distance of `rgb`.
@@ -32,15 +54,34 @@ fn hex(c: &str, opacity: f64) -> [u8; 3] {
 }
 
 #[test]
-#[ignore = "needs all-minilm-l6-v2, the gensim test data and chromium (scripts/test provides them)"]
+#[ignore = "needs all-minilm-l6-v2, the gensim test data, chromium and scripts/python-env (scripts/test provides them)"]
 fn quick_report_agrees_and_renders() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("report");
-    pare(&["report", "all-minilm-l6-v2", "--quick", "--out", s(&out)]);
+    let python = python();
+    pare_with(&["report", "all-minilm-l6-v2", "--quick", "--peers", "--out", s(&out)], &[("PARE_PYTHON", &python)]);
     let r: Report = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
 
+    // ONNX Runtime: its float graph is the original model; pare's int8 graph is pare's int8 model (the
+    // fidelity of the two agree closely); ONNX Runtime's own int8 is there to compare with.
+    let fid = |id: &str| r.variant(id).unwrap_or_else(|| panic!("no {id} row")).fidelity.mean;
+    assert!(fid("onnxruntime-fp32") > 0.9999, "ONNX Runtime float: {}", fid("onnxruntime-fp32"));
+    assert!(
+        (fid("onnxruntime-pare-int8") - fid("int8")).abs() < 5e-4,
+        "pare's int8 graph in ONNX Runtime {} against pare's int8 {}",
+        fid("onnxruntime-pare-int8"),
+        fid("int8")
+    );
+    let ort_int8 = r.variant("onnxruntime-int8").unwrap();
+    eprintln!(
+        "mean cosine to the original: pare int8 {:.5}, in ONNX Runtime {:.5}, ONNX Runtime's own int8 {:.5}",
+        fid("int8"),
+        fid("onnxruntime-pare-int8"),
+        ort_int8.fidelity.mean
+    );
+
     // Bytes on disk.
-    for v in &r.variants {
+    for v in r.variants.iter().filter(|v| v.kind != pare_report::Kind::Peer) {
         let dir = Path::new(v.path.as_deref().unwrap());
         assert_eq!(v.file_bytes, std::fs::metadata(dir.join("model.safetensors")).unwrap().len(), "{}", v.id);
     }
