@@ -15,7 +15,7 @@ hf_dir, ref_path = sys.argv[1:3]
 torch.set_num_threads(2)
 ref = json.load(open(ref_path))
 tok = Tokenizer.from_file(hf_dir + "/tokenizer.json")
-model = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
 same_ids = same_top10 = same_greedy = positions = 0
 worst = 0.0
 with torch.no_grad():

@@ -40,8 +40,9 @@ pub fn fidelity(dir: &Path) -> (f64, f64) {
 }
 
 /// Runs scripts/check_compressed_tensors.py (compressed-tensors reads `compressed`, every weight must
-/// equal the one in `dense`, pare's own float export of it).
-pub fn check_compressed_tensors(compressed: &Path, dense: &Path) {
+/// equal the one in `dense`, pare's own float export of it) and returns the line it prints: which
+/// release read how many tensors in which layout.
+pub fn check_compressed_tensors(compressed: &Path, dense: &Path) -> String {
     let env = Command::new(repo().join("scripts/python-env")).output().expect("run scripts/python-env");
     assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
     let python = String::from_utf8(env.stdout).unwrap().lines().last().unwrap().trim().to_string();
@@ -50,6 +51,8 @@ pub fn check_compressed_tensors(compressed: &Path, dense: &Path) {
         .args([compressed, dense])
         .output()
         .unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    eprintln!("{}: {said}", compressed.display());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    said
 }
