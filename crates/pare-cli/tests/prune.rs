@@ -474,25 +474,32 @@ fn portable_storage_is_dense_and_runs_as_the_packed_one() {
 }
 
 #[test]
-fn dropped_modules_stay_ignored_when_a_pruned_model_is_quantized() {
-    // A checkpoint with BERT's pooler, which sentence embeddings never run: pruning drops it, and the
-    // int8 model made from the pruned one still lists it in `ignore`, so that a loader does not build
-    // it quantized and leave it uninitialised.
+fn unused_modules_are_kept_in_float_and_ignored_through_prune_and_quantize() {
+    // A checkpoint with BERT's pooler, which sentence embeddings never run: pruning and then
+    // quantizing keep it as it was, in float, and list it in `ignore`, so that a loader builds it in
+    // float from these weights rather than quantized, or random.
     let d = model();
     let dense = d.path().join("dense");
     let h = SPEC.hidden;
     let mut tensors: Vec<TensorData> =
         tiny_tensors(&SPEC).into_iter().map(|(n, (shape, v))| TensorData::f32(n, &shape, &v)).collect();
     tensors.push(TensorData::f32("pooler.dense.weight", &[h, h], &vec![0.5; h * h]));
-    tensors.push(TensorData::f32("pooler.dense.bias", &[h], &vec![0.0; h]));
+    tensors.push(TensorData::f32("pooler.dense.bias", &[h], &vec![0.25; h]));
     write_safetensors(&dense.join("model.safetensors"), &tensors, None).unwrap();
     let pruned = prune(d.path(), "mag", &["--method", "magnitude", "--portable"]);
+    assert_eq!(
+        config(&pruned)["quantization_config"]["sparsity_config"]["ignore"],
+        serde_json::json!(["pooler.dense"])
+    );
     let q = d.path().join("mag-q8");
     ok(pare(&["quantize", s(&pruned), "--scheme", "int8", "--portable", "-o", s(&q)]));
     let cfg = config(&q);
     assert_eq!(cfg["quantization_config"]["ignore"], serde_json::json!(["pooler.dense"]));
-    assert_eq!(cfg["pare_compression"]["dropped_unused"], config(&pruned)["pare_compression"]["dropped_unused"]);
-    assert!(tensor_names(&q).iter().all(|n| !n.starts_with("pooler.")));
+    assert!(cfg["pare_compression"].get("dropped_unused").is_none(), "nothing is dropped");
+    let f = pare_formats::TensorFile::open(q.join("model.safetensors")).unwrap();
+    assert_eq!(f.dtype("pooler.dense.weight").unwrap(), pare_formats::Dtype::F32);
+    let bias: Vec<u8> = vec![0.25f32; h].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(f.bytes("pooler.dense.bias").unwrap(), &bias[..]);
 }
 
 /// Asserts failure with exactly one stderr line that contains `needle`, and no output directory.

@@ -310,17 +310,19 @@ pub fn write(
         .chain(model.other_parameters().iter().map(|p| module_of(&p.0)))
         .collect();
     // Modules the model never runs for its task (BERT's pooler, a dense + tanh over [CLS], for
-    // sentence embeddings pooled from the last hidden state) are dropped, and recorded.
+    // sentence embeddings pooled from the last hidden state) are copied as they are and listed in the
+    // compression blocks' `ignore`: a loader that builds the whole architecture finds them, rather than
+    // inventing random ones (which `pooler_output` would then return without a word).
     let unused = model.unused_modules();
+    let mut unused_float: Vec<String> = Vec::new();
     let mut dropped = Vec::new();
     for info in src.file.infos() {
         let bare = info.name.strip_prefix(prefix.as_str()).unwrap_or(&info.name);
         if written.contains(bare) || modules.contains(&module_of(bare)) {
             continue;
         }
-        if unused.iter().any(|u| bare.starts_with(&format!("{u}."))) {
-            dropped.push(bare.to_string());
-            continue;
+        if unused.iter().any(|u| bare.starts_with(&format!("{u}."))) && !unused_float.contains(&module_of(bare)) {
+            unused_float.push(module_of(bare));
         }
         tensors.push(TensorData {
             name: bare.to_string(),
@@ -330,11 +332,11 @@ pub fn write(
         });
     }
 
-    if !dropped.is_empty() {
-        log(&format!("dropped tensors no sentence embedding uses: {}", dropped.join(", ")));
+    if !unused_float.is_empty() {
+        log(&format!("kept in float (unused for sentence embeddings): {}", unused_float.join(", ")));
     }
-    // A source pare wrote has dropped them already: its record carries over, so that they stay in
-    // the quantization block's `ignore`.
+    // A source an earlier pare wrote may have dropped them: its record carries over, so that they stay
+    // in the quantization block's `ignore`.
     let recorded: Vec<&str> = src
         .config
         .get(PARE_EXTENSION_KEY)
@@ -347,7 +349,7 @@ pub fn write(
             dropped.push(name.to_string());
         }
     }
-    let config = config_json(src, model, plan, &dropped)?;
+    let config = config_json(src, model, plan, &dropped, &unused_float)?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let out_dir = write_model_dir(&src.dir.root, out, &config, &tensors, metadata)?;
     let before = std::fs::metadata(src.dir.file("model.safetensors")).map(|m| m.len()).unwrap_or(0);
@@ -380,7 +382,13 @@ fn module_of(name: &str) -> String {
 }
 
 /// config.json of the result: the source's, with the compression blocks replaced.
-fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[String]) -> Result<serde_json::Value> {
+fn config_json(
+    src: &Source,
+    model: &dyn Architecture,
+    plan: &Plan,
+    dropped: &[String],
+    unused_float: &[String],
+) -> Result<serde_json::Value> {
     let mut config = src.config.clone();
     let obj = config.as_object_mut().ok_or_else(|| CompressError::Invalid("config.json is not an object".into()))?;
     for k in ["quantization_config", "compression_config", PARE_EXTENSION_KEY, "pruned_heads"] {
@@ -394,14 +402,14 @@ fn config_json(src: &Source, model: &dyn Architecture, plan: &Plan, dropped: &[S
         global_sparsity: zeros as f64 / total.max(1) as f64,
         sparsity_structure: layout.structure(),
         targets: Some(vec!["Linear".into()]),
-        ignore: Some(Vec::new()),
+        ignore: Some(unused_float.to_vec()),
     });
-    // Modules left in float, and dropped modules a loader would otherwise build quantized (BERT's
-    // pooler is a Linear the `Linear` target covers).
+    // Modules left in float, unused ones copied in float, and dropped ones a loader would otherwise
+    // build quantized (BERT's pooler is a Linear the `Linear` target covers).
     let mut qc = match plan.quant.as_ref() {
         Some(q) => {
             let mut ignore = q.keep_float.clone();
-            for m in dropped.iter().map(|d| module_of(d)) {
+            for m in dropped.iter().map(|d| module_of(d)).chain(unused_float.iter().cloned()) {
                 if !ignore.contains(&m) {
                     ignore.push(m);
                 }

@@ -298,7 +298,7 @@ fn activation_ranges_calibrate_on_a_decoder() {
 }
 
 #[test]
-fn the_writer_strips_a_task_head_prefix_keeps_buffers_and_drops_unused_modules() {
+fn the_writer_strips_a_task_head_prefix_keeps_buffers_and_keeps_unused_modules_in_float() {
     use pare_formats::writer::{TensorData, write_safetensors};
     let dir = tempfile::tempdir().unwrap();
     let spec = TinySpec::default();
@@ -324,15 +324,16 @@ fn the_writer_strips_a_task_head_prefix_keeps_buffers_and_drops_unused_modules()
     pare_compress::quantize(&ModelDir::open(dir.path()).unwrap(), &out, &opts, &mut |_| {}).unwrap();
     let f = pare_formats::TensorFile::open(out.join("model.safetensors")).unwrap();
     let names: Vec<String> = f.infos().iter().map(|i| i.name.clone()).collect();
-    assert!(names.iter().all(|n| !n.starts_with("bert.") && !n.starts_with("pooler.")), "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("bert.")), "{names:?}");
+    // The pooler is kept as it was, in float, and left out of quantization.
+    let pooler: Vec<u8> = vec![0.5f32; h * h].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(f.bytes("pooler.dense.weight").unwrap(), &pooler[..]);
     assert_eq!(f.bytes("embeddings.position_ids").unwrap(), &positions[..]);
     assert!(names.contains(&"encoder.layer.1.output.LayerNorm.weight".to_string()));
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(
-        config["pare_compression"]["dropped_unused"],
-        serde_json::json!(["pooler.dense.bias", "pooler.dense.weight"])
-    );
+    assert_eq!(config["quantization_config"]["ignore"], serde_json::json!(["pooler.dense"]));
+    assert!(config["pare_compression"].get("dropped_unused").is_none());
     // And the result runs.
     let enc = SentenceEncoder::load(&ModelDir::open(&out).unwrap()).unwrap();
     assert_eq!(enc.embed(&["a cat".to_string()]).unwrap()[0].len(), h);
