@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{ok, pare, parse_embeddings, s};
+use common::{ok, pare, parse_embeddings, python, s};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,13 +74,6 @@ struct Case {
 
 fn repo() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).to_path_buf()
-}
-
-/// The last line of stdout of scripts/python-env (the Python it made ready).
-fn python() -> String {
-    let o = Command::new(repo().join("scripts/python-env")).output().expect("run scripts/python-env");
-    assert!(o.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().last().unwrap().trim().to_string()
 }
 
 /// Panics, naming the flag and the cases waiting for it, when `pare SUBCOMMAND --help` lacks `flag`.

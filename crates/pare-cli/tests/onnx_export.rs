@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ok, one_line, pare, parse_embeddings_f32, s};
+use common::{ok, one_line, pare, parse_embeddings_f32, python, s};
 use pare_models::testing::{TinyLlama, TinySpec, write_tiny_bert, write_tiny_llama};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,17 +94,6 @@ fn export_refuses_bad_input_in_one_line() {
     assert!(!t.path().join("w").exists(), "nothing written");
 }
 
-/// The Python of the interoperability tests: `PARE_PYTHON` when set, else scripts/python-env's.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("PARE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let env = Command::new(root.join("scripts/python-env")).output().expect("run scripts/python-env");
-    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
-    PathBuf::from(String::from_utf8_lossy(&env.stdout).lines().last().expect("python path").trim())
-}
-
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -154,7 +143,7 @@ const INT8_COS: f64 = 0.999;
 #[test]
 #[ignore = "needs all-minilm-l6-v2 and the Python environment (scripts/python-env)"]
 fn onnx_runtime_runs_the_exported_minilm_as_pare_does() {
-    let py = python();
+    let py = PathBuf::from(python());
     let t = tempfile::tempdir().unwrap();
     let texts = t.path().join("texts.txt");
     std::fs::write(&texts, TEXTS).unwrap();

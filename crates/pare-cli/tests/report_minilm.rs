@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{parse_embeddings_f32, s};
+use common::{parse_embeddings_f32, python, s};
 use pare_eval::metrics::mean_min_cosine;
 use pare_report::Report;
 use std::path::Path;
@@ -29,17 +29,6 @@ fn pare_with(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn embed(model: &str, input: &Path) -> Vec<Vec<f32>> {
     parse_embeddings_f32(&pare(&["embed", model, "--input", s(input)]).stdout)
-}
-
-/// The Python of the interoperability tests: `PARE_PYTHON` when set, else scripts/python-env's.
-fn python() -> String {
-    if let Ok(p) = std::env::var("PARE_PYTHON") {
-        return p;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let env = Command::new(root.join("scripts/python-env")).output().expect("run scripts/python-env");
-    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
-    String::from_utf8_lossy(&env.stdout).lines().last().expect("python path").trim().to_string()
 }
 
 /// Pixels of `png` within a small distance of `rgb`.

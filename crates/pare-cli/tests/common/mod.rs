@@ -24,6 +24,18 @@ pub fn one_line(o: Output, needle: &str) {
     assert!(lines[0].contains(needle), "{err}");
 }
 
+/// The Python of the interoperability tests: `PARE_PYTHON` when set, else the environment
+/// scripts/python-env builds (its last line of output).
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("PARE_PYTHON") {
+        return p;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let env = Command::new(root.join("scripts/python-env")).output().expect("run scripts/python-env");
+    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
+    String::from_utf8_lossy(&env.stdout).lines().last().expect("python path").trim().to_string()
+}
+
 /// A path as the `&str` argument of a command.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
