@@ -38,11 +38,9 @@ pub struct OnnxOptions {
     pub dequantize: bool,
 }
 
-/// An exported model and what it holds.
-#[derive(Debug)]
-pub struct Exported {
-    /// The ONNX model.
-    pub model: Model,
+/// What an exported graph holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Contents {
     /// Linear layers written as integer products.
     pub int8_linears: usize,
     /// Linear layers written in float.
@@ -51,6 +49,15 @@ pub struct Exported {
     pub outlier_channels: usize,
     /// Whether the graph ends with a `sentence_embedding` output.
     pub sentence_output: bool,
+}
+
+/// An exported model and what it holds.
+#[derive(Debug)]
+pub struct Exported {
+    /// The ONNX model.
+    pub model: Model,
+    /// What it holds.
+    pub contents: Contents,
 }
 
 struct Export {
@@ -72,10 +79,6 @@ fn dyn_dims(rest: &[i64]) -> Vec<Dim> {
 }
 
 impl Export {
-    fn ints(&mut self, name: &str, v: &[i64]) -> String {
-        self.g.ints(name, v)
-    }
-
     fn op(&mut self, op: &str, inputs: &[&str]) -> String {
         self.g.node(op, inputs, vec![])
     }
@@ -291,11 +294,7 @@ fn transpose<T: Copy + Default>(w: &[T], n: usize, k: usize) -> Vec<T> {
 /// `[batch, sequence]`), output `last_hidden_state` (`[batch, sequence, hidden]`) and, when `sentence`
 /// is given, `sentence_embedding` (`[batch, hidden]`, pooled over the mask and normalised as it says).
 pub fn export_bert(model: &Bert, sentence: Option<&SentenceConfig>, opts: OnnxOptions) -> Result<Exported> {
-    if model.layers.iter().any(|l| {
-        [&l.query, &l.key, &l.value, &l.attn_out, &l.ffn_up, &l.ffn_down]
-            .iter()
-            .any(|lin| matches!(lin.weight, Weight::Blocks { .. }))
-    }) {
+    if model.linears().iter().any(|(_, lin)| matches!(lin.weight, Weight::Blocks { .. })) {
         return Err(CompressError::Invalid(
             "ONNX export covers float and int8 weights; this model holds llama.cpp blocks".into(),
         ));
@@ -318,7 +317,7 @@ pub fn export_bert(model: &Bert, sentence: Option<&SentenceConfig>, opts: OnnxOp
     let word = e.lookup("embeddings.word_embeddings", &emb.word, &ids);
     let ty = e.lookup("embeddings.token_type_embeddings", &emb.token_type, &types);
     let shape = e.op("Shape", &[&ids]);
-    let one = e.ints("c.index1", &[1]);
+    let one = e.g.ints("c.index1", &[1]);
     let seq = e.op_with("Gather", &[&shape, &one], vec![("axis", Attr::Int(0))]);
     let seq = e.op_with("Squeeze", &[&seq], vec![]);
     let start = e.g.int("c.start", 0);
@@ -335,13 +334,13 @@ pub fn export_bert(model: &Bert, sentence: Option<&SentenceConfig>, opts: OnnxOp
     let big = e.g.scalar("c.mask_bias", 1e4);
     let bias = e.op("Sub", &[&m, &one_f]);
     let bias = e.op("Mul", &[&bias, &big]);
-    let axes = e.ints("c.axes_1_2", &[1, 2]);
+    let axes = e.g.ints("c.axes_1_2", &[1, 2]);
     let bias = e.op("Unsqueeze", &[&bias, &axes]);
 
     for (i, l) in model.layers.iter().enumerate() {
         let p = format!("encoder.layer.{i}");
-        let to_heads = e.ints("c.to_heads", &[0, 0, l.heads as i64, l.head_dim as i64]);
-        let to_hidden = e.ints("c.to_hidden", &[0, 0, h as i64]);
+        let to_heads = e.g.ints("c.to_heads", &[0, 0, l.heads as i64, l.head_dim as i64]);
+        let to_hidden = e.g.ints("c.to_hidden", &[0, 0, h as i64]);
         let heads = |e: &mut Export, lin: &Linear, name: &str, perm: [i64; 4]| {
             let y = e.linear(&x, lin, name);
             let y = e.op("Reshape", &[&y, &to_heads]);
@@ -378,9 +377,9 @@ pub fn export_bert(model: &Bert, sentence: Option<&SentenceConfig>, opts: OnnxOp
 
     if let Some(st) = sentence {
         let keep = e.cast(&mask, DataType::F32);
-        let last = e.ints("c.axis_last", &[-1]);
+        let last = e.g.ints("c.axis_last", &[-1]);
         let keep = e.op("Unsqueeze", &[&keep, &last]);
-        let seq_axis = e.ints("c.axis_1", &[1]);
+        let seq_axis = e.g.ints("c.axis_1", &[1]);
         let pooled = match st.pooling {
             Pooling::Mean => {
                 let masked = e.op("Mul", &[&x, &keep]);
@@ -429,13 +428,13 @@ pub fn export_bert(model: &Bert, sentence: Option<&SentenceConfig>, opts: OnnxOp
         ],
         graph: e.g.finish(),
     };
-    Ok(Exported {
-        model,
+    let contents = Contents {
         int8_linears: int8,
         float_linears: float,
         outlier_channels: outliers,
         sentence_output: sentence.is_some(),
-    })
+    };
+    Ok(Exported { model, contents })
 }
 
 /// What [`export_dir`] wrote.
@@ -445,14 +444,8 @@ pub struct ExportSummary {
     pub out_dir: std::path::PathBuf,
     /// Bytes of `model.onnx`.
     pub onnx_bytes: u64,
-    /// Linear layers written as integer products.
-    pub int8_linears: usize,
-    /// Linear layers written in float.
-    pub float_linears: usize,
-    /// Input channels entering int8 layers in float, summed over layers.
-    pub outlier_channels: usize,
-    /// Whether the graph has a `sentence_embedding` output.
-    pub sentence_output: bool,
+    /// What the graph holds.
+    pub contents: Contents,
 }
 
 /// Exports the BERT model directory `src` to `out`: `model.onnx`, config.json without its
@@ -465,45 +458,28 @@ pub fn export_dir(
     opts: OnnxOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<ExportSummary> {
-    use pare_formats::quant_config::CompressionConfig;
-    use pare_formats::writer::{StagedDir, write_atomic};
-    use pare_formats::{BertConfig, TensorFile};
     crate::output::check_destination(&src.root, out, force)?;
-    let config = BertConfig::load(&src.file("config.json"))?;
-    let compression = CompressionConfig::from_config_file(&src.file("config.json"))?;
-    let file = TensorFile::open(src.file("model.safetensors"))?;
-    let model = Bert::load(&file, &config, &compression)?;
-    let sentence = SentenceConfig::load(&src.root)?;
-    let exported = export_bert(&model, Some(&sentence), opts)?;
+    let enc = pare_models::SentenceEncoder::load(src)?;
+    let exported = export_bert(&enc.model, Some(&enc.sentence), opts)?;
     let bytes = exported.model.encode().map_err(CompressError::Invalid)?;
     let mut cfg: serde_json::Value = pare_formats::read_json(&src.file("config.json"))?;
     if let Some(o) = cfg.as_object_mut() {
         o.remove("quantization_config");
     }
-    let staged = StagedDir::new(out)?;
-    let skip = [staged.path(""), out.to_path_buf()];
-    crate::output::copy_tree(&src.root, &staged.path(""), std::path::Path::new(""), &skip)?;
-    let json = serde_json::to_vec_pretty(&cfg).map_err(|e| CompressError::Invalid(e.to_string()))?;
-    write_atomic(&staged.path("config.json"), &json)?;
-    write_atomic(&staged.path("model.onnx"), &bytes)?;
-    let out_dir = staged.commit()?;
+    let out_dir = crate::output::write_dir_with(&src.root, out, &cfg, |dir| {
+        Ok(pare_formats::writer::write_atomic(&dir.join("model.onnx"), &bytes)?)
+    })?;
+    let c = exported.contents;
     log(&format!(
         "wrote {} ({:.1} MB): {} int8 Linear layers as integer products{}, {} in float; opset {OPSET}",
         out_dir.join("model.onnx").display(),
         bytes.len() as f64 / 1e6,
-        exported.int8_linears,
-        match exported.outlier_channels {
+        c.int8_linears,
+        match c.outlier_channels {
             0 => String::new(),
             n => format!(" ({n} input channels in float)"),
         },
-        exported.float_linears,
+        c.float_linears,
     ));
-    Ok(ExportSummary {
-        out_dir,
-        onnx_bytes: bytes.len() as u64,
-        int8_linears: exported.int8_linears,
-        float_linears: exported.float_linears,
-        outlier_channels: exported.outlier_channels,
-        sentence_output: exported.sentence_output,
-    })
+    Ok(ExportSummary { out_dir, onnx_bytes: bytes.len() as u64, contents: c })
 }

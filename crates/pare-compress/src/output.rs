@@ -37,19 +37,32 @@ pub fn write_model_dir(
     tensors: &[TensorData],
     metadata: HashMap<String, String>,
 ) -> Result<PathBuf> {
+    write_dir_with(src, out, config, |dir| {
+        Ok(write_safetensors(&dir.join("model.safetensors"), tensors, Some(metadata))?)
+    })
+}
+
+/// Writes `out`: the source's other files (not config.json or model.safetensors), `config` as
+/// config.json, and whatever `write` puts into the staging directory it is given.
+pub fn write_dir_with(
+    src: &Path,
+    out: &Path,
+    config: &serde_json::Value,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     let staged = StagedDir::new(out)?;
     let skip = [staged.path(""), out.to_path_buf()];
     copy_tree(src, &staged.path(""), Path::new(""), &skip)?;
     let json = serde_json::to_vec_pretty(config).map_err(|e| CompressError::Invalid(e.to_string()))?;
     write_atomic(&staged.path("config.json"), &json)?;
-    write_safetensors(&staged.path("model.safetensors"), tensors, Some(metadata))?;
+    write(&staged.path(""))?;
     Ok(staged.commit()?)
 }
 
 /// Copies the files of `src` (recursively) into `dst`, except config.json and model.safetensors at the
 /// top, the directories in `skip` (the output being written, when it lies inside the source) and nested
 /// model directories (any directory with its own model.safetensors).
-pub(crate) fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: &[PathBuf]) -> Result<()> {
+fn copy_tree(src: &Path, dst: &Path, rel: &Path, skip: &[PathBuf]) -> Result<()> {
     let dir = src.join(rel);
     let entries = std::fs::read_dir(&dir).map_err(|e| pare_formats::FormatError::io(&dir, e))?;
     for e in entries {
